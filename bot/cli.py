@@ -1,0 +1,120 @@
+"""``merge-bot``: serve | migrate | check-config.
+
+Errors the operator can fix (a bad setting, a port in use, an unreachable database) end as one line on
+stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+from aiohttp import web
+
+from bot import __version__, logs
+from bot.app import create_app
+from bot.config import ConfigError, Settings, load_settings, masked
+from bot.db.migrate import upgrade_async
+from bot.embedded_pg import EmbeddedPostgres
+
+log = logs.get_logger("bot.cli")
+
+
+class CliError(Exception):
+    """An operator-facing failure: printed as one line, exit status 1."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="merge-bot", description="A merge queue for Gitea and Forgejo.")
+    parser.add_argument("--version", action="version", version=f"merge-bot {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="run the webhook receiver and the queue")
+    commands.add_parser("migrate", help="bring the database schema to the newest version")
+    check = commands.add_parser("check-config", help="validate the settings and print them, secrets masked")
+    check.add_argument("--json", action="store_true", help="print JSON instead of key = value lines")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        if args.command == "check-config":
+            return check_config(settings, as_json=args.json)
+        logs.configure(settings.log_level, settings.log_format, settings.secrets())
+        if args.command == "migrate":
+            asyncio.run(migrate(settings))
+        elif args.command == "serve":
+            asyncio.run(serve(settings))
+        return 0
+    except (ConfigError, CliError) as exc:
+        print(f"merge-bot: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, ConfigError) else 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def check_config(settings: Settings, *, as_json: bool) -> int:
+    shown = masked(settings)
+    if as_json:
+        print(json.dumps(shown, indent=2))
+    else:
+        for key, value in shown.items():
+            print(f"{key} = {value}")
+    return 0
+
+
+@asynccontextmanager
+async def database(settings: Settings) -> AsyncIterator[str]:
+    """The configured database, or the embedded one (started here, stopped on the way out), migrated."""
+    embedded: EmbeddedPostgres | None = None
+    if settings.database_url is not None:
+        url = settings.database_url.get_secret_value()
+    else:
+        embedded = EmbeddedPostgres(settings.data_dir / "postgres")
+        log.info("database.embedded_starting", directory=str(embedded.directory))
+        try:
+            url = await embedded.astart()
+        except Exception as exc:
+            raise CliError(f"the embedded PostgreSQL in {embedded.directory} did not start: {exc}") from None
+    try:
+        try:
+            await upgrade_async(url)
+        except (OSError, ConnectionError) as exc:
+            raise CliError(f"the database is unreachable: {exc}") from None
+        yield url
+    finally:
+        if embedded is not None:
+            await embedded.astop()
+            log.info("database.embedded_stopped")
+
+
+async def migrate(settings: Settings) -> None:
+    async with database(settings):
+        log.info("database.migrated")
+
+
+async def serve(settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with database(settings) as url:
+        runner = web.AppRunner(create_app(settings, database_url=url), access_log=None)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, settings.listen.host, settings.listen.port)
+            try:
+                await site.start()
+            except OSError as exc:
+                raise CliError(f"cannot listen on {settings.listen}: {exc.strerror}") from None
+            log.info("serve.listening", listen=str(settings.listen), webhook_url=settings.webhook_url)
+            await stop.wait()
+            log.info("serve.stopping")
+        finally:
+            await runner.cleanup()

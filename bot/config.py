@@ -1,0 +1,225 @@
+"""Settings: a TOML file plus ``MERGE_BOT_*`` environment overrides, parsed once into a frozen object.
+
+The environment wins over the file. ``MERGE_BOT_CONFIG`` names the TOML file; without it no file is read.
+Secrets are ``SecretStr`` so that printing the settings never shows them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "MERGE_BOT_"
+REPO_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+LISTEN_RE = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.:-]*?):(?P<port>\d{1,5})$")
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message is one line meant for the operator."""
+
+
+class Listen(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def parse_listen(value: str) -> Listen:
+    match = LISTEN_RE.match(value.strip())
+    if not match:
+        raise ValueError(f"expected host:port, got {value!r}")
+    host = match.group("host").strip("[]") or "127.0.0.1"
+    port = int(match.group("port"))
+    if not 0 < port < 65536:
+        raise ValueError(f"port {port} is out of range")
+    return Listen(host=host, port=port)
+
+
+def _split_repos(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+def _default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("merge-bot", appauthor=False))
+
+
+class Settings(BaseSettings):
+    """Every setting merge-bot reads. Built once by :func:`load_settings` and passed down."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        frozen=True,
+        extra="forbid",
+        case_sensitive=False,
+    )
+
+    gitea_url: AnyHttpUrl = Field(
+        default=AnyHttpUrl("http://127.0.0.1:3000"), description="Base URL of the Gitea/Forgejo server"
+    )
+    gitea_token: SecretStr | None = Field(default=None, description="API token of the bot's forge user")
+    webhook_secret: SecretStr = Field(description="Secret shared with the forge's webhooks (required)")
+    external_url: AnyHttpUrl | None = Field(
+        default=None, description="URL the forge reaches the bot at; default http://<listen>"
+    )
+    listen: Listen = Field(default=Listen(host="127.0.0.1", port=8080), description="host:port to bind")
+    repos: tuple[str, ...] = Field(default=(), description="Managed repositories")
+    database_url: SecretStr | None = Field(
+        default=None, description="PostgreSQL URL; without it an embedded server runs in data_dir"
+    )
+    data_dir: Path = Field(default_factory=_default_data_dir, description="Embedded database, git mirrors")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    webhook_max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
+
+    @field_validator("listen", mode="before")
+    @classmethod
+    def _listen(cls, value: Any) -> Any:
+        return parse_listen(value) if isinstance(value, str) else value
+
+    @field_validator("repos", mode="before")
+    @classmethod
+    def _repos(cls, value: Any) -> Any:
+        repos = _split_repos(value)
+        for repo in repos or ():
+            if not isinstance(repo, str) or not REPO_RE.match(repo):
+                raise ValueError(f"expected owner/name, got {repo!r}")
+        return repos
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _secret_not_empty(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        url = value.get_secret_value()
+        if not re.match(r"^postgres(ql)?(\+asyncpg)?://", url):
+            raise ValueError("expected a postgresql:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _external_default(self) -> Settings:
+        if self.external_url is None:
+            object.__setattr__(self, "external_url", AnyHttpUrl(f"http://{self.listen}"))
+        return self
+
+    @property
+    def webhook_url(self) -> str:
+        return str(self.external_url).rstrip("/") + "/webhook"
+
+    def secrets(self) -> list[str]:
+        """Every secret value in these settings, for the log redaction filter."""
+        found = [self.webhook_secret.get_secret_value()]
+        if self.gitea_token is not None:
+            found.append(self.gitea_token.get_secret_value())
+        if self.database_url is not None:
+            password = _url_password(self.database_url.get_secret_value())
+            if password:
+                found.append(password)
+        return [value for value in found if value]
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # load_settings merges the TOML file and the environment itself (so the environment is injectable
+        # and read exactly once); the settings object only validates what it is given.
+        return (init_settings,)
+
+
+def _url_password(url: str) -> str | None:
+    match = re.match(r"^[a-z0-9+]+://[^:/@]*:(?P<pw>[^@]*)@", url)
+    return match.group("pw") if match else None
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the TOML file named by MERGE_BOT_CONFIG (if any), then the environment over it, once."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    config_path = env.get(ENV_PREFIX + "CONFIG")
+    if config_path:
+        values.update(read_toml(Path(config_path)))
+    for name in Settings.model_fields:
+        raw = env.get(ENV_PREFIX + name.upper())
+        if raw is not None:
+            values[name] = raw
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise ConfigError(describe_error(exc)) from None
+
+
+def describe_error(exc: ValidationError) -> str:
+    """One line naming the first bad setting, its environment variable and what is wrong."""
+    problems = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else "settings"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "missing":
+            message = "is required"
+        elif error["type"] == "extra_forbidden":
+            problems.append(f"unknown setting {field!r} in the config file")
+            continue
+        problems.append(f"{field} ({ENV_PREFIX}{field.upper()}) {message}")
+    return "invalid settings: " + "; ".join(problems)
+
+
+def masked(settings: Settings) -> dict[str, Any]:
+    """The effective settings as plain values, secrets shown as '**********' (or unset)."""
+    shown: dict[str, Any] = {}
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            shown[name] = "**********"
+        elif isinstance(value, (Listen, AnyHttpUrl, Path)):
+            shown[name] = str(value)
+        elif isinstance(value, tuple):
+            shown[name] = list(value)
+        else:
+            shown[name] = value
+    return shown

@@ -1,0 +1,1 @@
+"""Everything that speaks the forge's language: webhook events, signatures, the API client."""

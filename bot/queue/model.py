@@ -1,0 +1,131 @@
+"""Immutable snapshots the machine decides on. Built by the gate from the database and the forge."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+class EntryState(enum.StrEnum):
+    WAITING = "waiting"
+    QUEUED = "queued"
+    TESTING = "testing"
+    MERGED = "merged"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class AttemptState(enum.StrEnum):
+    BUILDING = "building"
+    TESTING = "testing"
+    PASSED = "passed"
+    MERGING = "merging"
+    DONE = "done"
+    FAILED = "failed"
+    ABANDONED = "abandoned"
+
+
+ACTIVE_ENTRY_STATES = frozenset({EntryState.WAITING, EntryState.QUEUED, EntryState.TESTING})
+ACTIVE_ATTEMPT_STATES = frozenset(
+    {AttemptState.BUILDING, AttemptState.TESTING, AttemptState.PASSED, AttemptState.MERGING}
+)
+
+
+class Strategy(enum.StrEnum):
+    STAGING = "staging"
+    PR_BRANCH = "pr-branch"
+
+
+class MergeMethod(enum.StrEnum):
+    REBASE = "rebase"
+    MERGE = "merge"
+    SQUASH = "squash"
+
+
+class Reason(enum.StrEnum):
+    """Why the machine decided what it did. `queue.messages` turns each into words."""
+
+    IDLE = "idle"
+    STARTED = "started"
+    RESUMED_BUILD = "resumed_build"
+    CHECKS_PENDING = "checks_pending"
+    CHECKS_PASSED = "checks_passed"
+    CHECKS_FAILED = "checks_failed"
+    CI_TIMEOUT = "ci_timeout"
+    CONFLICT = "conflict"
+    ALREADY_IN_BASE = "already_in_base"
+    BASE_MOVED = "base_moved"
+    HEAD_CHANGED = "head_changed"
+    PR_CLOSED = "pr_closed"
+    PR_MERGED_OUTSIDE = "pr_merged_outside"
+    MERGE_RETRY = "merge_retry"
+    MERGED = "merged"
+    MERGE_REFUSED = "merge_refused"
+    CANCELLED_BY_USER = "cancelled_by_user"
+
+
+@dataclass(frozen=True, slots=True)
+class PullView:
+    """The forge's current view of a PR (fresh read or cached webhook facts)."""
+
+    number: int
+    head_sha: str
+    state: str = "open"
+    merged: bool = False
+    merge_commit_sha: str | None = None
+
+    @property
+    def open(self) -> bool:
+        return self.state == "open" and not self.merged
+
+
+@dataclass(frozen=True, slots=True)
+class EntryView:
+    id: int
+    pull: PullView
+    state: EntryState
+    approved_sha: str
+    queued_at: datetime
+    priority: int = 0
+    method: MergeMethod = MergeMethod.REBASE
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptView:
+    id: int
+    state: AttemptState
+    base_sha: str
+    entry_ids: tuple[int, ...]
+    candidate_sha: str | None = None
+    deadline_at: datetime | None = None
+    strategy: Strategy = Strategy.STAGING
+
+
+@dataclass(frozen=True, slots=True)
+class StatusView:
+    context: str
+    state: str
+    target_url: str = ""
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RequiredChecks:
+    """Contexts that must be green: glob patterns, or ``None`` for "at least one status, all green"."""
+
+    patterns: tuple[str, ...] | None = None
+    source: str = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class TrainSnapshot:
+    train_id: int
+    base_branch: str
+    base_tip: str
+    entries: tuple[EntryView, ...]
+    attempt: AttemptView | None
+    now: datetime
+    statuses: tuple[StatusView, ...] = ()
+    required: RequiredChecks = field(default_factory=RequiredChecks)
+    own_context: str = "merge-bot"

@@ -1,0 +1,279 @@
+"""The queue machine, rule by rule (bot/queue/machine.py). Pure: no database, no forge, no clock."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from bot.queue.machine import (
+    AbandonAttempt,
+    BuildCandidate,
+    CancelEntry,
+    Decision,
+    FailAttempt,
+    FinishMerged,
+    MergeAttempt,
+    StartAttempt,
+    WaitUntil,
+    decide,
+    queue_order,
+)
+from bot.queue.model import (
+    AttemptState,
+    AttemptView,
+    EntryState,
+    EntryView,
+    PullView,
+    Reason,
+    RequiredChecks,
+    StatusView,
+    Strategy,
+    TrainSnapshot,
+)
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+BASE = "b" * 40
+BASE2 = "c" * 40
+CAND = "d" * 40
+HEAD = {n: f"{n:x}".rjust(40, "a") for n in range(1, 10)}
+
+
+def entry(
+    n: int, state: EntryState = EntryState.QUEUED, *, priority: int = 0, minutes: int = 0, **pull: object
+) -> EntryView:
+    if "pr_state" in pull:
+        pull["state"] = pull.pop("pr_state")
+    view = replace(PullView(number=n, head_sha=HEAD[n]), **pull)  # type: ignore[arg-type]
+    return EntryView(
+        id=n, pull=view, state=state, approved_sha=HEAD[n], queued_at=T0 + timedelta(minutes=minutes), priority=priority
+    )
+
+
+def attempt(
+    state: AttemptState = AttemptState.TESTING, *, ids: tuple[int, ...] = (1,), **fields: object
+) -> AttemptView:
+    view = AttemptView(
+        id=100, state=state, base_sha=BASE, entry_ids=ids, candidate_sha=CAND, deadline_at=T0 + timedelta(hours=1)
+    )
+    return replace(view, **fields)  # type: ignore[arg-type]
+
+
+def snap(*entries: EntryView, attempt_: AttemptView | None = None, **fields: object) -> TrainSnapshot:
+    snapshot = TrainSnapshot(
+        train_id=1, base_branch="main", base_tip=BASE, entries=entries, attempt=attempt_, now=T0 + timedelta(minutes=5)
+    )
+    return replace(snapshot, **fields)  # type: ignore[arg-type]
+
+
+GREEN = (StatusView("ci/test", "success"),)
+RED = (StatusView("ci/test", "failure", "http://ci/run/7", "2 tests failed"),)
+PENDING = (StatusView("ci/test", "pending"),)
+
+
+CASES: list[tuple[str, TrainSnapshot, Decision]] = [
+    ("empty train waits for events", snap(), Decision((WaitUntil(),), Reason.IDLE)),
+    (
+        "head of queue starts an attempt on the base tip",
+        snap(entry(1)),
+        Decision((StartAttempt((1,), BASE),), Reason.STARTED),
+    ),
+    (
+        "higher priority goes first",
+        snap(entry(1, minutes=0), entry(2, priority=5, minutes=10)),
+        Decision((StartAttempt((2,), BASE),), Reason.STARTED),
+    ),
+    (
+        "same priority: oldest first",
+        snap(entry(2, minutes=3), entry(1, minutes=1), entry(3, minutes=2)),
+        Decision((StartAttempt((1,), BASE),), Reason.STARTED),
+    ),
+    (
+        "waiting entries (dependencies unmet) do not start",
+        snap(entry(1, EntryState.WAITING)),
+        Decision((WaitUntil(),), Reason.IDLE),
+    ),
+    (
+        "a running attempt is not preempted by a new high-priority entry",
+        snap(entry(1, EntryState.TESTING), entry(2, priority=9), attempt_=attempt(), statuses=PENDING),
+        Decision((WaitUntil(T0 + timedelta(hours=1)),), Reason.CHECKS_PENDING, {"missing": [], "pending": ["ci/test"]}),
+    ),
+    (
+        "green on the candidate: merge",
+        snap(entry(1, EntryState.TESTING), attempt_=attempt(), statuses=GREEN),
+        Decision((MergeAttempt(100, BASE, CAND),), Reason.CHECKS_PASSED),
+    ),
+    (
+        "red: fail with the failing context and its link",
+        snap(entry(1, EntryState.TESTING), attempt_=attempt(), statuses=RED),
+        Decision(
+            (
+                FailAttempt(
+                    100,
+                    (1,),
+                    Reason.CHECKS_FAILED,
+                    {
+                        "context": "ci/test",
+                        "state": "failure",
+                        "target_url": "http://ci/run/7",
+                        "description": "2 tests failed",
+                        "sha": CAND,
+                    },
+                ),
+            ),
+            Reason.CHECKS_FAILED,
+            {
+                "context": "ci/test",
+                "state": "failure",
+                "target_url": "http://ci/run/7",
+                "description": "2 tests failed",
+                "sha": CAND,
+            },
+        ),
+    ),
+    (
+        "deadline passed with checks pending: timeout",
+        snap(entry(1, EntryState.TESTING), attempt_=attempt(), statuses=PENDING, now=T0 + timedelta(hours=2)),
+        Decision(
+            (FailAttempt(100, (1,), Reason.CI_TIMEOUT, {"missing": [], "pending": ["ci/test"], "sha": CAND}),),
+            Reason.CI_TIMEOUT,
+            {"missing": [], "pending": ["ci/test"], "sha": CAND},
+        ),
+    ),
+    (
+        "a required context that never appears times out, never passes",
+        snap(
+            entry(1, EntryState.TESTING),
+            attempt_=attempt(),
+            statuses=GREEN,
+            required=RequiredChecks(("ci/test", "ci/e2e")),
+            now=T0 + timedelta(hours=2),
+        ),
+        Decision(
+            (FailAttempt(100, (1,), Reason.CI_TIMEOUT, {"missing": ["ci/e2e"], "pending": [], "sha": CAND}),),
+            Reason.CI_TIMEOUT,
+            {"missing": ["ci/e2e"], "pending": [], "sha": CAND},
+        ),
+    ),
+    (
+        "base moved during the test: rebuild and retest without penalty",
+        snap(entry(1, EntryState.TESTING), attempt_=attempt(), statuses=GREEN, base_tip=BASE2),
+        Decision(
+            (AbandonAttempt(100, Reason.BASE_MOVED, (1,)),),
+            Reason.BASE_MOVED,
+            {"built_on": BASE, "base_now": BASE2},
+        ),
+    ),
+    (
+        "PR head changed by someone else: cancel, abandon the attempt",
+        snap(entry(1, EntryState.TESTING, head_sha=HEAD[9]), attempt_=attempt(), statuses=GREEN),
+        Decision(
+            (
+                AbandonAttempt(100, Reason.HEAD_CHANGED, ()),
+                CancelEntry(1, Reason.HEAD_CHANGED, {"approved": HEAD[1], "head": HEAD[9]}),
+            ),
+            Reason.HEAD_CHANGED,
+        ),
+    ),
+    (
+        "pr-branch strategy: the bot's own rebase is not a head change",
+        snap(
+            entry(1, EntryState.TESTING, head_sha=CAND),
+            attempt_=attempt(strategy=Strategy.PR_BRANCH),
+            statuses=GREEN,
+        ),
+        Decision((MergeAttempt(100, BASE, CAND),), Reason.CHECKS_PASSED),
+    ),
+    (
+        "PR closed during the test: clean abort",
+        snap(entry(1, EntryState.TESTING, pr_state="closed"), attempt_=attempt(), statuses=PENDING),
+        Decision(
+            (AbandonAttempt(100, Reason.PR_CLOSED, ()), CancelEntry(1, Reason.PR_CLOSED)),
+            Reason.PR_CLOSED,
+        ),
+    ),
+    (
+        "PR merged by a human during the test: clean abort",
+        snap(
+            entry(1, EntryState.TESTING, pr_state="closed", merged=True, merge_commit_sha=HEAD[8]),
+            attempt_=attempt(),
+            statuses=PENDING,
+        ),
+        Decision(
+            (
+                AbandonAttempt(100, Reason.PR_MERGED_OUTSIDE, ()),
+                CancelEntry(1, Reason.PR_MERGED_OUTSIDE, {"merge_commit_sha": HEAD[8]}),
+            ),
+            Reason.PR_MERGED_OUTSIDE,
+        ),
+    ),
+    (
+        "queued entry whose PR got new commits is cancelled before anything starts",
+        snap(entry(1, head_sha=HEAD[9]), entry(2)),
+        Decision((CancelEntry(1, Reason.HEAD_CHANGED, {"approved": HEAD[1], "head": HEAD[9]}),), Reason.HEAD_CHANGED),
+    ),
+    (
+        "attempt lost its candidate mid-build: rebuild it",
+        snap(entry(1, EntryState.TESTING), attempt_=attempt(AttemptState.BUILDING, candidate_sha=None)),
+        Decision((BuildCandidate(100),), Reason.RESUMED_BUILD),
+    ),
+    (
+        "merging, base already at the candidate (crash after the push): finish the bookkeeping",
+        snap(entry(1, EntryState.TESTING), attempt_=attempt(AttemptState.MERGING), base_tip=CAND),
+        Decision((FinishMerged(100, (1,), CAND),), Reason.MERGED),
+    ),
+    (
+        "merging, and the PR already shows merged by our own merge: finish, do not cancel",
+        snap(
+            entry(1, EntryState.TESTING, pr_state="closed", merged=True, merge_commit_sha=CAND),
+            attempt_=attempt(AttemptState.MERGING),
+            base_tip=CAND,
+        ),
+        Decision((FinishMerged(100, (1,), CAND),), Reason.MERGED),
+    ),
+    (
+        "merging, base still at the tested base: push the fast-forward again",
+        snap(entry(1, EntryState.TESTING), attempt_=attempt(AttemptState.MERGING)),
+        Decision((MergeAttempt(100, BASE, CAND),), Reason.MERGE_RETRY),
+    ),
+    (
+        "merging, base moved elsewhere: the fast-forward was refused, rebuild",
+        snap(entry(1, EntryState.TESTING), attempt_=attempt(AttemptState.MERGING), base_tip=BASE2),
+        Decision(
+            (AbandonAttempt(100, Reason.BASE_MOVED, (1,)),),
+            Reason.BASE_MOVED,
+            {"built_on": BASE, "base_now": BASE2},
+        ),
+    ),
+    (
+        "merging, base moved on past the landed candidate: finish",
+        snap(entry(1, EntryState.TESTING), attempt_=attempt(AttemptState.MERGING), base_tip=BASE2),
+        Decision((FinishMerged(100, (1,), CAND),), Reason.MERGED),
+    ),
+    (
+        "merging, PR closed before the push: abort instead of pushing",
+        snap(entry(1, EntryState.TESTING, pr_state="closed"), attempt_=attempt(AttemptState.MERGING)),
+        Decision(
+            (AbandonAttempt(100, Reason.PR_CLOSED, ()), CancelEntry(1, Reason.PR_CLOSED)),
+            Reason.PR_CLOSED,
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "snapshot", "expected"), CASES, ids=[case[0] for case in CASES])
+def test_rule(name: str, snapshot: TrainSnapshot, expected: Decision) -> None:
+    landed = name == "merging, base moved on past the landed candidate: finish"
+    assert decide(snapshot, candidate_landed=landed) == expected
+
+
+def test_queue_order_is_priority_then_age_then_id() -> None:
+    entries = [entry(1, minutes=5), entry(2, priority=1, minutes=9), entry(3, minutes=5), entry(4, EntryState.WAITING)]
+    assert [e.id for e in queue_order(entries)] == [2, 1, 3]
+
+
+def test_statuses_of_the_bot_itself_never_merge() -> None:
+    own = (StatusView("merge-bot", "success"), StatusView("merge-bot/ci/test", "success"))
+    decision = decide(snap(entry(1, EntryState.TESTING), attempt_=attempt(), statuses=own))
+    assert decision.reason is Reason.CHECKS_PENDING

@@ -41,9 +41,7 @@ def delivery_headers(headers: Mapping[str, str]) -> DeliveryHeaders:
 
     flavour: Flavour = "forgejo" if headers.get("X-Forgejo-Event") else "gitea"
     event = first("X-Forgejo-Event", "X-Gitea-Event", "X-Gogs-Event", "X-GitHub-Event")
-    event_type = first(
-        "X-Forgejo-Event-Type", "X-Gitea-Event-Type", "X-Gogs-Event-Type", "X-GitHub-Event-Type"
-    )
+    event_type = first("X-Forgejo-Event-Type", "X-Gitea-Event-Type", "X-Gogs-Event-Type", "X-GitHub-Event-Type")
     delivery = first("X-Forgejo-Delivery", "X-Gitea-Delivery", "X-Gogs-Delivery", "X-GitHub-Delivery")
     return DeliveryHeaders(delivery or None, event, event_type or event, flavour)
 
@@ -170,9 +168,7 @@ REVIEW_TYPES: dict[str, Literal["approved", "rejected"]] = {
 # Event types whose deliveries the bot stores; everything else is answered 2xx and dropped.
 PULL_EVENT_TYPES = frozenset({"pull_request", "pull_request_sync", "pull_request_label"})
 COMMENT_EVENT_TYPES = frozenset({"issue_comment", "pull_request_comment"})
-HANDLED_EVENT_TYPES = (
-    PULL_EVENT_TYPES | COMMENT_EVENT_TYPES | frozenset(REVIEW_TYPES) | frozenset({"status", "push"})
-)
+HANDLED_EVENT_TYPES = PULL_EVENT_TYPES | COMMENT_EVENT_TYPES | frozenset(REVIEW_TYPES) | frozenset({"status", "push"})
 
 
 def wanted(event: Event | None) -> bool:
@@ -268,7 +264,13 @@ def _push(payload: Mapping[str, Any]) -> PushEvent:
 
 
 def _pull(payload: Mapping[str, Any]) -> PullRequestInfo:
-    pull = _obj(payload, "pull_request")
+    return pull_info(_obj(payload, "pull_request"))
+
+
+def pull_info(pull: Any) -> PullRequestInfo:
+    """A pull request object (webhook ``pull_request`` or an API answer, same shape) → PullRequestInfo."""
+    if not isinstance(pull, Mapping):
+        raise MalformedEvent("pull request is not an object")
     head = _obj(pull, "head")
     base = _obj(pull, "base")
     head_repo = head.get("repo")

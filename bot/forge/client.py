@@ -1,0 +1,331 @@
+"""A thin client of the Gitea/Forgejo REST API on the app's aiohttp session.
+
+Every call passes :meth:`GiteaClient._request`, the one choke point: token in the ``Authorization``
+header (never in a URL), HTTP status → typed error (``bot.forge.errors``), and retries for GETs only —
+with exponential backoff, jitter and ``Retry-After`` — on 429, 5xx and connection failures. A failed
+POST/PUT/PATCH/DELETE is never repeated here: the caller re-reads the state and decides (FAULTS.md 19).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+from pydantic import SecretStr
+
+from bot.forge.errors import ForgeError, NotFound, RateLimited, ServerError, Unavailable, error_for
+from bot.forge.events import MalformedEvent, PullRequestInfo, pull_info
+
+PAGE_LIMIT = 50  # Gitea's maximum page size
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    context: str
+    state: str
+    target_url: str
+    description: str
+    id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Protection:
+    branch: str
+    status_checks: bool
+    contexts: tuple[str, ...]
+    required_approvals: int
+    push_whitelist: tuple[str, ...]
+    enable_push: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Comment:
+    id: int
+    body: str
+    author: str
+    created_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class Hook:
+    id: int
+    url: str
+    events: tuple[str, ...]
+    active: bool
+
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+def _path(*parts: str | int) -> str:
+    return "/".join(quote(str(part), safe="") for part in parts)
+
+
+class GiteaClient:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        token: SecretStr | None,
+        *,
+        get_retries: int = 4,
+        backoff: float = 0.25,
+        timeout: float = 30.0,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self._session = session
+        self._api = base_url.rstrip("/") + "/api/v1"
+        self._token = token
+        self._get_retries = get_retries
+        self._backoff = backoff
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._sleep = sleep
+
+    # -- the choke point ------------------------------------------------------------------------------
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, str | int] | None = None,
+    ) -> tuple[int, Any, Mapping[str, str]]:
+        headers = {"Accept": "application/json"}
+        if self._token is not None:
+            headers["Authorization"] = f"token {self._token.get_secret_value()}"
+        attempts = 1 + (self._get_retries if method == "GET" else 0)
+        for attempt in range(attempts):
+            try:
+                async with self._session.request(
+                    method, self._api + path, json=json, params=params, headers=headers, timeout=self._timeout
+                ) as response:
+                    text = await response.text()
+                    body = _decode(text, response.content_type)
+                    if response.status < 400:
+                        return response.status, body, response.headers
+                    error = error_for(method, path, response.status, _message(body, text))
+                    retry_after = _retry_after(response.headers)
+            except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+                error = Unavailable(method, path, None, type(exc).__name__)
+                retry_after = None
+            retriable = isinstance(error, (RateLimited, ServerError, Unavailable))
+            if not retriable or attempt == attempts - 1:
+                raise error
+            delay = self._backoff * (2**attempt) * (0.5 + random.random())
+            await self._sleep(max(delay, retry_after or 0.0))
+        raise AssertionError("unreachable")
+
+    async def _get(self, path: str, **params: str | int) -> Any:
+        return (await self._request("GET", path, params=params or None))[1]
+
+    async def _pages(self, path: str, **params: str | int) -> AsyncIterator[Any]:
+        """Every item of a paginated list. Pages on until an empty page: Gitea may filter after LIMIT."""
+        page = 1
+        while True:
+            _, items, _ = await self._request("GET", path, params={**params, "page": page, "limit": PAGE_LIMIT})
+            if not items:
+                return
+            for item in items:
+                yield item
+            page += 1
+
+    # -- pull requests --------------------------------------------------------------------------------
+
+    async def get_pull(self, owner: str, repo: str, number: int) -> PullRequestInfo:
+        return _pull(await self._get(f"/repos/{_path(owner, repo)}/pulls/{number}"))
+
+    async def list_pulls(self, owner: str, repo: str, state: str = "open") -> list[PullRequestInfo]:
+        return [_pull(item) async for item in self._pages(f"/repos/{_path(owner, repo)}/pulls", state=state)]
+
+    async def merge_pull(
+        self,
+        owner: str,
+        repo: str,
+        number: int,
+        do: str,
+        *,
+        merge_commit_id: str | None = None,
+        head_commit_id: str | None = None,
+        title: str | None = None,
+        message: str | None = None,
+        delete_branch_after_merge: bool = False,
+    ) -> None:
+        body: dict[str, Any] = {"Do": do, "do": do, "delete_branch_after_merge": delete_branch_after_merge}
+        if merge_commit_id:
+            body["MergeCommitID"] = body["merge_commit_id"] = merge_commit_id
+        if head_commit_id:
+            body["head_commit_id"] = head_commit_id
+        if title:
+            body["MergeTitleField"] = body["merge_title_field"] = title
+        if message:
+            body["MergeMessageField"] = body["merge_message_field"] = message
+        await self._request("POST", f"/repos/{_path(owner, repo)}/pulls/{number}/merge", json=body)
+
+    async def is_merged(self, owner: str, repo: str, number: int) -> bool:
+        try:
+            status, _, _ = await self._request("GET", f"/repos/{_path(owner, repo)}/pulls/{number}/merge")
+        except NotFound:
+            return False
+        return status == 204
+
+    # -- branches, statuses, protections --------------------------------------------------------------
+
+    async def branch_sha(self, owner: str, repo: str, branch: str) -> str:
+        data = await self._get(f"/repos/{_path(owner, repo)}/branches/{_path(branch)}")
+        return str(_obj(data, "commit")["id"])
+
+    async def delete_branch(self, owner: str, repo: str, branch: str) -> bool:
+        try:
+            await self._request("DELETE", f"/repos/{_path(owner, repo)}/branches/{_path(branch)}")
+        except NotFound:
+            return False
+        return True
+
+    async def create_status(
+        self, owner: str, repo: str, sha: str, *, state: str, context: str, description: str = "", target_url: str = ""
+    ) -> None:
+        body = {"state": state, "context": context, "description": description, "target_url": target_url}
+        await self._request("POST", f"/repos/{_path(owner, repo)}/statuses/{sha}", json=body)
+
+    async def list_statuses(self, owner: str, repo: str, sha: str) -> list[Status]:
+        """Statuses of a commit, newest first; the latest per context is the one that counts."""
+        found = []
+        async for item in self._pages(f"/repos/{_path(owner, repo)}/commits/{sha}/statuses", sort="newest"):
+            found.append(
+                Status(
+                    context=str(item.get("context", "")),
+                    state=str(item.get("status") or item.get("state") or ""),
+                    target_url=str(item.get("target_url") or ""),
+                    description=str(item.get("description") or ""),
+                    id=item.get("id"),
+                )
+            )
+        return found
+
+    async def branch_protection(self, owner: str, repo: str, branch: str) -> Protection | None:
+        try:
+            data = await self._get(f"/repos/{_path(owner, repo)}/branch_protections/{_path(branch)}")
+        except NotFound:
+            return None
+        return Protection(
+            branch=branch,
+            status_checks=bool(data.get("enable_status_check")),
+            contexts=tuple(data.get("status_check_contexts") or ()),
+            required_approvals=int(data.get("required_approvals") or 0),
+            push_whitelist=tuple(data.get("push_whitelist_usernames") or ()),
+            enable_push=bool(data.get("enable_push")),
+        )
+
+    # -- issues: comments, reactions, labels, permissions ---------------------------------------------
+
+    async def comment(self, owner: str, repo: str, number: int, body: str) -> int:
+        _, data, _ = await self._request(
+            "POST", f"/repos/{_path(owner, repo)}/issues/{number}/comments", json={"body": body}
+        )
+        return int(data["id"])
+
+    async def list_comments(self, owner: str, repo: str, number: int) -> list[Comment]:
+        return [_comment(item) async for item in self._pages(f"/repos/{_path(owner, repo)}/issues/{number}/comments")]
+
+    async def react(self, owner: str, repo: str, comment_id: int, content: str) -> None:
+        await self._request(
+            "POST", f"/repos/{_path(owner, repo)}/issues/comments/{comment_id}/reactions", json={"content": content}
+        )
+
+    async def permission(self, owner: str, repo: str, user: str) -> str:
+        """none, read, write, admin or owner."""
+        try:
+            data = await self._get(f"/repos/{_path(owner, repo)}/collaborators/{_path(user)}/permission")
+        except NotFound:
+            return "none"
+        return str(data.get("permission") or "none")
+
+    # -- hooks ----------------------------------------------------------------------------------------
+
+    async def list_hooks(self, owner: str, repo: str) -> list[Hook]:
+        return [_hook(item) async for item in self._pages(f"/repos/{_path(owner, repo)}/hooks")]
+
+    async def create_hook(self, owner: str, repo: str, url: str, secret: SecretStr, events: tuple[str, ...]) -> Hook:
+        body = {
+            "type": "gitea",
+            "active": True,
+            "events": list(events),
+            "config": {"url": url, "content_type": "json", "secret": secret.get_secret_value()},
+        }
+        _, data, _ = await self._request("POST", f"/repos/{_path(owner, repo)}/hooks", json=body)
+        return _hook(data)
+
+    async def edit_hook(self, owner: str, repo: str, hook_id: int, secret: SecretStr, events: tuple[str, ...]) -> None:
+        body = {"active": True, "events": list(events), "config": {"secret": secret.get_secret_value()}}
+        await self._request("PATCH", f"/repos/{_path(owner, repo)}/hooks/{hook_id}", json=body)
+
+    async def delete_hook(self, owner: str, repo: str, hook_id: int) -> None:
+        await self._request("DELETE", f"/repos/{_path(owner, repo)}/hooks/{hook_id}")
+
+
+def _decode(text: str, content_type: str) -> Any:
+    if not text:
+        return None
+    if "json" in content_type:
+        try:
+            return json.loads(text)
+        except ValueError:
+            return None
+    return None
+
+
+def _message(body: Any, text: str) -> str:
+    if isinstance(body, Mapping) and isinstance(body.get("message"), str):
+        return str(body["message"])
+    return text[:200]
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("Retry-After")
+    try:
+        return min(float(value), 60.0) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _obj(data: Any, key: str) -> Mapping[str, Any]:
+    value = data.get(key) if isinstance(data, Mapping) else None
+    if not isinstance(value, Mapping):
+        raise ForgeError("GET", key, 200, f"answer lacks {key}")
+    return value
+
+
+def _pull(data: Any) -> PullRequestInfo:
+    try:
+        return pull_info(data)
+    except MalformedEvent as exc:
+        raise ForgeError("GET", "pulls", 200, f"unexpected pull request shape: {exc}") from None
+
+
+def _comment(item: Mapping[str, Any]) -> Comment:
+    user = item.get("user") or {}
+    return Comment(
+        id=int(item["id"]),
+        body=str(item.get("body") or ""),
+        author=str(user.get("login") or ""),
+        created_at=str(item.get("created_at") or ""),
+        updated_at=str(item.get("updated_at") or ""),
+    )
+
+
+def _hook(item: Mapping[str, Any]) -> Hook:
+    config = item.get("config") or {}
+    return Hook(
+        id=int(item["id"]),
+        url=str(config.get("url") or ""),
+        events=tuple(item.get("events") or ()),
+        active=bool(item.get("active")),
+    )

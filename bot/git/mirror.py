@@ -111,9 +111,9 @@ def classify(line: PorcelainLine, new_sha: str | None, stderr: str) -> PushResul
 
 
 def mirror_name(remote_url: str) -> str:
-    """A directory name for ``remote_url``: readable tail plus a hash of the whole URL."""
-    tail = urlsplit(remote_url).path.rstrip("/").removesuffix(".git")
-    readable = re.sub(r"[^A-Za-z0-9_.-]+", "_", tail.strip("/"))[-60:].strip("._") or "repo"
+    """A directory name for ``remote_url``: ``owner_repo-<hash of the whole URL>.git``."""
+    owner_repo = urlsplit(remote_url).path.strip("/").removesuffix(".git").split("/")[-2:]
+    readable = re.sub(r"[^A-Za-z0-9_.-]+", "_", "_".join(owner_repo))[-60:].strip("._") or "repo"
     digest = hashlib.sha256(remote_url.encode()).hexdigest()[:12]
     return f"{readable}-{digest}.git"
 
@@ -228,9 +228,7 @@ class MirrorCache:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         scratch = self.data_dir / f".{path.name}.{uuid.uuid4().hex}.tmp"
         try:
-            await self.runner.run(
-                self.data_dir, "init", "--quiet", "--bare", "--initial-branch=main", str(scratch)
-            )
+            await self.runner.run(self.data_dir, "init", "--quiet", "--bare", "--initial-branch=main", str(scratch))
             await self.runner.run(scratch, "config", "remote.origin.url", remote_url)
             try:
                 os.rename(scratch, path)

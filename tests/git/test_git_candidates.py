@@ -40,9 +40,7 @@ def git_rebase(repo: Repo, base: str, head: str) -> str:
     return repo.rev("HEAD")
 
 
-async def test_rebase_onto_moved_base_keeps_authors_and_sets_committer(
-    repo: Repo, builder: CandidateBuilder
-) -> None:
+async def test_rebase_onto_moved_base_keeps_authors_and_sets_committer(repo: Repo, builder: CandidateBuilder) -> None:
     main, _ = fork(repo)
     f1, f2 = repo.git("rev-list", "--reverse", "main..feature").split()
 
@@ -78,9 +76,7 @@ async def test_same_inputs_give_the_same_candidate(repo: Repo, builder: Candidat
     assert first == again
 
 
-async def test_rebase_of_a_pr_already_on_the_tip_keeps_its_commits(
-    repo: Repo, builder: CandidateBuilder
-) -> None:
+async def test_rebase_of_a_pr_already_on_the_tip_keeps_its_commits(repo: Repo, builder: CandidateBuilder) -> None:
     repo.commit("base", {"a.txt": "a\n"})
     repo.checkout("main", new="feature")
     f1 = repo.commit("f1", {"b.txt": "b\n"})
@@ -218,18 +214,14 @@ async def test_squash_with_a_given_author(repo: Repo, builder: CandidateBuilder)
     fork(repo)
     poster = Signature("Pat Poster", "pat@example.com")
 
-    result = await builder.squash(
-        "main", "feature", message="x", author=poster, committer_date=COMMITTER_DATE
-    )
+    result = await builder.squash("main", "feature", message="x", author=poster, committer_date=COMMITTER_DATE)
 
     assert isinstance(result, Built)
     assert repo.show("%an <%ae> %at", result.sha) == "Pat Poster <pat@example.com> 1714564800"
 
 
 @pytest.mark.parametrize("method", ["merge", "squash"])
-async def test_merge_and_squash_conflicts_name_the_paths(
-    repo: Repo, builder: CandidateBuilder, method: str
-) -> None:
+async def test_merge_and_squash_conflicts_name_the_paths(repo: Repo, builder: CandidateBuilder, method: str) -> None:
     repo.commit("base", {"a.txt": "a\n", "b.txt": "b\n"})
     repo.checkout("main", new="feature")
     head = repo.commit("f1", {"a.txt": "feature\n"})

@@ -18,9 +18,7 @@ FILES = ("a.txt", "b.txt")
 LINES = 4
 Edit = tuple[str, int, str]
 
-edits = st.lists(
-    st.tuples(st.sampled_from(FILES), st.integers(0, LINES - 1), st.sampled_from("xyz")), max_size=3
-)
+edits = st.lists(st.tuples(st.sampled_from(FILES), st.integers(0, LINES - 1), st.sampled_from("xyz")), max_size=3)
 
 
 def apply(repo: Repo, content: dict[str, list[str]], message: str, commit_edits: list[Edit]) -> None:
@@ -38,9 +36,7 @@ def git_rebase(repo: Repo, base: str, head: str) -> Built | Conflict | NothingTo
         "GIT_COMMITTER_EMAIL": BOT.email,
         "GIT_COMMITTER_DATE": git_date(COMMITTER_DATE),
     }
-    done = subprocess.run(
-        ["git", "-C", str(repo.path), "rebase", "--quiet", base], env=env, capture_output=True
-    )
+    done = subprocess.run(["git", "-C", str(repo.path), "rebase", "--quiet", base], env=env, capture_output=True)
     if done.returncode != 0:
         stopped = repo.rev("REBASE_HEAD")
         paths = tuple(repo.git("diff", "--name-only", "--diff-filter=U").split())

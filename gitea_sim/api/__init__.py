@@ -1,0 +1,1 @@
+"""Gitea REST API handlers, one module per area."""

@@ -1,0 +1,126 @@
+"""The simulated CI (`PUT /_sim/ci/{owner}/{repo}`): on each push to a matching branch it checks the commit out,
+runs the repository's own command and posts pending then success/failure under its context, as user `ci`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .gitrepo import run_git
+from .model import CIConfig, Repo
+
+if TYPE_CHECKING:
+    from .core import Sim
+
+CI_TIMEOUT_S = 600.0
+
+
+@dataclass
+class CIRun:
+    id: int
+    repo: str
+    branch: str
+    sha: str
+    context: str
+    command: str
+    state: str = "queued"  # queued | running | success | failure | error | silent
+    exit_code: int | None = None
+    output: str = ""
+    started: float = field(default_factory=time.time)
+    finished: float | None = None
+
+
+class CIRunner:
+    def __init__(self, sim: Sim) -> None:
+        self.sim = sim
+        self.runs: dict[int, CIRun] = {}
+        self._ids = itertools.count(1)
+        self._workdir: Path | None = None
+
+    async def close(self) -> None:
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+
+    def configure(self, repo: Repo, config: CIConfig) -> None:
+        repo.ci = [c for c in repo.ci if c.context != config.context] + [config]
+
+    def on_push(self, repo: Repo, branch: str, sha: str) -> None:
+        for config in repo.ci:
+            if any(fnmatchcase(branch, pattern) for pattern in config.branches):
+                run = CIRun(next(self._ids), self.sim.state.repo_full_name(repo), branch, sha, config.context,
+                            config.command)
+                self.runs[run.id] = run
+                self.sim.spawn(self._run(repo, config, run), name=f"ci-{run.id}")
+
+    def run_url(self, run: CIRun) -> str:
+        return f"{self.sim.base_url}/_sim/ci/runs/{run.id}"
+
+    async def _run(self, repo: Repo, config: CIConfig, run: CIRun) -> None:
+        fault = self.sim.faults.take_ci(run.repo, run.context)
+        action = fault.action if fault else ""
+        ci = self.sim.ci_user()
+        self.sim.log.add("ci", run=run.id, repo=run.repo, sha=run.sha, context=run.context, phase="start",
+                         fault=action)
+        if action == "silent":
+            run.state = "silent"
+            return
+        await self.sim.add_status(repo, run.sha, "pending", config.context, config.description_pending,
+                                  self.run_url(run), ci)
+        if action == "pending_forever":
+            run.state = "silent"
+            return
+        if config.delay_s:
+            await asyncio.sleep(config.delay_s)
+        run.state = "running"
+        started = time.monotonic()
+        if action in ("fail", "error"):
+            code, output = 1, f"injected CI fault: {action}\n"
+        else:
+            code, output = await self._execute(repo, run)
+        run.exit_code, run.output, run.finished = code, output, time.time()
+        took = time.monotonic() - started
+        if action == "error":
+            state, desc = "error", "CI infrastructure error (injected)"
+        elif code == 0:
+            state, desc = "success", f"Successful in {took:.1f}s"
+        else:
+            state, desc = "failure", f"Failing after {took:.1f}s (exit {code})"
+        run.state = state
+        await self.sim.add_status(repo, run.sha, state, config.context, desc, self.run_url(run), ci)
+        self.sim.log.add("ci", run=run.id, repo=run.repo, sha=run.sha, context=run.context, phase="done",
+                         state=state, exit_code=code)
+
+    async def _execute(self, repo: Repo, run: CIRun) -> tuple[int, str]:
+        if self._workdir is None:
+            self._workdir = Path(tempfile.mkdtemp(prefix="gitea-sim-ci-"))
+        checkout = self._workdir / f"run-{run.id}"
+        try:
+            await run_git(["clone", "--quiet", "--shared", "--no-checkout", str(repo.path), str(checkout)])
+            await run_git(["-C", str(checkout), "checkout", "--quiet", "--detach", run.sha])
+            env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+            env.update({"CI": "true", "CI_COMMIT_SHA": run.sha, "CI_COMMIT_BRANCH": run.branch,
+                        "CI_REPO": run.repo})
+            proc = await asyncio.create_subprocess_exec(
+                "sh", "-c", run.command, cwd=str(checkout), env=env, stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+            try:
+                out, _ = await asyncio.wait_for(proc.communicate(), CI_TIMEOUT_S)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, 9)
+                await proc.wait()
+                return 124, "CI command timed out\n"
+            return (proc.returncode or 0), out.decode(errors="replace")
+        except Exception as exc:  # the runner must always report
+            return 1, f"CI runner error: {exc}\n"
+        finally:
+            shutil.rmtree(checkout, ignore_errors=True)

@@ -56,7 +56,7 @@ def parse_listen(value: str) -> Listen:
     return Listen(host=host, port=port)
 
 
-def _split_repos(value: Any) -> Any:
+def _split_list(value: Any) -> Any:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
@@ -93,16 +93,28 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
     webhook_max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
+    strategy: Literal["staging", "pr-branch"] = "staging"
+    ci_timeout_seconds: int = Field(default=3600, ge=10)
+    required_contexts: tuple[str, ...] = ()
+    status_context: str = Field(default="merge-bot", min_length=1, max_length=64)
+    delete_branch_after_merge: bool = False
+    gate_poll_seconds: float = Field(default=5.0, gt=0, le=600)
+    lease_seconds: int = Field(default=60, ge=5)
 
     @field_validator("listen", mode="before")
     @classmethod
     def _listen(cls, value: Any) -> Any:
         return parse_listen(value) if isinstance(value, str) else value
 
+    @field_validator("required_contexts", mode="before")
+    @classmethod
+    def _contexts(cls, value: Any) -> Any:
+        return _split_list(value)
+
     @field_validator("repos", mode="before")
     @classmethod
     def _repos(cls, value: Any) -> Any:
-        repos = _split_repos(value)
+        repos = _split_list(value)
         for repo in repos or ():
             if not isinstance(repo, str) or not REPO_RE.match(repo):
                 raise ValueError(f"expected owner/name, got {repo!r}")

@@ -49,9 +49,7 @@ class DeliveryWriter:
         self.stored = 0
 
     async def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._run(), name=f"inbox-writer-{n}") for n in range(self._writers)
-        ]
+        self._tasks = [asyncio.create_task(self._run(), name=f"inbox-writer-{n}") for n in range(self._writers)]
 
     async def close(self) -> None:
         """Finish what is queued, then stop."""
@@ -100,9 +98,7 @@ class DeliveryWriter:
         statement = (
             insert(WebhookDelivery)
             .values(rows)
-            .on_conflict_do_nothing(
-                index_elements=["delivery_uuid"], index_where=text("delivery_uuid IS NOT NULL")
-            )
+            .on_conflict_do_nothing(index_elements=["delivery_uuid"], index_where=text("delivery_uuid IS NOT NULL"))
             .returning(WebhookDelivery.delivery_uuid)
         )
         try:

@@ -302,7 +302,5 @@ class CommitStatus(Base):
 
     __table_args__ = (
         UniqueConstraint("repository_id", "sha", "context"),
-        CheckConstraint(
-            "state IN ('pending', 'success', 'error', 'failure', 'warning', 'skipped')", name="state"
-        ),
+        CheckConstraint("state IN ('pending', 'success', 'error', 'failure', 'warning', 'skipped')", name="state"),
     )

@@ -137,6 +137,10 @@ class GiteaClient:
                 yield item
             page += 1
 
+    async def current_user(self) -> str:
+        data = await self._get("/user")
+        return str(data.get("login") or data.get("username") or "")
+
     # -- pull requests --------------------------------------------------------------------------------
 
     async def get_pull(self, owner: str, repo: str, number: int) -> PullRequestInfo:

@@ -149,25 +149,31 @@ def parse_merge_tree(stdout: bytes, clean: bool) -> MergeTree:
 
 
 def parse_commit(sha: str, raw: bytes) -> Commit:
-    """Parse a raw commit object (``git cat-file commit``)."""
+    """Parse a raw commit object (``git cat-file commit``).
+
+    A message in another encoding (an ``encoding`` header) is re-encoded to UTF-8, as ``git rebase`` does;
+    only an encoding Python does not know is kept, to be declared again on the new commit.
+    """
     header, _, message = raw.partition(b"\n\n")
-    tree = ""
-    parents: list[str] = []
-    author: Signature | None = None
-    encoding: str | None = None
+    fields: dict[bytes, list[bytes]] = {}
     for line in header.split(b"\n"):
         key, _, value = line.partition(b" ")
-        if key == b"tree":
-            tree = value.decode("ascii")
-        elif key == b"parent":
-            parents.append(value.decode("ascii"))
-        elif key == b"author":
-            author = _parse_signature(value)
-        elif key == b"encoding":
-            encoding = value.decode("ascii", "replace")
-    if not tree or author is None:
+        fields.setdefault(key, []).append(value)
+    if not fields.get(b"tree") or not fields.get(b"author"):
         raise ValueError(f"commit {sha} has no tree or author")
-    return Commit(sha, tree, tuple(parents), author, message, encoding)
+    author = fields[b"author"][0]
+    encoding = fields[b"encoding"][0].decode("ascii", "replace") if b"encoding" in fields else None
+    if encoding is not None:
+        message, author, encoding = _to_utf8(message, author, encoding)
+    parents = tuple(parent.decode("ascii") for parent in fields.get(b"parent", []))
+    return Commit(sha, fields[b"tree"][0].decode("ascii"), parents, _parse_signature(author), message, encoding)
+
+
+def _to_utf8(message: bytes, author: bytes, encoding: str) -> tuple[bytes, bytes, str | None]:
+    try:
+        return message.decode(encoding).encode(), author.decode(encoding).encode(), None
+    except (LookupError, UnicodeError):
+        return message, author, encoding
 
 
 def parse_cat_file_batch(stdout: bytes) -> dict[str, Commit]:

@@ -1,0 +1,229 @@
+"""Queries shared by the inbox and the gate. Each takes the session it runs in; none commits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.db.models import (
+    ACTIVE_ATTEMPT_STATES_SQL,
+    Attempt,
+    AttemptEntry,
+    CommitStatus,
+    Entry,
+    EntryEvent,
+    PullRequest,
+    Repository,
+    Train,
+)
+from bot.forge.events import PullRequestInfo
+from bot.queue.model import ACTIVE_ATTEMPT_STATES, ACTIVE_ENTRY_STATES
+
+
+class StaleRow(RuntimeError):
+    """A conditional update matched no row: someone else moved it first. Re-read and decide again."""
+
+
+async def ensure_repository(session: AsyncSession, owner: str, name: str, forge_id: int | None = None) -> Repository:
+    statement = (
+        insert(Repository)
+        .values(owner=owner, name=name, forge_id=forge_id)
+        .on_conflict_do_nothing(index_elements=["owner", "name"])
+    )
+    await session.execute(statement)
+    repo = (
+        await session.execute(select(Repository).where(Repository.owner == owner, Repository.name == name))
+    ).scalar_one()
+    return repo
+
+
+async def find_repository(session: AsyncSession, full_name: str) -> Repository | None:
+    owner, _, name = full_name.partition("/")
+    query = select(Repository).where(
+        func.lower(Repository.owner) == owner.lower(), func.lower(Repository.name) == name.lower()
+    )
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def ensure_train(session: AsyncSession, repository_id: int, branch: str) -> Train:
+    statement = (
+        insert(Train)
+        .values(repository_id=repository_id, branch=branch)
+        .on_conflict_do_nothing(index_elements=["repository_id", "branch"])
+    )
+    await session.execute(statement)
+    query = select(Train).where(Train.repository_id == repository_id, Train.branch == branch)
+    return (await session.execute(query)).scalar_one()
+
+
+def _pull_values(info: PullRequestInfo, now: datetime) -> dict[str, Any]:
+    return {
+        "forge_id": info.forge_id,
+        "title": info.title,
+        "body": info.body,
+        "author": info.author,
+        "state": "closed" if info.state == "closed" or info.merged else "open",
+        "draft": info.draft,
+        "merged": info.merged,
+        "merge_commit_sha": info.merge_commit_sha,
+        "head_ref": info.head_ref,
+        "head_sha": info.head_sha,
+        "head_repo": info.head_repo,
+        "base_ref": info.base_ref,
+        "allow_maintainer_edit": info.allow_maintainer_edit,
+        "labels": list(info.labels),
+        "synced_at": now,
+    }
+
+
+async def upsert_pull(session: AsyncSession, repository_id: int, info: PullRequestInfo, now: datetime) -> PullRequest:
+    values = _pull_values(info, now)
+    statement = (
+        insert(PullRequest)
+        .values(repository_id=repository_id, number=info.number, **values)
+        .on_conflict_do_update(index_elements=["repository_id", "number"], set_=values)
+        .returning(PullRequest.id)
+    )
+    pull_id = (await session.execute(statement)).scalar_one()
+    pull = await session.get(PullRequest, pull_id, populate_existing=True)
+    assert pull is not None
+    return pull
+
+
+async def active_entries(session: AsyncSession, train_id: int) -> Sequence[tuple[Entry, PullRequest]]:
+    query = (
+        select(Entry, PullRequest)
+        .join(PullRequest, PullRequest.id == Entry.pull_request_id)
+        .where(Entry.train_id == train_id, Entry.state.in_([s.value for s in ACTIVE_ENTRY_STATES]))
+        .order_by(Entry.id)
+    )
+    return [(entry, pull) for entry, pull in (await session.execute(query)).all()]
+
+
+async def active_entry_for(session: AsyncSession, pull_request_id: int) -> Entry | None:
+    query = select(Entry).where(
+        Entry.pull_request_id == pull_request_id, Entry.state.in_([s.value for s in ACTIVE_ENTRY_STATES])
+    )
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def active_attempt(session: AsyncSession, train_id: int) -> tuple[Attempt, list[AttemptEntry]] | None:
+    query = (
+        select(Attempt)
+        .where(Attempt.train_id == train_id, Attempt.state.in_([s.value for s in ACTIVE_ATTEMPT_STATES]))
+        .order_by(Attempt.id)
+        .limit(1)
+    )
+    attempt = (await session.execute(query)).scalar_one_or_none()
+    if attempt is None:
+        return None
+    members = (
+        await session.execute(
+            select(AttemptEntry).where(AttemptEntry.attempt_id == attempt.id).order_by(AttemptEntry.position)
+        )
+    ).scalars()
+    return attempt, list(members)
+
+
+async def trains_with_work(session: AsyncSession) -> list[int]:
+    entries = select(Entry.train_id).where(Entry.state.in_([s.value for s in ACTIVE_ENTRY_STATES]))
+    attempts = select(Attempt.train_id).where(Attempt.state.in_([s.value for s in ACTIVE_ATTEMPT_STATES]))
+    rows = await session.execute(entries.union(attempts))
+    return sorted(int(row[0]) for row in rows)
+
+
+async def trains_testing(session: AsyncSession, repository_id: int, sha: str) -> list[int]:
+    query = (
+        select(Attempt.train_id)
+        .join(Train, Train.id == Attempt.train_id)
+        .where(
+            Train.repository_id == repository_id,
+            Attempt.candidate_sha == sha,
+            Attempt.state.in_([s.value for s in ACTIVE_ATTEMPT_STATES]),
+        )
+    )
+    return [int(row[0]) for row in await session.execute(query)]
+
+
+async def move_entry(session: AsyncSession, entry: Entry, state: str, **values: Any) -> None:
+    """Entry → state, only if nobody moved it since it was read (version check)."""
+    result = await session.execute(
+        update(Entry)
+        .where(Entry.id == entry.id, Entry.version == entry.version)
+        .values(state=state, version=Entry.version + 1, **values)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise StaleRow(f"entry {entry.id} moved under us")
+    entry.version += 1
+    entry.state = state
+    for key, value in values.items():
+        setattr(entry, key, value)
+
+
+async def move_attempt(session: AsyncSession, attempt: Attempt, **values: Any) -> None:
+    """Attempt fields ← values, only if nobody moved it since it was read (version check)."""
+    result = await session.execute(
+        update(Attempt)
+        .where(Attempt.id == attempt.id, Attempt.version == attempt.version)
+        .values(version=Attempt.version + 1, **values)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise StaleRow(f"attempt {attempt.id} moved under us")
+    attempt.version += 1
+    for key, value in values.items():
+        setattr(attempt, key, value)
+
+
+def record(
+    session: AsyncSession,
+    entry_id: int,
+    kind: str,
+    *,
+    reason: str | None = None,
+    actor: str | None = None,
+    attempt_id: int | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    session.add(
+        EntryEvent(entry_id=entry_id, kind=kind, reason=reason, actor=actor, attempt_id=attempt_id, detail=detail or {})
+    )
+
+
+async def save_status(
+    session: AsyncSession,
+    repository_id: int,
+    sha: str,
+    context: str,
+    state: str,
+    *,
+    target_url: str = "",
+    description: str = "",
+    forge_id: int | None = None,
+    now: datetime,
+) -> None:
+    values = {
+        "state": state,
+        "target_url": target_url,
+        "description": description,
+        "forge_id": forge_id,
+        "updated_at": now,
+    }
+    statement = insert(CommitStatus).values(repository_id=repository_id, sha=sha, context=context, **values)
+    newer = (
+        (CommitStatus.forge_id.is_(None))
+        | (statement.excluded.forge_id.is_(None))
+        | (CommitStatus.forge_id <= statement.excluded.forge_id)
+    )
+    await session.execute(
+        statement.on_conflict_do_update(index_elements=["repository_id", "sha", "context"], set_=values, where=newer)
+    )
+
+
+__all__ = ["ACTIVE_ATTEMPT_STATES_SQL", "StaleRow"]

@@ -1,0 +1,1 @@
+"""The merge gate: one per train at a time, under a PostgreSQL advisory lock; the only place actions run."""

@@ -1,0 +1,618 @@
+"""The gate of one train: snapshot (database + forge) → ``decide`` (pure) → act → persist, until idle.
+
+It runs only while it holds the train's lock (``locks.TrainLock``), and every step is fenced twice more:
+database transitions check the row's version (``queries.move_*``), and forge writes are conditional on
+SHAs — the staging ref is written with a lease on its old value, the base only by a fast-forward push or
+``Do=fast-forward-only`` with ``head_commit_id``. Before each forge write the gate records its intent and
+proves it still holds the lock; after a crash the next gate re-reads the forge and the machine decides
+from what it sees (the base already at the candidate → finish the bookkeeping, FAULTS.md 1-3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.clock import Clock
+from bot.config import Settings
+from bot.db import queries
+from bot.db.models import Attempt, AttemptEntry, Entry, PullRequest, Repository, Train
+from bot.forge import errors
+from bot.forge.client import GiteaClient
+from bot.gate import checks
+from bot.gate.locks import TrainLock
+from bot.git.candidates import Built, CandidateBuilder, Conflict, NothingToMerge
+from bot.git.mirror import Mirror, MirrorCache, Pushed, Rejected, Rejection
+from bot.git.runner import GitError, GitRunner
+from bot.logs import get_logger
+from bot.queue import machine, messages
+from bot.queue.machine import (
+    AbandonAttempt,
+    Action,
+    BuildCandidate,
+    CancelEntry,
+    FailAttempt,
+    FinishMerged,
+    MergeAttempt,
+    StartAttempt,
+)
+from bot.queue.model import (
+    AttemptState,
+    AttemptView,
+    EntryState,
+    EntryView,
+    MergeMethod,
+    PullView,
+    Reason,
+    StatusView,
+    Strategy,
+    TrainSnapshot,
+)
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class GateDeps:
+    """What a gate needs from the process: settings, database, forge, git, time, and who it is."""
+
+    settings: Settings
+    sessions: async_sessionmaker[AsyncSession]
+    forge: GiteaClient
+    git: GitRunner
+    mirrors: MirrorCache
+    clock: Clock
+    owner: str
+
+    def clone_url(self, repo: Repository) -> str:
+        return f"{str(self.settings.gitea_url).rstrip('/')}/{repo.owner}/{repo.name}.git"
+
+    def queue_url(self, repo: Repository, number: int) -> str:
+        return f"{str(self.settings.external_url).rstrip('/')}/queue/{repo.owner}/{repo.name}/pull/{number}"
+
+
+@dataclass
+class Loaded:
+    """The rows behind one snapshot, for carrying out its actions."""
+
+    train: Train
+    repo: Repository
+    entries: dict[int, tuple[Entry, PullRequest]]
+    attempt: Attempt | None
+    members: list[AttemptEntry]
+
+
+class Gate:
+    def __init__(self, deps: GateDeps, train_id: int, lock: TrainLock) -> None:
+        self.deps = deps
+        self.train_id = train_id
+        self.lock = lock
+        self._positions: dict[int, int] = {}
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    async def run(self, wake: asyncio.Event) -> None:
+        """Work the train until it has nothing active; wait for ``wake`` (or a poll tick) in between."""
+        backoff = 1.0
+        while True:
+            await self.lock.check()
+            try:
+                snapshot, landed, loaded = await self.snapshot()
+                decision = machine.decide(snapshot, candidate_landed=landed)
+                log.info(
+                    "gate.decision",
+                    train=self.train_id,
+                    reason=decision.reason.value,
+                    actions=[type(action).__name__ for action in decision.actions],
+                )
+                if decision.waits:
+                    if not loaded.entries and loaded.attempt is None:
+                        return
+                    await self._post_positions(loaded, snapshot)
+                    await self._sleep(wake, decision.actions, snapshot.now)
+                    continue
+                for action in decision.actions:
+                    await self.apply(action, loaded, snapshot)
+                backoff = 1.0
+            except (errors.ForgeError, GitError, queries.StaleRow) as exc:
+                # Infrastructure trouble or a race: nothing is assumed, the next snapshot re-reads everything.
+                log.warning("gate.retry", train=self.train_id, error=str(exc), error_type=type(exc).__name__)
+                await self._wait(wake, backoff)
+                backoff = min(backoff * 2, 30.0)
+
+    async def _sleep(self, wake: asyncio.Event, actions: tuple[Action, ...], now: datetime) -> None:
+        timeout = self.deps.settings.gate_poll_seconds
+        for action in actions:
+            if isinstance(action, machine.WaitUntil) and action.at is not None:
+                timeout = max(0.0, min(timeout, (action.at - now).total_seconds()))
+        await self._wait(wake, timeout)
+
+    @staticmethod
+    async def _wait(wake: asyncio.Event, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), seconds)
+        wake.clear()
+
+    # -- snapshot ---------------------------------------------------------------------------------
+
+    async def snapshot(self) -> tuple[TrainSnapshot, bool, Loaded]:
+        deps = self.deps
+        now = deps.clock.now()
+        async with deps.sessions() as session:
+            train = await session.get(Train, self.train_id)
+            assert train is not None
+            repo = await session.get(Repository, train.repository_id)
+            assert repo is not None
+            rows = await queries.active_entries(session, self.train_id)
+            found = await queries.active_attempt(session, self.train_id)
+        attempt, members = found if found else (None, [])
+        base_tip = await deps.forge.branch_sha(repo.owner, repo.name, train.branch)
+        carried = {member.entry_id for member in members}
+        entries: dict[int, tuple[Entry, PullRequest]] = {}
+        views: list[EntryView] = []
+        for entry, pull in rows:
+            if entry.id in carried:
+                # Entries under test are judged on a fresh read of the forge, never on cached facts.
+                info = await deps.forge.get_pull(repo.owner, repo.name, pull.number)
+                async with deps.sessions.begin() as session:
+                    pull = await queries.upsert_pull(session, repo.id, info, now)
+            entries[entry.id] = (entry, pull)
+            views.append(_entry_view(entry, pull))
+        statuses: tuple[StatusView, ...] = ()
+        landed = False
+        if attempt is not None and attempt.candidate_sha:
+            listed = await deps.forge.list_statuses(repo.owner, repo.name, attempt.candidate_sha)
+            statuses = tuple(StatusView(s.context, s.state, s.target_url, s.description) for s in listed)
+            if attempt.state == AttemptState.MERGING and base_tip != attempt.candidate_sha:
+                landed = await self._landed(repo, train.branch, attempt.candidate_sha)
+        required = await checks.required_checks(
+            deps.forge, repo.owner, repo.name, train.branch, deps.settings.required_contexts
+        )
+        snapshot = TrainSnapshot(
+            train_id=self.train_id,
+            base_branch=train.branch,
+            base_tip=base_tip,
+            entries=tuple(views),
+            attempt=_attempt_view(attempt, members) if attempt else None,
+            now=now,
+            statuses=statuses,
+            required=required,
+            own_context=deps.settings.status_context,
+        )
+        if attempt is not None:
+            async with deps.sessions.begin() as session:
+                await queries.move_attempt(
+                    session,
+                    attempt,
+                    lease_owner=deps.owner,
+                    lease_expires_at=now + timedelta(seconds=deps.settings.lease_seconds),
+                )
+        return snapshot, landed, Loaded(train, repo, entries, attempt, members)
+
+    async def _landed(self, repo: Repository, branch: str, candidate: str) -> bool:
+        mirror = await self._mirror(repo)
+        await mirror.fetch(f"+refs/heads/{branch}:refs/heads/{branch}")
+        tip = await mirror.resolve(f"refs/heads/{branch}")
+        if tip is None:
+            return False
+        result = await self.deps.git.run(
+            mirror.path, "merge-base", "--is-ancestor", candidate, tip, ok_returncodes=(0, 1)
+        )
+        return result.returncode == 0
+
+    async def _mirror(self, repo: Repository) -> Mirror:
+        return await self.deps.mirrors.ensure(self.deps.clone_url(repo))
+
+    # -- actions ----------------------------------------------------------------------------------
+
+    async def apply(self, action: Action, loaded: Loaded, snapshot: TrainSnapshot) -> None:
+        if isinstance(action, StartAttempt):
+            await self._start(action, loaded, snapshot)
+        elif isinstance(action, BuildCandidate):
+            assert loaded.attempt is not None
+            await self._build(loaded.attempt, loaded)
+        elif isinstance(action, MergeAttempt):
+            await self._merge(action, loaded)
+        elif isinstance(action, FinishMerged):
+            await self._finish(action, loaded)
+        elif isinstance(action, FailAttempt):
+            await self._fail(action.entry_ids, action.reason, dict(action.detail), loaded)
+        elif isinstance(action, AbandonAttempt):
+            await self._abandon(action, loaded)
+        elif isinstance(action, CancelEntry):
+            await self._cancel(action, loaded)
+
+    async def _start(self, action: StartAttempt, loaded: Loaded, snapshot: TrainSnapshot) -> None:
+        deps = self.deps
+        now = deps.clock.now()
+        strategy = self._strategy(loaded, action.entry_ids)
+        async with deps.sessions.begin() as session:
+            attempt = Attempt(
+                train_id=self.train_id,
+                state=AttemptState.BUILDING.value,
+                strategy=strategy.value,
+                base_sha=action.base_sha,
+                lease_owner=deps.owner,
+                lease_expires_at=now + timedelta(seconds=deps.settings.lease_seconds),
+                created_at=now.replace(microsecond=0),
+            )
+            session.add(attempt)
+            await session.flush()
+            members = []
+            for position, entry_id in enumerate(action.entry_ids):
+                entry, _ = loaded.entries[entry_id]
+                members.append(
+                    AttemptEntry(
+                        attempt_id=attempt.id, entry_id=entry_id, position=position, head_sha=entry.approved_sha
+                    )
+                )
+                await queries.move_entry(session, entry, EntryState.TESTING.value)
+                queries.record(
+                    session, entry_id, "attempt_started", attempt_id=attempt.id, detail={"base": action.base_sha}
+                )
+            session.add_all(members)
+        loaded.attempt, loaded.members = attempt, members
+        log.info("gate.attempt_started", train=self.train_id, attempt=attempt.id, entries=list(action.entry_ids))
+        await self._build(attempt, loaded)
+
+    def _strategy(self, loaded: Loaded, entry_ids: tuple[int, ...]) -> Strategy:
+        wanted = Strategy(self.deps.settings.strategy)
+        if wanted is Strategy.PR_BRANCH:
+            for entry_id in entry_ids:
+                _, pull = loaded.entries[entry_id]
+                if pull.head_repo and pull.head_repo.lower() != f"{loaded.repo.owner}/{loaded.repo.name}".lower():
+                    return Strategy.STAGING  # the bot never pushes to a fork's branch
+        return wanted
+
+    async def _build(self, attempt: Attempt, loaded: Loaded) -> None:
+        deps = self.deps
+        repo, branch = loaded.repo, loaded.train.branch
+        mirror = await self._mirror(repo)
+        entry_ids = [member.entry_id for member in loaded.members]
+        (entry, pull) = loaded.entries[entry_ids[0]]
+        await mirror.fetch(
+            f"+refs/heads/{branch}:refs/heads/{branch}",
+            f"+refs/pull/{pull.number}/head:refs/merge-bot/pull/{pull.number}",
+        )
+        builder = CandidateBuilder(deps.git, mirror.path)
+        # The committer date is the attempt's: rebuilding after a crash yields the very same candidate SHA.
+        when = attempt.created_at
+        method = MergeMethod(entry.merge_method)
+        if method is MergeMethod.REBASE:
+            result = await builder.rebase(attempt.base_sha, entry.approved_sha, committer_date=when)
+        elif method is MergeMethod.MERGE:
+            message = f"Merge pull request #{pull.number}: {pull.title}\n\nMerged by merge-bot."
+            result = await builder.merge(attempt.base_sha, entry.approved_sha, message=message, committer_date=when)
+        else:
+            message = f"{pull.title} (#{pull.number})\n\n{pull.body}".strip()
+            result = await builder.squash(attempt.base_sha, entry.approved_sha, message=message, committer_date=when)
+        if isinstance(result, Conflict):
+            await self._fail(tuple(entry_ids), Reason.CONFLICT, {"paths": list(result.paths), "base": branch}, loaded)
+            return
+        if isinstance(result, NothingToMerge):
+            await self._fail(tuple(entry_ids), Reason.ALREADY_IN_BASE, {"base": branch}, loaded)
+            return
+        assert isinstance(result, Built)
+        strategy = Strategy(attempt.strategy)
+        ref = (
+            f"refs/heads/merge-bot/{branch}/{attempt.id}"
+            if strategy is Strategy.STAGING
+            else f"refs/heads/{pull.head_ref}"
+        )
+        async with deps.sessions.begin() as session:  # the intent, before the push
+            await queries.move_attempt(session, attempt, candidate_sha=result.sha, ref=ref, intent={"push": ref})
+        await self.lock.check()
+        expected = None if strategy is Strategy.STAGING else entry.approved_sha
+        pushed = await self._push_owned(mirror, ref, result.sha, expected)
+        if isinstance(pushed, Rejected):
+            raise errors.ForgeError("PUSH", ref, None, f"{pushed.reason}: {pushed.detail}")
+        deadline = deps.clock.now() + timedelta(seconds=deps.settings.ci_timeout_seconds)
+        async with deps.sessions.begin() as session:
+            await queries.move_attempt(
+                session, attempt, state=AttemptState.TESTING.value, deadline_at=deadline, intent=None
+            )
+            for entry_id in entry_ids:
+                queries.record(
+                    session, entry_id, "candidate_built", attempt_id=attempt.id, detail={"sha": result.sha, "ref": ref}
+                )
+        log.info("gate.testing", train=self.train_id, attempt=attempt.id, candidate=result.sha, ref=ref)
+        short_ref = ref.removeprefix("refs/heads/")
+        for entry_id in entry_ids:
+            e, p = loaded.entries[entry_id]
+            head = result.sha if strategy is Strategy.PR_BRANCH else e.approved_sha
+            await self._status(
+                loaded, p, head, "pending", messages.status_description(Reason.STARTED, {"ref": short_ref})
+            )
+
+    async def _push_owned(self, mirror: Mirror, ref: str, sha: str, expected: str | None) -> Pushed | Rejected:
+        """Write a ref the bot owns, with a lease on the value it last saw there."""
+        pushed = await mirror.push_ref(ref, sha, expected)
+        if isinstance(pushed, Rejected) and pushed.reason is Rejection.STALE_LEASE and expected is None:
+            # A staging ref from before a crash: look at what is there and move it from exactly that.
+            current = await self._remote_ref(mirror, ref)
+            if current == sha:
+                return Pushed(ref, sha, up_to_date=True)
+            pushed = await mirror.push_ref(ref, sha, current)
+        return pushed
+
+    async def _remote_ref(self, mirror: Mirror, ref: str) -> str | None:
+        result = await self.deps.git.run(mirror.path, "ls-remote", "origin", ref)
+        line = result.text.strip().split("\n")[0] if result.text.strip() else ""
+        return line.split()[0] if line else None
+
+    async def _merge(self, action: MergeAttempt, loaded: Loaded) -> None:
+        deps = self.deps
+        attempt = loaded.attempt
+        assert attempt is not None
+        if attempt.state != AttemptState.MERGING:
+            async with deps.sessions.begin() as session:
+                await queries.move_attempt(
+                    session, attempt, state=AttemptState.MERGING.value, intent={"merge": action.candidate_sha}
+                )
+        await self.lock.check()
+        repo, branch = loaded.repo, loaded.train.branch
+        if Strategy(attempt.strategy) is Strategy.STAGING:
+            mirror = await self._mirror(repo)
+            result = await mirror.push_fast_forward(branch, action.candidate_sha)
+            if isinstance(result, Rejected) and result.reason is Rejection.REMOTE_REJECTED:
+                entry_ids = tuple(m.entry_id for m in loaded.members)
+                await self._fail(entry_ids, Reason.MERGE_REFUSED, {"message": result.detail, "base": branch}, loaded)
+            # A non-fast-forward refusal means the base moved: the next snapshot sees it and rebuilds.
+            return
+        entry, pull = loaded.entries[loaded.members[0].entry_id]
+        try:
+            await deps.forge.merge_pull(
+                repo.owner,
+                repo.name,
+                pull.number,
+                "fast-forward-only",
+                head_commit_id=action.candidate_sha,
+                delete_branch_after_merge=deps.settings.delete_branch_after_merge,
+            )
+        except errors.NotAllowed as exc:
+            if exc.try_again_later or exc.already_merged:
+                return  # mergeability still being checked, or it did merge: the next snapshot re-reads
+            await self._fail((entry.id,), Reason.MERGE_REFUSED, {"message": exc.message, "base": branch}, loaded)
+        except (errors.Conflict, errors.ServerError, errors.Unavailable, errors.NotFound) as exc:
+            log.warning("gate.merge_call_failed", train=self.train_id, error=str(exc))  # re-read decides
+
+    async def _finish(self, action: FinishMerged, loaded: Loaded) -> None:
+        deps = self.deps
+        attempt = loaded.attempt
+        assert attempt is not None
+        repo = loaded.repo
+        strategy = Strategy(attempt.strategy)
+        for entry_id in action.entry_ids:
+            _, pull = loaded.entries[entry_id]
+            if strategy is Strategy.STAGING:
+                await self._mark_merged(repo, pull.number, action.candidate_sha)
+        now = deps.clock.now()
+        async with deps.sessions.begin() as session:
+            await queries.move_attempt(session, attempt, state=AttemptState.DONE.value, finished_at=now, intent=None)
+            for entry_id in action.entry_ids:
+                entry, _ = loaded.entries[entry_id]
+                await queries.move_entry(
+                    session,
+                    entry,
+                    EntryState.MERGED.value,
+                    merged_sha=action.candidate_sha,
+                    finished_at=now,
+                    reason=Reason.MERGED.value,
+                )
+                queries.record(
+                    session,
+                    entry_id,
+                    "merged",
+                    reason=Reason.MERGED.value,
+                    attempt_id=attempt.id,
+                    detail={"sha": action.candidate_sha},
+                )
+        log.info("gate.merged", train=self.train_id, attempt=attempt.id, sha=action.candidate_sha)
+        for entry_id in action.entry_ids:
+            entry, pull = loaded.entries[entry_id]
+            head = action.candidate_sha if strategy is Strategy.PR_BRANCH else entry.approved_sha
+            detail = {"sha": action.candidate_sha, "base": loaded.train.branch}
+            await self._status(loaded, pull, head, "success", messages.status_description(Reason.MERGED, detail))
+            await self._comment(
+                loaded,
+                pull,
+                messages.outcome_comment(Reason.MERGED, detail, queue_url=deps.queue_url(repo, pull.number)),
+            )
+            if deps.settings.delete_branch_after_merge and strategy is Strategy.STAGING and _same_repo(repo, pull):
+                await self._best_effort(deps.forge.delete_branch(repo.owner, repo.name, pull.head_ref))
+        await self._delete_staging(attempt, loaded)
+
+    async def _mark_merged(self, repo: Repository, number: int, sha: str) -> None:
+        """Gitea does not mark a PR merged by a push (autodetect is off by default): say so explicitly."""
+        await self.lock.check()
+        try:
+            info = await self.deps.forge.get_pull(repo.owner, repo.name, number)
+            if info.merged:
+                return
+            await self.deps.forge.merge_pull(repo.owner, repo.name, number, "manually-merged", merge_commit_id=sha)
+        except errors.NotAllowed as exc:
+            if not exc.already_merged:
+                log.warning("gate.mark_merged_refused", pull=number, error=str(exc))
+        except errors.ForgeError as exc:
+            log.warning("gate.mark_merged_failed", pull=number, error=str(exc))
+
+    async def _fail(self, entry_ids: tuple[int, ...], reason: Reason, detail: dict[str, Any], loaded: Loaded) -> None:
+        deps = self.deps
+        attempt = loaded.attempt
+        now = deps.clock.now()
+        detail.setdefault("base", loaded.train.branch)
+        if reason is Reason.CI_TIMEOUT:
+            detail.setdefault("timeout", f"{deps.settings.ci_timeout_seconds} s")
+        async with deps.sessions.begin() as session:
+            if attempt is not None:
+                await queries.move_attempt(
+                    session,
+                    attempt,
+                    state=AttemptState.FAILED.value,
+                    finished_at=now,
+                    reason=reason.value,
+                    reason_detail=detail,
+                    intent=None,
+                )
+            for entry_id in entry_ids:
+                entry, _ = loaded.entries[entry_id]
+                await queries.move_entry(
+                    session, entry, EntryState.FAILED.value, reason=reason.value, reason_detail=detail, finished_at=now
+                )
+                queries.record(
+                    session,
+                    entry_id,
+                    "failed",
+                    reason=reason.value,
+                    attempt_id=attempt.id if attempt else None,
+                    detail=detail,
+                )
+        log.info("gate.failed", train=self.train_id, reason=reason.value, entries=list(entry_ids))
+        for entry_id in entry_ids:
+            entry, pull = loaded.entries[entry_id]
+            await self._status(loaded, pull, pull.head_sha, "failure", messages.status_description(reason, detail))
+            await self._comment(
+                loaded,
+                pull,
+                messages.outcome_comment(reason, detail, queue_url=deps.queue_url(loaded.repo, pull.number)),
+            )
+        if attempt is not None:
+            await self._delete_staging(attempt, loaded)
+
+    async def _abandon(self, action: AbandonAttempt, loaded: Loaded) -> None:
+        deps = self.deps
+        attempt = loaded.attempt
+        assert attempt is not None
+        async with deps.sessions.begin() as session:
+            await queries.move_attempt(
+                session,
+                attempt,
+                state=AttemptState.ABANDONED.value,
+                finished_at=deps.clock.now(),
+                reason=action.reason.value,
+                intent=None,
+            )
+            for entry_id in action.requeue:
+                entry, pull = loaded.entries[entry_id]
+                values: dict[str, Any] = {}
+                if Strategy(attempt.strategy) is Strategy.PR_BRANCH and attempt.candidate_sha == pull.head_sha:
+                    values["approved_sha"] = pull.head_sha  # the approval follows the bot's own rebase
+                await queries.move_entry(session, entry, EntryState.QUEUED.value, **values)
+                queries.record(session, entry_id, "requeued", reason=action.reason.value, attempt_id=attempt.id)
+        log.info("gate.abandoned", train=self.train_id, attempt=attempt.id, reason=action.reason.value)
+        await self._delete_staging(attempt, loaded)
+
+    async def _cancel(self, action: CancelEntry, loaded: Loaded) -> None:
+        deps = self.deps
+        entry, pull = loaded.entries[action.entry_id]
+        detail = dict(action.detail)
+        async with deps.sessions.begin() as session:
+            await queries.move_entry(
+                session,
+                entry,
+                EntryState.CANCELLED.value,
+                reason=action.reason.value,
+                reason_detail=detail,
+                finished_at=deps.clock.now(),
+            )
+            queries.record(session, entry.id, "cancelled", reason=action.reason.value, detail=detail)
+        log.info("gate.cancelled", train=self.train_id, entry=entry.id, reason=action.reason.value)
+        if action.reason is not Reason.PR_MERGED_OUTSIDE:
+            await self._status(
+                loaded, pull, entry.approved_sha, "failure", messages.status_description(action.reason, detail)
+            )
+        await self._comment(
+            loaded,
+            pull,
+            messages.outcome_comment(action.reason, detail, queue_url=deps.queue_url(loaded.repo, pull.number)),
+        )
+
+    async def _delete_staging(self, attempt: Attempt, loaded: Loaded) -> None:
+        if Strategy(attempt.strategy) is not Strategy.STAGING or not attempt.ref or not attempt.candidate_sha:
+            return
+        try:
+            await self.lock.check()
+            mirror = await self._mirror(loaded.repo)
+            await mirror.delete_ref(attempt.ref, attempt.candidate_sha)
+        except GitError as exc:
+            log.warning("gate.staging_ref_not_deleted", ref=attempt.ref, error=str(exc))
+
+    # -- what users see ---------------------------------------------------------------------------
+
+    async def _post_positions(self, loaded: Loaded, snapshot: TrainSnapshot) -> None:
+        for position, view in enumerate(machine.queue_order(snapshot.entries), start=1):
+            if self._positions.get(view.id) == position:
+                continue
+            entry, pull = loaded.entries[view.id]
+            description = messages.status_description(Reason.IDLE, {"position": position})
+            await self._status(loaded, pull, entry.approved_sha, "pending", description)
+            self._positions[view.id] = position
+
+    async def _status(self, loaded: Loaded, pull: PullRequest, sha: str, state: str, description: str) -> None:
+        repo = loaded.repo
+        await self._best_effort(
+            self.deps.forge.create_status(
+                repo.owner,
+                repo.name,
+                sha,
+                state=state,
+                context=self.deps.settings.status_context,
+                description=description,
+                target_url=self.deps.queue_url(repo, pull.number),
+            )
+        )
+
+    async def _comment(self, loaded: Loaded, pull: PullRequest, body: str) -> None:
+        await self._best_effort(self.deps.forge.comment(loaded.repo.owner, loaded.repo.name, pull.number, body))
+
+    async def _best_effort(self, call: Any) -> None:
+        """Statuses and comments inform; failing to post one never blocks the queue."""
+        await self.lock.check()
+        try:
+            await call
+        except errors.ForgeError as exc:
+            log.warning("gate.notify_failed", train=self.train_id, error=str(exc))
+
+
+def _same_repo(repo: Repository, pull: PullRequest) -> bool:
+    return not pull.head_repo or pull.head_repo.lower() == f"{repo.owner}/{repo.name}".lower()
+
+
+def _entry_view(entry: Entry, pull: PullRequest) -> EntryView:
+    return EntryView(
+        id=entry.id,
+        pull=PullView(
+            number=pull.number,
+            head_sha=pull.head_sha,
+            state=pull.state,
+            merged=pull.merged,
+            merge_commit_sha=pull.merge_commit_sha,
+        ),
+        state=EntryState(entry.state),
+        approved_sha=entry.approved_sha,
+        queued_at=entry.queued_at,
+        priority=entry.priority,
+        method=MergeMethod(entry.merge_method),
+    )
+
+
+def _attempt_view(attempt: Attempt, members: list[AttemptEntry]) -> AttemptView:
+    return AttemptView(
+        id=attempt.id,
+        state=AttemptState(attempt.state),
+        base_sha=attempt.base_sha,
+        entry_ids=tuple(member.entry_id for member in members),
+        candidate_sha=attempt.candidate_sha,
+        deadline_at=attempt.deadline_at,
+        strategy=Strategy(attempt.strategy),
+    )
+
+
+async def load_train(session: AsyncSession, train_id: int) -> Train | None:
+    return (await session.execute(select(Train).where(Train.id == train_id))).scalar_one_or_none()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from conftest import ANN, BOB, BOT, COMMITTER_DATE, Repo
 
 from bot.git.candidates import (
     Built,
@@ -15,6 +14,8 @@ from bot.git.candidates import (
     parse_merge_tree,
 )
 from bot.git.runner import GitError
+
+from .gitrepo import ANN, BOB, BOT, COMMITTER_DATE, Repo
 
 
 def fork(repo: Repo) -> tuple[str, str]:
@@ -296,3 +297,20 @@ def test_parse_merge_tree_reads_paths_and_messages() -> None:
     assert parsed.paths == ("f", "dir/g h")
     assert parsed.messages == ("Auto-merging f", "CONFLICT (rename/delete): f renamed to x")
     assert parse_merge_tree(b"1fc045e328f34377a65c62a40cb13f9edc9cfa99\0", clean=True).paths == ()
+
+
+async def test_rebase_reencodes_a_latin1_message_to_utf8_like_git_rebase(repo: Repo, builder: CandidateBuilder) -> None:
+    repo.commit("base", {"a.txt": "a\n"})
+    repo.checkout("main", new="feature")
+    (repo.path / "b.txt").write_text("b\n")
+    repo.git("add", "b.txt")
+    latin = "Caf\xe9 na\xefve\n".encode("latin-1")
+    repo.git("-c", "i18n.commitEncoding=ISO-8859-1", "commit", "--quiet", "-F", "-", stdin=latin)
+    repo.checkout("main")
+    main = repo.commit("m1", {"a.txt": "main\n"})
+
+    result = await builder.rebase(main, "feature", committer_date=COMMITTER_DATE)
+
+    assert isinstance(result, Built)
+    assert result.sha == git_rebase(repo, main, "feature")
+    assert repo.show("%B", result.sha) == "Café naïve"

@@ -6,7 +6,6 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from conftest import COMMITTER_DATE, Repo
 
 from bot.git.candidates import Built, CandidateBuilder
 from bot.git.mirror import (
@@ -18,6 +17,8 @@ from bot.git.mirror import (
     parse_push_porcelain,
 )
 from bot.git.runner import GitError, GitRunner
+
+from .gitrepo import COMMITTER_DATE, Repo
 
 STAGING = "refs/heads/merge-bot/main/1"
 

@@ -7,12 +7,13 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from conftest import BOT, COMMITTER_DATE, Repo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.git.candidates import Built, CandidateBuilder, Conflict, NothingToMerge, git_date
 from bot.git.runner import GitRunner
+
+from .gitrepo import BOT, COMMITTER_DATE, Repo
 
 FILES = ("a.txt", "b.txt")
 LINES = 4

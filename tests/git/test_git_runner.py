@@ -11,10 +11,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import BOT, Repo
 from pydantic import SecretStr
 
 from bot.git.runner import REDACTED, GitError, GitRunner, GitTimeout
+
+from .gitrepo import BOT, Repo
 
 TOKEN = "s3cr3t-t0ken-4242"
 REAL_GIT = shutil.which("git") or "git"

@@ -7,6 +7,7 @@ fetches its branches. :class:`Mirror` then fetches, and pushes with explicit exp
 - :meth:`Mirror.push_ref` / :meth:`Mirror.delete_ref`: ``--force-with-lease=<ref>:<expected>`` for refs
   the bot owns (staging refs, a PR branch it rebases): the remote moves only if it still holds ``expected``.
 - :meth:`Mirror.push_fast_forward`: a plain push without force, for the base branch.
+- :meth:`Mirror.remote_sha`: what a remote ref holds now, to retry a lease from the value actually there.
 
 Expected refusals come back as :class:`Rejected` (non-fast-forward, stale lease, refused by the remote);
 anything else (network, authentication, a missing repository) raises ``GitError``. Outcomes are read
@@ -166,6 +167,16 @@ class Mirror:
             raise ValueError(f"not a revision: {rev!r}")
         result = await self._git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", ok=(0, 1))
         return result.text.strip() or None
+
+    async def remote_sha(self, ref: str) -> str | None:
+        """What the remote's ``ref`` (a full ref name) holds right now, or None if it does not exist."""
+        _check_ref(ref)
+        result = await self._git("ls-remote", "--refs", _REMOTE, ref)
+        for line in result.text.splitlines():
+            sha, _, name = line.partition("\t")
+            if name == ref:
+                return sha
+        return None
 
     async def push_ref(self, ref: str, new_sha: str, expected_old_sha: str | None) -> PushResult:
         """Set the remote ``ref`` to ``new_sha`` only if it holds ``expected_old_sha`` (None: absent)."""

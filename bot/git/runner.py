@@ -8,7 +8,7 @@ The environment is built from scratch, never inherited: no system or global conf
 ``~/.netrc`` or XDG config is read, no terminal prompts, C locale (so output can be parsed), and a fixed
 committer identity. The forge token travels as ``http.extraHeader`` through ``GIT_CONFIG_COUNT`` variables:
 never in a URL, never in argv. Any text the runner hands back (argv, stderr, error messages) has the token
-replaced by ``[redacted]``.
+replaced by ``[redacted]``. Stdout is data (objects, ids) and is returned as git wrote it.
 """
 
 from __future__ import annotations

@@ -135,6 +135,14 @@ async def test_push_ref_with_a_stale_lease_leaves_the_ref_alone(cache: MirrorCac
     assert again == Pushed(STAGING, feature, up_to_date=True)
 
 
+async def test_remote_sha_reads_exactly_the_ref_asked_for(cache: MirrorCache, remote: Repo) -> None:
+    mirror = await cache.ensure(url(remote))
+    await mirror.push_ref("refs/heads/x/refs/heads/main", remote.rev("feature"), None)
+
+    assert await mirror.remote_sha("refs/heads/main") == remote.rev("main")
+    assert await mirror.remote_sha(STAGING) is None
+
+
 async def test_push_ref_rewrites_a_branch_the_bot_rebased(cache: MirrorCache, remote: Repo, runner: GitRunner) -> None:
     mirror = await cache.ensure(url(remote))
     old_head = remote.rev("feature")

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
+import aiohttp
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.clock import Clock, SystemClock
 from bot.config import Settings
 from bot.db.inbox import DeliveryWriter
-from bot.db.session import make_engine
+from bot.db.session import make_engine, make_sessionmaker
+from bot.logs import get_logger
+from bot.queue_service import QueueService
 from bot.web import health, webhook
 from bot.web.keys import CLOCK, ENGINE, SETTINGS, WRITER
+
+log = get_logger(__name__)
 
 
 def create_app(
@@ -49,5 +56,22 @@ def create_app(
         yield
         await writer.close()
 
-    app.cleanup_ctx.extend([database, inbox])
+    async def queue(app: web.Application) -> AsyncIterator[None]:
+        if settings.gitea_token is None:
+            log.warning("queue.disabled", reason="no forge token (MERGE_BOT_GITEA_TOKEN): only storing webhooks")
+            yield
+            return
+        db_url = url or app[ENGINE].url.render_as_string(hide_password=False)
+        async with aiohttp.ClientSession() as http:
+            service = QueueService(settings, make_sessionmaker(app[ENGINE]), db_url, app[CLOCK], http)
+            app[WRITER].on_stored = service.wake_inbox
+            task = asyncio.create_task(service.run(), name="queue")
+            yield
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            if service.runner is not None:
+                await service.runner.close()
+
+    app.cleanup_ctx.extend([database, inbox, queue])
     return app

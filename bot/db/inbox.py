@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,7 @@ class DeliveryWriter:
         self._closed = False
         self.batches = 0
         self.stored = 0
+        self.on_stored: Callable[[], None] | None = None
 
     async def start(self) -> None:
         self._tasks = [asyncio.create_task(self._run(), name=f"inbox-writer-{n}") for n in range(self._writers)]
@@ -113,6 +115,8 @@ class DeliveryWriter:
             return
         self.batches += 1
         self.stored += len(inserted)
+        if inserted and self.on_stored is not None:
+            self.on_stored()
         for delivery, future in batch:
             if future.done():  # the request went away (client disconnected)
                 continue

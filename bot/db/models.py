@@ -141,6 +141,7 @@ class Entry(Base):
     reason_detail: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     merged_sha: Mapped[str | None] = mapped_column(String(64))
     retries: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    cancel_requested_by: Mapped[str | None] = mapped_column(String(255))
     version: Mapped[int] = mapped_column(Integer, server_default=text("1"))
     queued_at: Mapped[datetime] = mapped_column(server_default=_now())
     finished_at: Mapped[datetime | None]

@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import Clock
 from bot.config import Settings
 from bot.db import queries
 from bot.db.models import Attempt, AttemptEntry, Entry, PullRequest, Repository, Train
+from bot.db.views import attempt_view, entry_view
 from bot.forge import errors
 from bot.forge.client import GiteaClient
 from bot.gate import checks
@@ -44,11 +44,9 @@ from bot.queue.machine import (
 )
 from bot.queue.model import (
     AttemptState,
-    AttemptView,
     EntryState,
     EntryView,
     MergeMethod,
-    PullView,
     Reason,
     StatusView,
     Strategy,
@@ -163,7 +161,7 @@ class Gate:
                 async with deps.sessions.begin() as session:
                     pull = await queries.upsert_pull(session, repo.id, info, now)
             entries[entry.id] = (entry, pull)
-            views.append(_entry_view(entry, pull))
+            views.append(entry_view(entry, pull))
         statuses: tuple[StatusView, ...] = ()
         landed = False
         if attempt is not None and attempt.candidate_sha:
@@ -179,7 +177,7 @@ class Gate:
             base_branch=train.branch,
             base_tip=base_tip,
             entries=tuple(views),
-            attempt=_attempt_view(attempt, members) if attempt else None,
+            attempt=attempt_view(attempt, members) if attempt else None,
             now=now,
             statuses=statuses,
             required=required,
@@ -335,16 +333,11 @@ class Gate:
         pushed = await mirror.push_ref(ref, sha, expected)
         if isinstance(pushed, Rejected) and pushed.reason is Rejection.STALE_LEASE and expected is None:
             # A staging ref from before a crash: look at what is there and move it from exactly that.
-            current = await self._remote_ref(mirror, ref)
+            current = await mirror.remote_sha(ref)
             if current == sha:
                 return Pushed(ref, sha, up_to_date=True)
             pushed = await mirror.push_ref(ref, sha, current)
         return pushed
-
-    async def _remote_ref(self, mirror: Mirror, ref: str) -> str | None:
-        result = await self.deps.git.run(mirror.path, "ls-remote", "origin", ref)
-        line = result.text.strip().split("\n")[0] if result.text.strip() else ""
-        return line.split()[0] if line else None
 
     async def _merge(self, action: MergeAttempt, loaded: Loaded) -> None:
         deps = self.deps
@@ -582,37 +575,3 @@ class Gate:
 
 def _same_repo(repo: Repository, pull: PullRequest) -> bool:
     return not pull.head_repo or pull.head_repo.lower() == f"{repo.owner}/{repo.name}".lower()
-
-
-def _entry_view(entry: Entry, pull: PullRequest) -> EntryView:
-    return EntryView(
-        id=entry.id,
-        pull=PullView(
-            number=pull.number,
-            head_sha=pull.head_sha,
-            state=pull.state,
-            merged=pull.merged,
-            merge_commit_sha=pull.merge_commit_sha,
-        ),
-        state=EntryState(entry.state),
-        approved_sha=entry.approved_sha,
-        queued_at=entry.queued_at,
-        priority=entry.priority,
-        method=MergeMethod(entry.merge_method),
-    )
-
-
-def _attempt_view(attempt: Attempt, members: list[AttemptEntry]) -> AttemptView:
-    return AttemptView(
-        id=attempt.id,
-        state=AttemptState(attempt.state),
-        base_sha=attempt.base_sha,
-        entry_ids=tuple(member.entry_id for member in members),
-        candidate_sha=attempt.candidate_sha,
-        deadline_at=attempt.deadline_at,
-        strategy=Strategy(attempt.strategy),
-    )
-
-
-async def load_train(session: AsyncSession, train_id: int) -> Train | None:
-    return (await session.execute(select(Train).where(Train.id == train_id))).scalar_one_or_none()

@@ -44,31 +44,23 @@ def is_own(context: str, own_context: str) -> bool:
     return context == own_context or context.startswith(own_context + "/")
 
 
-def evaluate(
-    required: RequiredChecks, statuses: Iterable[StatusView], own_context: str = "merge-bot"
-) -> CheckResult:
+def evaluate(required: RequiredChecks, statuses: Iterable[StatusView], own_context: str = "merge-bot") -> CheckResult:
     latest = {
-        context: status
-        for context, status in latest_per_context(statuses).items()
-        if not is_own(context, own_context)
+        context: status for context, status in latest_per_context(statuses).items() if not is_own(context, own_context)
     }
     if required.patterns is None:
         relevant = list(latest.values())
         missing: tuple[str, ...] = () if relevant else ("(any status)",)
     else:
         relevant = [
-            status
-            for status in latest.values()
-            if any(fnmatchcase(status.context, p) for p in required.patterns)
+            status for status in latest.values() if any(fnmatchcase(status.context, p) for p in required.patterns)
         ]
         missing = tuple(
             pattern
             for pattern in required.patterns
             if not any(fnmatchcase(status.context, pattern) for status in relevant)
         )
-    failed = next(
-        (status for status in sorted(relevant, key=lambda s: s.context) if status.state in RED_STATES), None
-    )
+    failed = next((status for status in sorted(relevant, key=lambda s: s.context) if status.state in RED_STATES), None)
     if failed is not None:
         return CheckResult(Verdict.FAILURE, failed=failed, missing=missing)
     pending = tuple(sorted(status.context for status in relevant if status.state != "success"))

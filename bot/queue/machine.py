@@ -9,9 +9,9 @@ Rules, in the order they apply:
 1. An attempt being merged finishes its bookkeeping once its candidate is in the base, retries the
    fast-forward while the base is still where the candidate was built, and is rebuilt if the base moved
    elsewhere (the forge refused the fast-forward, so nothing untested landed).
-2. An entry whose PR was closed, merged outside the queue, or got a head other than the approved one
-   (the bot's own rebase excepted) is cancelled; an attempt carrying it is abandoned and its other
-   entries go back to the queue without penalty.
+2. An entry someone asked to cancel, or whose PR was closed, merged outside the queue, or got a head
+   other than the approved one (the bot's own rebase excepted) is cancelled; an attempt carrying it is
+   abandoned and its other entries go back to the queue without penalty.
 3. An attempt that lost its candidate mid-build is rebuilt.
 4. An attempt under test is rebuilt when the base moved; fails on the first red required check (naming it);
    fails when the deadline passes with checks still pending; goes to merge when all are green.
@@ -100,14 +100,7 @@ class WaitUntil:
 
 
 Action = (
-    CancelEntry
-    | StartAttempt
-    | BuildCandidate
-    | AbandonAttempt
-    | FailAttempt
-    | MergeAttempt
-    | FinishMerged
-    | WaitUntil
+    CancelEntry | StartAttempt | BuildCandidate | AbandonAttempt | FailAttempt | MergeAttempt | FinishMerged | WaitUntil
 )
 
 
@@ -153,9 +146,7 @@ def _attempt_step(snapshot: TrainSnapshot, attempt: AttemptView, landed: bool) -
             return merging
     stale = [cancel for entry in carried if (cancel := _stale(entry, attempt)) is not None]
     if stale:
-        keep = tuple(
-            entry_id for entry_id in attempt.entry_ids if entry_id not in {c.entry_id for c in stale}
-        )
+        keep = tuple(entry_id for entry_id in attempt.entry_ids if entry_id not in {c.entry_id for c in stale})
         return Decision((AbandonAttempt(attempt.id, stale[0].reason, keep), *stale), stale[0].reason)
     if attempt.state is AttemptState.BUILDING or attempt.candidate_sha is None:
         return Decision((BuildCandidate(attempt.id),), Reason.RESUMED_BUILD)
@@ -175,9 +166,7 @@ def _merging_step(snapshot: TrainSnapshot, attempt: AttemptView, landed: bool) -
     if snapshot.base_tip == attempt.base_sha:
         if any(_stale(entry, attempt) for entry in snapshot.entries if entry.id in attempt.entry_ids):
             return None  # rule 2 abandons it before anything is pushed
-        return Decision(
-            (MergeAttempt(attempt.id, attempt.base_sha, attempt.candidate_sha),), Reason.MERGE_RETRY
-        )
+        return Decision((MergeAttempt(attempt.id, attempt.base_sha, attempt.candidate_sha),), Reason.MERGE_RETRY)
     return Decision(
         (AbandonAttempt(attempt.id, Reason.BASE_MOVED, attempt.entry_ids),),
         Reason.BASE_MOVED,
@@ -203,9 +192,7 @@ def _checks_step(snapshot: TrainSnapshot, attempt: AttemptView) -> Decision:
             detail,
         )
     if result.verdict is Verdict.SUCCESS:
-        return Decision(
-            (MergeAttempt(attempt.id, attempt.base_sha, attempt.candidate_sha),), Reason.CHECKS_PASSED
-        )
+        return Decision((MergeAttempt(attempt.id, attempt.base_sha, attempt.candidate_sha),), Reason.CHECKS_PASSED)
     if attempt.deadline_at is not None and snapshot.now >= attempt.deadline_at:
         timed_out: dict[str, Any] = {
             "missing": list(result.missing),
@@ -229,6 +216,8 @@ def _stale(entry: EntryView, attempt: AttemptView | None) -> CancelEntry | None:
     if entry.state not in (EntryState.WAITING, EntryState.QUEUED, EntryState.TESTING):
         return None
     pull = entry.pull
+    if entry.cancel_requested_by is not None:
+        return CancelEntry(entry.id, Reason.CANCELLED_BY_USER, {"by": entry.cancel_requested_by})
     if pull.merged:
         return CancelEntry(entry.id, Reason.PR_MERGED_OUTSIDE, {"merge_commit_sha": pull.merge_commit_sha})
     if not pull.open:
@@ -242,7 +231,5 @@ def _stale(entry: EntryView, attempt: AttemptView | None) -> CancelEntry | None:
     ):
         expected.add(attempt.candidate_sha)  # the bot's own rebase of the PR branch
     if pull.head_sha not in expected:
-        return CancelEntry(
-            entry.id, Reason.HEAD_CHANGED, {"approved": entry.approved_sha, "head": pull.head_sha}
-        )
+        return CancelEntry(entry.id, Reason.HEAD_CHANGED, {"approved": entry.approved_sha, "head": pull.head_sha})
     return None

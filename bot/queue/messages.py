@@ -76,9 +76,7 @@ def status_description(reason: Reason, detail: Mapping[str, Any]) -> str:
     elif reason is Reason.MERGED:
         text = f"merged as {_short(detail.get('sha'))}"
     elif reason is Reason.CHECKS_FAILED:
-        text = (
-            f"failed: {detail.get('context', 'a required check')} reported {detail.get('state', 'failure')}"
-        )
+        text = f"failed: {detail.get('context', 'a required check')} reported {detail.get('state', 'failure')}"
     elif reason is Reason.CI_TIMEOUT:
         text = "failed: required checks did not report before the deadline"
     elif reason is Reason.CONFLICT:

@@ -89,6 +89,7 @@ class EntryView:
     queued_at: datetime
     priority: int = 0
     method: MergeMethod = MergeMethod.REBASE
+    cancel_requested_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

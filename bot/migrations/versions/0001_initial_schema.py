@@ -46,9 +46,7 @@ def upgrade() -> None:
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("received_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.Column("processed_at", sa.DateTime(timezone=True), nullable=True),
-        sa.CheckConstraint(
-            "state IN ('pending', 'done', 'parked')", name=op.f("ck_webhook_deliveries_state")
-        ),
+        sa.CheckConstraint("state IN ('pending', 'done', 'parked')", name=op.f("ck_webhook_deliveries_state")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_deliveries")),
     )
     op.create_index(
@@ -85,9 +83,7 @@ def upgrade() -> None:
         sa.Column("received_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.Column("processed_at", sa.DateTime(timezone=True), nullable=True),
         sa.CheckConstraint("outcome IN ('accepted', 'refused', 'ignored')", name=op.f("ck_commands_outcome")),
-        sa.CheckConstraint(
-            "trigger IN ('comment', 'label', 'button', 'cli')", name=op.f("ck_commands_trigger")
-        ),
+        sa.CheckConstraint("trigger IN ('comment', 'label', 'button', 'cli')", name=op.f("ck_commands_trigger")),
         sa.ForeignKeyConstraint(
             ["repository_id"],
             ["repositories.id"],
@@ -230,19 +226,16 @@ def upgrade() -> None:
         sa.Column("reason_detail", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
         sa.Column("merged_sha", sa.String(length=64), nullable=True),
         sa.Column("retries", sa.Integer(), server_default=sa.text("0"), nullable=False),
+        sa.Column("cancel_requested_by", sa.String(length=255), nullable=True),
         sa.Column("version", sa.Integer(), server_default=sa.text("1"), nullable=False),
         sa.Column("queued_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
-        sa.CheckConstraint(
-            "merge_method IN ('rebase', 'merge', 'squash')", name=op.f("ck_entries_merge_method")
-        ),
+        sa.CheckConstraint("merge_method IN ('rebase', 'merge', 'squash')", name=op.f("ck_entries_merge_method")),
         sa.CheckConstraint(
             "state IN ('waiting', 'queued', 'testing', 'merged', 'failed', 'cancelled')",
             name=op.f("ck_entries_state"),
         ),
-        sa.CheckConstraint(
-            "trigger IN ('comment', 'label', 'button', 'cli')", name=op.f("ck_entries_trigger")
-        ),
+        sa.CheckConstraint("trigger IN ('comment', 'label', 'button', 'cli')", name=op.f("ck_entries_trigger")),
         sa.ForeignKeyConstraint(
             ["command_id"], ["commands.id"], name=op.f("fk_entries_command_id_commands"), ondelete="SET NULL"
         ),

@@ -1,0 +1,80 @@
+"""The queue's background work in one process: setup on the forge, the inbox worker and the gate runner.
+
+Started by the app factory when a forge token is configured. Setup (who the bot is, its webhooks) is
+retried with backoff until the forge answers, so a forge outage at start delays the queue, not the web.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+
+import aiohttp
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.clock import Clock
+from bot.config import Settings
+from bot.forge.client import GiteaClient
+from bot.forge.errors import ForgeError
+from bot.gate.runner import GateRunner
+from bot.gate.service import GateDeps
+from bot.git.mirror import MirrorCache
+from bot.git.runner import GitRunner, Identity
+from bot.inbox.intake import Intake, IntakeDeps
+from bot.inbox.worker import InboxWorker
+from bot.logs import get_logger
+from bot.setup import ensure_webhooks
+
+log = get_logger(__name__)
+
+
+@dataclass
+class QueueService:
+    settings: Settings
+    sessions: async_sessionmaker[AsyncSession]
+    database_url: str
+    clock: Clock
+    http: aiohttp.ClientSession
+    worker: InboxWorker | None = None
+    runner: GateRunner | None = None
+
+    def wake_inbox(self) -> None:
+        if self.worker is not None:
+            self.worker.wake()
+
+    async def run(self) -> None:
+        settings = self.settings
+        assert settings.gitea_token is not None
+        forge = GiteaClient(self.http, str(settings.gitea_url), settings.gitea_token)
+        login = await self._setup(forge)
+        git = GitRunner(
+            committer=Identity(login, f"{login}@merge-bot.invalid"),
+            token=settings.gitea_token,
+            auth_url=str(settings.gitea_url),
+            home=settings.data_dir / "git-home",
+        )
+        (settings.data_dir / "git-home").mkdir(parents=True, exist_ok=True)
+        owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        deps = GateDeps(
+            settings, self.sessions, forge, git, MirrorCache(git, settings.data_dir / "mirrors"), self.clock, owner
+        )
+        self.runner = GateRunner(deps, self.database_url)
+        intake = Intake(IntakeDeps(settings, self.sessions, forge, self.clock, login, self.runner.wake))
+        self.worker = InboxWorker(self.sessions, intake.handle, self.clock)
+        log.info("queue.started", bot=login, repos=list(settings.repos), owner=owner)
+        await asyncio.gather(self.runner.run(), self.worker.run())
+
+    async def _setup(self, forge: GiteaClient) -> str:
+        delay = 1.0
+        while True:
+            try:
+                login = await forge.current_user()
+                await ensure_webhooks(forge, self.settings)
+                return login
+            except ForgeError as exc:
+                log.warning("queue.setup_failed", error=str(exc), retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 60.0)

@@ -15,7 +15,7 @@ from aiohttp.typedefs import Handler
 from . import githttp
 from .api import issues, pulls, repo_settings, sim, statuses, users
 from .core import Sim
-from .web import SIM, ApiError, AuthError, authenticate, error_body, json_response
+from .web import DOER, SIM, ApiError, AuthError, authenticate, error_body, json_response
 
 API = "/api/v1"
 log = logging.getLogger("gitea_sim")
@@ -50,7 +50,7 @@ async def log_and_faults(request: web.Request, handler: Handler) -> web.StreamRe
             response = json_response({"message": fault.message, "url": f"{the_sim.base_url}/api/swagger"},
                                      fault.status)
     if _is_api(path) or _is_git(path):
-        doer = request.get("doer")
+        doer = request.get(DOER)
         the_sim.log.add("api" if _is_api(path) else "git", method=request.method, path=path,
                         query=request.query_string, status=response.status,
                         user=doer.login if doer is not None else None,
@@ -94,7 +94,7 @@ async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
             if target is None:
                 raise ApiError(404, "", not_found=True)
             doer = target
-        request["doer"] = doer
+        request[DOER] = doer
     return await handler(request)
 
 

@@ -41,6 +41,7 @@ class Serializer:
     def __init__(self, state: State, base_url: str) -> None:
         self.state = state
         self.base_url = base_url.rstrip("/")
+        self.forgejo = state.flavour == "forgejo"
 
     # --- users ---
     def user(self, u: User) -> JSON:
@@ -53,7 +54,7 @@ class Serializer:
             "prohibit_login": False, "location": u.location, "website": u.website, "description": u.description,
             "visibility": u.visibility, "followers_count": 0, "following_count": 0, "starred_repos_count": 0,
             "username": u.login,
-        }
+        } | ({"pronouns": ""} if self.forgejo else {})
 
     def user_id(self, uid: int | None) -> JSON | None:
         return self.user(self.state.users[uid]) if uid is not None else None
@@ -114,6 +115,9 @@ class Serializer:
             data[key] = s[key]
         data.update({"avatar_url": "", "internal": False, "mirror_interval": "", "object_format_name": "sha1",
                      "mirror_updated": ZERO_TIME, "topics": [], "licenses": []})
+        if self.forgejo:  # fields only Forgejo's structs have
+            data.update({"wiki_branch": repo.default_branch, "globally_editable_wiki": False,
+                         "default_update_style": "merge"})
         return data
 
     def repo_meta(self, repo: Repo) -> JSON:
@@ -182,6 +186,7 @@ class Serializer:
             "updated_at": tss(issue.updated_at), "closed_at": ts(issue.closed_at), "due_date": None,
             "time_estimate": 0,
         }
+        data["pull_request"] = None
         if issue.pr is not None:
             data["pull_request"] = {"merged": issue.pr.merged, "merged_at": ts(issue.pr.merged_at),
                                     "draft": is_draft(issue.title), "html_url": self.issue_html(repo, issue)}
@@ -212,7 +217,7 @@ class Serializer:
                      "repo": repo_json},
             "merge_base": pr.merge_base, "due_date": None, "created_at": tss(issue.created_at),
             "updated_at": tss(issue.updated_at), "closed_at": ts(issue.closed_at), "pin_order": 0,
-        }
+        } | ({"flow": 0} if self.forgejo else {})
 
     def comment(self, repo: Repo, issue: Issue, c: Comment) -> JSON:
         html = self.issue_html(repo, issue)

@@ -12,6 +12,7 @@ the `/_sim/` calls (CI, faults, log) are the only simulator-specific ones.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import secrets
 import socket
@@ -58,13 +59,15 @@ class SimHandle:
 
     # --- raw API ---
     async def request(self, method: str, path: str, *, token: str | None = None, json: Any = None,
-                      params: dict[str, str] | None = None, auth: aiohttp.BasicAuth | None = None,
+                      params: dict[str, str] | None = None, basic: tuple[str, str] | None = None,
                       headers: dict[str, str] | None = None) -> tuple[int, Any, dict[str, str]]:
         """(status, decoded JSON or None, headers). `path` is relative to the server, e.g. /api/v1/version."""
         hdrs = dict(headers or {})
         if token is not None:
             hdrs["Authorization"] = f"token {token}"
-        async with self.session.request(method, self.url + path, json=json, params=params, auth=auth,
+        if basic is not None:
+            hdrs["Authorization"] = "Basic " + base64.b64encode(f"{basic[0]}:{basic[1]}".encode()).decode()
+        async with self.session.request(method, self.url + path, json=json, params=params,
                                         headers=hdrs) as resp:
             raw = await resp.read()
             data: Any = None
@@ -96,7 +99,7 @@ class SimHandle:
         if admin:
             self.sim.state.user_by_name(login).is_admin = True  # type: ignore[union-attr]
         status, data, _ = await self.request("POST", f"/api/v1/users/{login}/tokens",
-                                             auth=aiohttp.BasicAuth(login, password),
+                                             basic=(login, password),
                                              json={"name": "test", "scopes": ["all"]})
         if status != 201:
             raise SimApiError("POST", f"/users/{login}/tokens", status, data)

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from .core import Sim
 
 SIM: web.AppKey[Sim] = web.AppKey("sim")
+DOER: web.RequestKey[User | None] = web.RequestKey("doer")
 T = TypeVar("T")
 DEFAULT_PAGE_SIZE = 30
 MAX_PAGE_SIZE = 50
@@ -154,8 +155,7 @@ def authenticate(sim: Sim, request: web.Request, allow_password: bool = True) ->
 
 
 def doer_of(request: web.Request) -> User | None:
-    found: User | None = request.get("doer")
-    return found
+    return request.get(DOER)
 
 
 def require_doer(request: web.Request) -> User:

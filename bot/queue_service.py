@@ -26,7 +26,7 @@ from bot.git.runner import GitRunner, Identity
 from bot.inbox.intake import Intake, IntakeDeps
 from bot.inbox.worker import InboxWorker
 from bot.logs import get_logger
-from bot.setup import ensure_webhooks
+from bot.setup import ensure_merge_styles, ensure_webhooks
 
 log = get_logger(__name__)
 
@@ -73,6 +73,7 @@ class QueueService:
             try:
                 login = await forge.current_user()
                 await ensure_webhooks(forge, self.settings)
+                await ensure_merge_styles(forge, self.settings)
                 return login
             except ForgeError as exc:
                 log.warning("queue.setup_failed", error=str(exc), retry_in=delay)

@@ -141,6 +141,13 @@ class GiteaClient:
         data = await self._get("/user")
         return str(data.get("login") or data.get("username") or "")
 
+    async def get_repo(self, owner: str, repo: str) -> dict[str, Any]:
+        data: dict[str, Any] = await self._get(f"/repos/{_path(owner, repo)}")
+        return data
+
+    async def edit_repo(self, owner: str, repo: str, **fields: Any) -> None:
+        await self._request("PATCH", f"/repos/{_path(owner, repo)}", json=fields)
+
     # -- pull requests --------------------------------------------------------------------------------
 
     async def get_pull(self, owner: str, repo: str, number: int) -> PullRequestInfo:

@@ -72,9 +72,11 @@ async def combined_status(request: web.Request) -> web.Response:
     latest = latest_statuses(repo.statuses.get(sha, []))
     chunk, headers = paginate(request, latest)
     api = sim.ser.repo_api(repo)
+    # convert.ToCombinedStatus: state "" and statuses null when there are none; total_count is the page's.
     return json_response({
-        "state": combined_state(chunk), "sha": sha, "total_count": len(latest),
-        "statuses": [sim.ser.status(repo, s) for s in chunk], "repository": sim.ser.repo(repo, access),
+        "state": combined_state(chunk), "sha": sha, "total_count": len(chunk),
+        "statuses": [sim.ser.status(repo, s) for s in chunk] if chunk else None,
+        "repository": sim.ser.repo(repo, access),
         "commit_url": f"{api}/commits/{sha}", "url": f"{api}/commits/{sha}/status",
     }, headers=headers)
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import itertools
 import os
 import secrets
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -36,15 +38,20 @@ def asyncpg_dsn(url: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_server_url() -> Iterator[str]:
     """URL of a PostgreSQL server's maintenance database, for creating test databases."""
     external = os.environ.get("MERGE_BOT_TEST_DATABASE_URL")
     if external:
         yield external
         return
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", database="postgres")
-    yield server.start()
-    server.stop()
+    # Not under pytest's basetemp: a concurrent pytest run prunes old basetemps, server and all.
+    directory = Path(tempfile.mkdtemp(prefix="merge-bot-test-pg-"))
+    server = EmbeddedPostgres(directory / "data", database="postgres")
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -94,7 +94,7 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
     webhook_max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
     strategy: Literal["staging", "pr-branch"] = "staging"
-    ci_timeout_seconds: int = Field(default=3600, ge=10)
+    ci_timeout_seconds: int = Field(default=3600, ge=1)
     required_contexts: tuple[str, ...] = ()
     status_context: str = Field(default="merge-bot", min_length=1, max_length=64)
     delete_branch_after_merge: bool = False

@@ -33,7 +33,7 @@ async def test_every_constraint_is_named_by_the_convention(engine: AsyncEngine) 
                 text(
                     "SELECT conname FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace "
                     "WHERE n.nspname = 'public' AND c.contype IN ('p', 'u', 'f', 'c') "
-                        "AND c.conrelid <> 'alembic_version'::regclass"
+                    "AND c.conrelid <> 'alembic_version'::regclass"
                 )
             )
         ).scalars()
@@ -44,7 +44,9 @@ async def test_every_constraint_is_named_by_the_convention(engine: AsyncEngine) 
 
 async def _pull_request(connection: Any) -> tuple[int, int]:
     repo = (await connection.execute(insert(Repository).values(owner="o", name="r").returning(Repository.id))).scalar()
-    train = (await connection.execute(insert(Train).values(repository_id=repo, branch="main").returning(Train.id))).scalar()
+    train = (
+        await connection.execute(insert(Train).values(repository_id=repo, branch="main").returning(Train.id))
+    ).scalar()
     pull = (
         await connection.execute(insert(PullRequest).values(repository_id=repo, number=1).returning(PullRequest.id))
     ).scalar()

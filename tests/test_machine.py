@@ -277,3 +277,15 @@ def test_statuses_of_the_bot_itself_never_merge() -> None:
     own = (StatusView("merge-bot", "success"), StatusView("merge-bot/ci/test", "success"))
     decision = decide(snap(entry(1, EntryState.TESTING), attempt_=attempt(), statuses=own))
     assert decision.reason is Reason.CHECKS_PENDING
+
+
+def test_cancel_request_aborts_the_running_attempt() -> None:
+    cancelled = replace(entry(1, EntryState.TESTING), cancel_requested_by="maintainer")
+    decision = decide(snap(cancelled, entry(2), attempt_=attempt(), statuses=PENDING))
+    assert decision == Decision(
+        (
+            AbandonAttempt(100, Reason.CANCELLED_BY_USER, ()),
+            CancelEntry(1, Reason.CANCELLED_BY_USER, {"by": "maintainer"}),
+        ),
+        Reason.CANCELLED_BY_USER,
+    )

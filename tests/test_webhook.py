@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -84,9 +86,7 @@ async def test_same_uuid_twice_is_one_row(client: Client, engine: AsyncEngine, w
     assert await count_rows(engine) == 1
 
 
-async def test_concurrent_duplicates_store_one_row(
-    client: Client, engine: AsyncEngine, webhook_secret: str
-) -> None:
+async def test_concurrent_duplicates_store_one_row(client: Client, engine: AsyncEngine, webhook_secret: str) -> None:
     import asyncio
 
     headers = headers_for(webhook_secret, PR_OPENED)
@@ -203,9 +203,7 @@ async def test_handled_event_with_a_broken_shape_is_400(
 
 
 async def test_missing_delivery_id_is_400(client: Client, engine: AsyncEngine, webhook_secret: str) -> None:
-    headers = {
-        key: value for key, value in headers_for(webhook_secret, PR_OPENED).items() if "Delivery" not in key
-    }
+    headers = {key: value for key, value in headers_for(webhook_secret, PR_OPENED).items() if "Delivery" not in key}
     response = await client.post("/webhook", data=PR_OPENED, headers=headers)
     assert response.status == 400
     assert await count_rows(engine) == 0
@@ -251,8 +249,18 @@ async def test_healthz_is_503_without_a_database(
 # --- fuzzing: random bytes and mutated real payloads, signed or not, never give a 5xx ----------------
 
 SAMPLES = sorted(PAYLOADS.glob("*.json"))
-EVENT_TYPES = ["pull_request", "pull_request_sync", "pull_request_label", "pull_request_comment",
-               "issue_comment", "pull_request_review_approved", "status", "push", "wiki", ""]
+EVENT_TYPES = [
+    "pull_request",
+    "pull_request_sync",
+    "pull_request_label",
+    "pull_request_comment",
+    "issue_comment",
+    "pull_request_review_approved",
+    "status",
+    "push",
+    "wiki",
+    "",
+]
 
 
 def _mutate(value: Any, data: st.DataObject, depth: int = 0) -> Any:
@@ -263,7 +271,9 @@ def _mutate(value: Any, data: st.DataObject, depth: int = 0) -> Any:
         if choice == 0:
             del copy[key]
         elif choice == 1 or depth > 4:
-            copy[key] = data.draw(st.one_of(st.none(), st.integers(), st.text(), st.booleans(), st.lists(st.integers())))
+            copy[key] = data.draw(
+                st.one_of(st.none(), st.integers(), st.text(), st.booleans(), st.lists(st.integers()))
+            )
         else:
             copy[key] = _mutate(value[key], data, depth + 1)
         return copy

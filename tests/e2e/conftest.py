@@ -107,7 +107,12 @@ class World:
 
 
 async def make_world(
-    sim: SimHandle, engine: AsyncEngine, tmp_path: Path, *, strategy: str = "staging", extra: dict[str, str] | None = None
+    sim: SimHandle,
+    engine: AsyncEngine,
+    tmp_path: Path,
+    *,
+    strategy: str = "staging",
+    extra: dict[str, str] | None = None,
 ) -> AsyncIterator[World]:
     owner = await sim.create_user("owner")
     bot = await sim.create_user("merge-bot")

@@ -46,8 +46,9 @@ async def test_anonymous_can_clone_public_repo_but_not_push(gitea: SimHandle, te
     url = f"{gitea.url}/{team.repo}.git"
     code, _, _ = await run_git(["clone", "--quiet", url, str(tmp_path / "anon")], check=False)
     assert code == 0
-    status, _, headers = await gitea.request("GET", f"/{team.repo}.git/info/refs",
-                                             params={"service": "git-receive-pack"})
+    status, _, headers = await gitea.request(
+        "GET", f"/{team.repo}.git/info/refs", params={"service": "git-receive-pack"}
+    )
     assert status == 401
     assert headers["WWW-Authenticate"].startswith("Basic")
 
@@ -76,14 +77,14 @@ async def test_force_push_to_protected_branch_is_refused(gitea: SimHandle, team:
 
 
 async def test_push_whitelist_and_disabled_push(gitea: SimHandle, team: Team) -> None:
-    await gitea.protect(team.repo, "main", enable_push=True, enable_push_whitelist=True,
-                        push_whitelist_usernames=["alice"])
+    await gitea.protect(
+        team.repo, "main", enable_push=True, enable_push_whitelist=True, push_whitelist_usernames=["alice"]
+    )
     with pytest.raises(SimApiError) as err:
         await gitea.push_commit(team.repo, team.writer, "main", {"b.txt": "b\n"})
     assert "Not allowed to push to protected branch main" in err.value.body
     await gitea.push_commit(team.repo, team.owner, "main", {"a.txt": "a\n"})
-    await gitea.api("PATCH", f"/repos/{team.repo}/branch_protections/main",
-                    json={"enable_push": False})
+    await gitea.api("PATCH", f"/repos/{team.repo}/branch_protections/main", json={"enable_push": False})
     with pytest.raises(SimApiError) as err:
         await gitea.push_commit(team.repo, team.owner, "main", {"a.txt": "again\n"})
     assert "Not allowed to push to protected branch main" in err.value.body
@@ -108,7 +109,8 @@ async def test_glob_protection_rule_applies(gitea: SimHandle, team: Team) -> Non
 
 
 async def test_push_updates_pr_head_ref_and_fires_push_then_synchronized(
-        gitea: SimHandle, team: Team, receiver: Receiver) -> None:
+    gitea: SimHandle, team: Team, receiver: Receiver
+) -> None:
     await gitea.add_hook(team.repo, receiver.url, "s3cret")
     first = await gitea.push_commit(team.repo, team.writer, "feat", {"f.txt": "1\n"}, base="main")
     pr = await gitea.create_pr(team.repo, team.writer, "feat")

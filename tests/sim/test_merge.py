@@ -12,8 +12,9 @@ from gitea_sim.testing import SimHandle, SimUser
 from .conftest import Team
 
 
-async def open_pr(g: SimHandle, team: Team, branch: str, files: dict[str, str | None],
-                  user: SimUser | None = None, title: str = "") -> dict[str, Any]:
+async def open_pr(
+    g: SimHandle, team: Team, branch: str, files: dict[str, str | None], user: SimUser | None = None, title: str = ""
+) -> dict[str, Any]:
     user = user or team.writer
     await g.push_commit(team.repo, user, branch, files, base="main", message=f"change on {branch}")
     pr = await g.create_pr(team.repo, user, branch, title=title or f"PR {branch}")
@@ -29,8 +30,7 @@ def bare(g: SimHandle, repo: str) -> GitRepo:
 
 
 async def merge(g: SimHandle, repo: str, index: int, user: SimUser, **body: Any) -> tuple[int, Any]:
-    status, data, _ = await g.request("POST", f"/api/v1/repos/{repo}/pulls/{index}/merge", token=user.token,
-                                      json=body)
+    status, data, _ = await g.request("POST", f"/api/v1/repos/{repo}/pulls/{index}/merge", token=user.token, json=body)
     return status, data
 
 
@@ -70,8 +70,9 @@ async def test_each_style_lands_the_change_on_a_diverged_base(gitea: SimHandle, 
 
 async def test_fast_forward_only(gitea: SimHandle, team: Team) -> None:
     pr = await open_pr(gitea, team, "ff", {"ff.txt": "1\n"})
-    status, _ = await merge(gitea, team.repo, pr["number"], team.writer, Do="fast-forward-only",
-                            head_commit_id=pr["head"]["sha"])
+    status, _ = await merge(
+        gitea, team.repo, pr["number"], team.writer, Do="fast-forward-only", head_commit_id=pr["head"]["sha"]
+    )
     assert status == 200
     assert await bare(gitea, team.repo).branch_sha("main") == pr["head"]["sha"]
 
@@ -112,8 +113,9 @@ async def test_read_only_collaborator_cannot_merge(gitea: SimHandle, team: Team)
 
 async def test_closed_pr_is_404_and_missing_pr_is_404(gitea: SimHandle, team: Team) -> None:
     pr = await open_pr(gitea, team, "feat", {"f.txt": "1\n"})
-    await gitea.api("PATCH", f"/repos/{team.repo}/pulls/{pr['number']}", json={"state": "closed"},
-                    token=team.writer.token)
+    await gitea.api(
+        "PATCH", f"/repos/{team.repo}/pulls/{pr['number']}", json={"state": "closed"}, token=team.writer.token
+    )
     assert (await merge(gitea, team.repo, pr["number"], team.writer, Do="merge"))[0] == 404
     assert (await merge(gitea, team.repo, 99, team.writer, Do="merge"))[0] == 404
 
@@ -142,8 +144,9 @@ async def test_head_out_of_date_is_409(gitea: SimHandle, team: Team) -> None:
     pr = await open_pr(gitea, team, "feat", {"f.txt": "1\n"})
     await gitea.push_commit(team.repo, team.writer, "feat", {"f.txt": "2\n"})
     await gitea.wait_idle()
-    status, body = await merge(gitea, team.repo, pr["number"], team.writer, Do="merge",
-                               head_commit_id=pr["head"]["sha"])
+    status, body = await merge(
+        gitea, team.repo, pr["number"], team.writer, Do="merge", head_commit_id=pr["head"]["sha"]
+    )
     assert (status, body["message"]) == (409, "head out of date")
 
 
@@ -165,8 +168,7 @@ async def test_wip_title_is_405(gitea: SimHandle, team: Team) -> None:
 
 
 async def test_required_status_checks_block_until_green(gitea: SimHandle, team: Team) -> None:
-    await gitea.protect(team.repo, "main", enable_push=True, enable_status_check=True,
-                        status_check_contexts=["ci/*"])
+    await gitea.protect(team.repo, "main", enable_push=True, enable_status_check=True, status_check_contexts=["ci/*"])
     pr = await open_pr(gitea, team, "feat", {"f.txt": "1\n"})
     sha = pr["head"]["sha"]
     status, body = await merge(gitea, team.repo, pr["number"], team.writer, Do="merge")
@@ -189,11 +191,13 @@ async def test_required_approvals(gitea: SimHandle, team: Team) -> None:
     pr = await open_pr(gitea, team, "feat", {"f.txt": "1\n"})
     status, body = await merge(gitea, team.repo, pr["number"], team.writer, Do="merge")
     assert (status, body["message"]) == (405, "Does not have enough approvals")
-    status, body, _ = await gitea.request("POST", f"/api/v1/repos/{team.repo}/pulls/1/reviews",
-                                          token=team.writer.token, json={"event": "APPROVED"})
+    status, body, _ = await gitea.request(
+        "POST", f"/api/v1/repos/{team.repo}/pulls/1/reviews", token=team.writer.token, json={"event": "APPROVED"}
+    )
     assert status == 422  # approving one's own PR
-    await gitea.api("POST", f"/repos/{team.repo}/pulls/1/reviews", token=team.owner.token,
-                    json={"event": "APPROVED", "body": "ok"})
+    await gitea.api(
+        "POST", f"/repos/{team.repo}/pulls/1/reviews", token=team.owner.token, json={"event": "APPROVED", "body": "ok"}
+    )
     assert (await merge(gitea, team.repo, pr["number"], team.writer, Do="merge"))[0] == 200
 
 
@@ -208,20 +212,19 @@ async def test_merge_whitelist(gitea: SimHandle, team: Team) -> None:
 async def test_manually_merged(gitea: SimHandle, team: Team) -> None:
     pr = await open_pr(gitea, team, "feat", {"f.txt": "1\n"})
     head = pr["head"]["sha"]
-    status, body = await merge(gitea, team.repo, pr["number"], team.writer, Do="manually-merged",
-                               MergeCommitID=head)
-    assert (status, body["message"]) == (405, "manually-merged is not allowed an allowed merge style for this "
-                                              "repository")
+    status, body = await merge(gitea, team.repo, pr["number"], team.writer, Do="manually-merged", MergeCommitID=head)
+    assert (status, body["message"]) == (
+        405,
+        "manually-merged is not allowed an allowed merge style for this repository",
+    )
     await gitea.api("PATCH", f"/repos/{team.repo}", json={"allow_manual_merge": True})
-    status, body = await merge(gitea, team.repo, pr["number"], team.writer, Do="manually-merged",
-                               MergeCommitID=head)
+    status, body = await merge(gitea, team.repo, pr["number"], team.writer, Do="manually-merged", MergeCommitID=head)
     assert (status, body["message"]) == (409, "Wrong commit ID")  # not on main yet
     await gitea.push(team.repo, team.writer, f"{head}:refs/heads/main")
     await gitea.wait_idle()
     got = await gitea.get_pr(team.repo, pr["number"])
     assert got["merged"] is False  # autodetect_manual_merge is off by default
-    status, _ = await merge(gitea, team.repo, pr["number"], team.writer, do="manually-merged",
-                            merge_commit_id=head)
+    status, _ = await merge(gitea, team.repo, pr["number"], team.writer, do="manually-merged", merge_commit_id=head)
     assert status == 200
     got = await gitea.get_pr(team.repo, pr["number"])
     assert got["merged"] and got["merge_commit_sha"] == head
@@ -229,8 +232,16 @@ async def test_manually_merged(gitea: SimHandle, team: Team) -> None:
 
 async def test_merge_commit_with_custom_title_and_branch_deletion(gitea: SimHandle, team: Team) -> None:
     pr = await open_pr(gitea, team, "feat", {"f.txt": "1\n"})
-    status, _ = await merge(gitea, team.repo, pr["number"], team.writer, Do="merge", MergeTitleField="Title",
-                            MergeMessageField="Body", delete_branch_after_merge=True)
+    status, _ = await merge(
+        gitea,
+        team.repo,
+        pr["number"],
+        team.writer,
+        Do="merge",
+        MergeTitleField="Title",
+        MergeMessageField="Body",
+        delete_branch_after_merge=True,
+    )
     assert status == 200
     git = bare(gitea, team.repo)
     info = await git.commit("main")
@@ -241,8 +252,11 @@ async def test_merge_commit_with_custom_title_and_branch_deletion(gitea: SimHand
 async def test_open_dependency_blocks_merge(gitea: SimHandle, team: Team) -> None:
     first = await open_pr(gitea, team, "first", {"a.txt": "1\n"})
     second = await open_pr(gitea, team, "second", {"b.txt": "1\n"})
-    await gitea.api("POST", f"/repos/{team.repo}/issues/{second['number']}/dependencies",
-                    json={"owner": "alice", "repo": "demo", "index": first["number"]})
+    await gitea.api(
+        "POST",
+        f"/repos/{team.repo}/issues/{second['number']}/dependencies",
+        json={"owner": "alice", "repo": "demo", "index": first["number"]},
+    )
     deps = await gitea.api("GET", f"/repos/{team.repo}/issues/{second['number']}/dependencies")
     assert [d["number"] for d in deps] == [first["number"]]
     status, _ = await merge(gitea, team.repo, second["number"], team.writer, Do="merge")
@@ -257,8 +271,9 @@ async def test_update_by_merge_and_by_rebase(gitea: SimHandle, team: Team) -> No
     pr = await open_pr(gitea, team, "feat", {"f.txt": "1\n"})
     base = await move_main(gitea, team, {"m.txt": "1\n"})
     git = bare(gitea, team.repo)
-    status, _, _ = await gitea.request("POST", f"/api/v1/repos/{team.repo}/pulls/1/update?style=merge",
-                                       token=team.writer.token)
+    status, _, _ = await gitea.request(
+        "POST", f"/api/v1/repos/{team.repo}/pulls/1/update?style=merge", token=team.writer.token
+    )
     assert status == 200
     head = await git.branch_sha("feat")
     assert head is not None
@@ -266,8 +281,9 @@ async def test_update_by_merge_and_by_rebase(gitea: SimHandle, team: Team) -> No
     assert info is not None and info.parents == [pr["head"]["sha"], base]
     assert info.message.startswith("Merge branch 'main' into feat")
     base2 = await move_main(gitea, team, {"m.txt": "2\n"})
-    status, _, _ = await gitea.request("POST", f"/api/v1/repos/{team.repo}/pulls/1/update?style=rebase",
-                                       token=team.writer.token)
+    status, _, _ = await gitea.request(
+        "POST", f"/api/v1/repos/{team.repo}/pulls/1/update?style=rebase", token=team.writer.token
+    )
     assert status == 200
     head2 = await git.branch_sha("feat")
     assert head2 is not None
@@ -297,11 +313,9 @@ async def test_update_edge_cases(gitea: SimHandle, team: Team) -> None:
 async def test_scheduled_merge_waits_for_required_contexts(gitea: SimHandle, team: Team) -> None:
     await gitea.protect(team.repo, "main", enable_status_check=True, status_check_contexts=["ci/test"])
     pr = await open_pr(gitea, team, "feat", {"f.txt": "1\n"})
-    status, _ = await merge(gitea, team.repo, pr["number"], team.writer, Do="merge",
-                            merge_when_checks_succeed=True)
+    status, _ = await merge(gitea, team.repo, pr["number"], team.writer, Do="merge", merge_when_checks_succeed=True)
     assert status == 201
-    status, _body = await merge(gitea, team.repo, pr["number"], team.writer, Do="merge",
-                               merge_when_checks_succeed=True)
+    status, _body = await merge(gitea, team.repo, pr["number"], team.writer, Do="merge", merge_when_checks_succeed=True)
     assert status == 409
     timeline = await gitea.api("GET", f"/repos/{team.repo}/issues/{pr['number']}/timeline")
     assert "pull_scheduled_merge" in [t["type"] for t in timeline]
@@ -317,8 +331,7 @@ async def test_scheduled_merge_waits_for_required_contexts(gitea: SimHandle, tea
 async def test_scheduled_merge_merges_at_once_when_already_green(gitea: SimHandle, team: Team) -> None:
     pr = await open_pr(gitea, team, "feat", {"f.txt": "1\n"})
     await gitea.set_status(team.repo, pr["head"]["sha"], "success", "ci/test")
-    status, _ = await merge(gitea, team.repo, pr["number"], team.writer, Do="merge",
-                            merge_when_checks_succeed=True)
+    status, _ = await merge(gitea, team.repo, pr["number"], team.writer, Do="merge", merge_when_checks_succeed=True)
     assert status == 200
     assert (await gitea.get_pr(team.repo, pr["number"]))["merged"] is True
 
@@ -327,8 +340,7 @@ async def test_cancel_scheduled_merge(gitea: SimHandle, team: Team) -> None:
     pr = await open_pr(gitea, team, "feat", {"f.txt": "1\n"})
     url = f"/api/v1/repos/{team.repo}/pulls/{pr['number']}/merge"
     assert (await gitea.request("DELETE", url, token=team.writer.token))[0] == 404
-    status, _ = await merge(gitea, team.repo, pr["number"], team.writer, Do="squash",
-                            merge_when_checks_succeed=True)
+    status, _ = await merge(gitea, team.repo, pr["number"], team.writer, Do="squash", merge_when_checks_succeed=True)
     assert status == 201
     assert (await gitea.request("DELETE", url, token=team.reader.token))[0] == 403
     assert (await gitea.request("DELETE", url, token=team.writer.token))[0] == 204
@@ -344,13 +356,15 @@ async def test_scheduled_merge_lands_untested_combination(gitea: SimHandle, team
     """As in Gitea (go-gitea/gitea#39214): the scheduled merge does not re-test the PR on top of the new base."""
     await gitea.set_ci(team.repo, "sh ci.sh")
     await gitea.push_commit(team.repo, team.owner, "main", {"ci.sh": "test -f base.txt\n", "base.txt": "1\n"})
-    await gitea.protect(team.repo, "main", enable_push=True, enable_status_check=True,
-                        status_check_contexts=["ci/test"])
+    await gitea.protect(
+        team.repo, "main", enable_push=True, enable_status_check=True, status_check_contexts=["ci/test"]
+    )
     await gitea.wait_idle()
     a = await open_pr(gitea, team, "a", {"base.txt": None, "a.txt": "1\n", "ci.sh": "true\n"})
     b = await open_pr(gitea, team, "b", {"b.txt": "1\n"})
-    assert (await merge(gitea, team.repo, b["number"], team.writer, Do="merge",
-                        merge_when_checks_succeed=True))[0] == 200
+    assert (await merge(gitea, team.repo, b["number"], team.writer, Do="merge", merge_when_checks_succeed=True))[
+        0
+    ] == 200
     await gitea.wait_idle()
     assert (await merge(gitea, team.repo, a["number"], team.writer, Do="merge"))[0] == 200
     assert (await gitea.get_pr(team.repo, b["number"]))["merged"]

@@ -32,8 +32,18 @@ API = "/api/v1"
 # verification), so the spec alone would reject genuine Gitea answers. Only these (definition, field) pairs
 # may be null.
 NULLABLE: dict[str, set[str]] = {
-    "PullRequest": {"milestone", "assignee", "assignees", "requested_reviewers", "requested_reviewers_teams",
-                    "merged_at", "merge_commit_sha", "merged_by", "due_date", "closed_at"},
+    "PullRequest": {
+        "milestone",
+        "assignee",
+        "assignees",
+        "requested_reviewers",
+        "requested_reviewers_teams",
+        "merged_at",
+        "merge_commit_sha",
+        "merged_by",
+        "due_date",
+        "closed_at",
+    },
     "Issue": {"milestone", "assignee", "assignees", "closed_at", "due_date", "pull_request"},
     "PullRequestMeta": {"merged_at"},
     "Commit": {"author", "committer"},
@@ -120,7 +130,8 @@ def validate(method: str, path: str, status: int, body: Any) -> str:
         root = {"definitions": DEFINITIONS, **schema}
         errors = sorted(jsonschema.Draft4Validator(root).iter_errors(body), key=lambda e: list(e.path))
         assert not errors, f"{method} {path} -> {status}: " + "; ".join(
-            f"{'/'.join(map(str, e.absolute_path))}: {e.message[:200]}" for e in errors[:5])
+            f"{'/'.join(map(str, e.absolute_path))}: {e.message[:200]}" for e in errors[:5]
+        )
     elif 200 <= status < 300:
         assert body is None, f"{method} {path} -> {status}: the spec says empty"
     else:
@@ -244,8 +255,13 @@ async def walk(g: SimHandle, team: Team) -> None:
     await g.api("GET", f"{r}/pulls/{n}/reviews")
     await g.api("POST", f"{r}/pulls/{n}/update", token=w.token)
     await g.api("GET", f"{r}/pulls/{n}/merge", expect=404)
-    await g.api("POST", f"{r}/pulls/{n}/merge", json={"Do": "merge", "merge_when_checks_succeed": True},
-                token=w.token, expect=201)
+    await g.api(
+        "POST",
+        f"{r}/pulls/{n}/merge",
+        json={"Do": "merge", "merge_when_checks_succeed": True},
+        token=w.token,
+        expect=201,
+    )
     await g.api("DELETE", f"{r}/pulls/{n}/merge", token=w.token, expect=204)
     await g.api("POST", f"{r}/pulls/{n}/merge", json={"Do": "merge"}, token=team.reader.token, expect=405)
     await g.api("POST", f"{r}/pulls/{n}/merge", json={"Do": "nope"}, token=w.token, expect=422)
@@ -257,8 +273,9 @@ async def walk(g: SimHandle, team: Team) -> None:
     comment = await g.comment(repo, n, team.reader, "/merge")
     await g.api("GET", f"{r}/issues/{n}/comments")
     await g.api("GET", f"{r}/issues/comments/{comment['id']}")
-    await g.api("PATCH", f"{r}/issues/comments/{comment['id']}", json={"body": "/merge please"},
-                token=team.reader.token)
+    await g.api(
+        "PATCH", f"{r}/issues/comments/{comment['id']}", json={"body": "/merge please"}, token=team.reader.token
+    )
     await g.api("POST", f"{r}/issues/comments/{comment['id']}/reactions", json={"content": "eyes"}, token=w.token)
     await g.api("POST", f"{r}/issues/comments/{comment['id']}/reactions", json={"content": "eyes"}, token=w.token)
     await g.api("GET", f"{r}/issues/comments/{comment['id']}/reactions")

@@ -24,9 +24,23 @@ KNOWN_CAPTURE_ODDITIES = {"$.repository.owner.permissions"}
 # Captures from Forgejo servers (codeberg.org): compared with the simulator's forgejo flavour.
 FORGEJO_CAPTURES = {"gitea-pull_request-reopened.json", "gitea-push-new-branch.json"}
 # Values a capture shows set that are legitimately null in another state of the same object.
-NULLABLE = {"merged_at", "merge_commit_sha", "merged_by", "closed_at", "due_date", "milestone", "assignee",
-            "assignees", "requested_reviewers", "requested_reviewer", "review", "head_commit", "verification",
-            "requested_reviewers_teams", "changes"}
+NULLABLE = {
+    "merged_at",
+    "merge_commit_sha",
+    "merged_by",
+    "closed_at",
+    "due_date",
+    "milestone",
+    "assignee",
+    "assignees",
+    "requested_reviewers",
+    "requested_reviewer",
+    "review",
+    "head_commit",
+    "verification",
+    "requested_reviewers_teams",
+    "changes",
+}
 
 
 def shape_errors(sample: Any, ours: Any, path: str = "$") -> list[str]:
@@ -68,8 +82,7 @@ async def drive_every_event(g: SimHandle, receiver: Receiver) -> dict[tuple[str,
     await g.push_commit(team.repo, team.writer, "feat", {"a.txt": "2\n"})
     pr = await g.create_pr(team.repo, team.writer, "feat", title="Feature")
     n = pr["number"]
-    await g.api("PATCH", f"/repos/{team.repo}/pulls/{n}", json={"title": "Feature, renamed"},
-                token=team.writer.token)
+    await g.api("PATCH", f"/repos/{team.repo}/pulls/{n}", json={"title": "Feature, renamed"}, token=team.writer.token)
     await g.api("POST", f"/repos/{team.repo}/issues/{n}/labels", json={"labels": ["queue", "bug"]})
     await g.api("DELETE", f"/repos/{team.repo}/issues/{n}/labels")
     await g.comment(team.repo, n, team.reader, "/merge")
@@ -77,12 +90,21 @@ async def drive_every_event(g: SimHandle, receiver: Receiver) -> dict[tuple[str,
     await g.comment(team.repo, issue["number"], team.writer, "thanks")
     sha = await g.push_commit(team.repo, team.writer, "feat", {"c.txt": "3\n"})
     await g.set_status(team.repo, sha, "success", "ci/test")
-    await g.api("POST", f"/repos/{team.repo}/pulls/{n}/reviews", json={"event": "APPROVED", "body": "lgtm"},
-                token=team.owner.token)
-    await g.api("POST", f"/repos/{team.repo}/pulls/{n}/reviews", json={"event": "REQUEST_CHANGES", "body": "no"},
-                token=team.owner.token)
-    await g.api("POST", f"/repos/{team.repo}/pulls/{n}/reviews", json={"event": "COMMENT", "body": "hm"},
-                token=team.owner.token)
+    await g.api(
+        "POST",
+        f"/repos/{team.repo}/pulls/{n}/reviews",
+        json={"event": "APPROVED", "body": "lgtm"},
+        token=team.owner.token,
+    )
+    await g.api(
+        "POST",
+        f"/repos/{team.repo}/pulls/{n}/reviews",
+        json={"event": "REQUEST_CHANGES", "body": "no"},
+        token=team.owner.token,
+    )
+    await g.api(
+        "POST", f"/repos/{team.repo}/pulls/{n}/reviews", json={"event": "COMMENT", "body": "hm"}, token=team.owner.token
+    )
     await g.api("PATCH", f"/repos/{team.repo}/pulls/{n}", json={"state": "closed"})
     await g.api("PATCH", f"/repos/{team.repo}/pulls/{n}", json={"state": "open"})
     await g.wait_idle()
@@ -132,9 +154,13 @@ CASES = {
 # Not compared, on purpose: the 2018 captures (pre-1.10 shapes with a top-level `secret` and no `is_pull`),
 # the hand-edited synchronized copy of them, and `assigned` / `review_requested` (events the simulator does
 # not produce).
-NOT_COMPARED = {"gitea-issue_comment-on-pr-created-2018.json", "gitea-pull_request-opened-2018-gitea1.5era.json",
-                "gitea-pull_request-synchronized-2018-EDITEDCOPY.json", "gitea-pull_request-assigned.json",
-                "gitea-pull_request-review_requested.json"}
+NOT_COMPARED = {
+    "gitea-issue_comment-on-pr-created-2018.json",
+    "gitea-pull_request-opened-2018-gitea1.5era.json",
+    "gitea-pull_request-synchronized-2018-EDITEDCOPY.json",
+    "gitea-pull_request-assigned.json",
+    "gitea-pull_request-review_requested.json",
+}
 
 
 def test_every_sample_is_compared_or_excluded_with_a_reason() -> None:
@@ -142,8 +168,9 @@ def test_every_sample_is_compared_or_excluded_with_a_reason() -> None:
     assert samples == set(CASES) | NOT_COMPARED
 
 
-async def test_webhook_bodies_have_the_shape_of_real_captures(gitea: SimHandle, forgejo: SimHandle,
-                                                               receiver: Receiver) -> None:
+async def test_webhook_bodies_have_the_shape_of_real_captures(
+    gitea: SimHandle, forgejo: SimHandle, receiver: Receiver
+) -> None:
     seen = await drive_every_event(gitea, receiver)
     receiver.received.clear()
     seen_forgejo = await drive_every_event(forgejo, receiver)
@@ -173,10 +200,16 @@ async def test_headers_and_signature(gitea: SimHandle, receiver: Receiver) -> No
         assert "X-Forgejo-Event" not in h
         assert h["Content-Type"] == "application/json"
         seen_types.add((h["X-Gitea-Event"], h["X-Gitea-Event-Type"]))
-    assert {("pull_request", "pull_request_sync"), ("pull_request", "pull_request_label"),
-            ("issue_comment", "pull_request_comment"), ("issue_comment", "issue_comment"),
-            ("status", "status"), ("push", "push"), ("pull_request_approved", "pull_request_review_approved"),
-            ("pull_request_rejected", "pull_request_review_rejected")} <= seen_types
+    assert {
+        ("pull_request", "pull_request_sync"),
+        ("pull_request", "pull_request_label"),
+        ("issue_comment", "pull_request_comment"),
+        ("issue_comment", "issue_comment"),
+        ("status", "status"),
+        ("push", "push"),
+        ("pull_request_approved", "pull_request_review_approved"),
+        ("pull_request_rejected", "pull_request_review_rejected"),
+    } <= seen_types
     uuids = [r.headers["X-Gitea-Delivery"] for r in receiver.received]
     assert len(set(uuids)) == len(uuids)
 
@@ -234,10 +267,12 @@ async def test_failed_delivery_is_not_retried(gitea: SimHandle, team: Team, rece
     assert [(d["status"], d["ok"]) for d in deliveries] == [(500, False)]
 
 
-@pytest.mark.parametrize(("action", "copies", "same_uuid"),
-                         [("drop", 0, True), ("duplicate", 2, True), ("redeliver", 2, False)])
-async def test_delivery_faults(gitea: SimHandle, team: Team, receiver: Receiver, action: str, copies: int,
-                               same_uuid: bool) -> None:
+@pytest.mark.parametrize(
+    ("action", "copies", "same_uuid"), [("drop", 0, True), ("duplicate", 2, True), ("redeliver", 2, False)]
+)
+async def test_delivery_faults(
+    gitea: SimHandle, team: Team, receiver: Receiver, action: str, copies: int, same_uuid: bool
+) -> None:
     await gitea.add_hook(team.repo, receiver.url, SECRET, events=["push"])
     await gitea.fault(kind="webhook", action=action, event="push", count=1)
     await gitea.push_commit(team.repo, team.writer, "f", {"f": "1"}, base="main")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from .gitrepo import ZERO_SHA
-from .model import Access, Repo
+from .model import Access, Repo, User
 from .web import SIM, AuthError, authenticate, sim_of
 
 if TYPE_CHECKING:
@@ -24,34 +24,47 @@ if TYPE_CHECKING:
 
 BACKEND_TIMEOUT_S = 120.0
 
-HOOK_SCRIPT = '''#!{python} -S
+HOOK_SCRIPT = '''#!{python} -SE
 # Installed by gitea_sim: forwards ref updates to the simulator, as Gitea's `gitea hook` does.
-import json, os, subprocess, sys, urllib.request
+# Plain sockets and no heavy imports: this runs on every push, twice.
+import os, socket, sys
 kind = {kind!r}
 url = os.environ.get("SIM_HOOK_URL")
 if not url:
     sys.exit(0)  # a push that did not come through the simulator's HTTP endpoint
-updates = []
+zero = "0" * 40
+lines = []
 for line in sys.stdin.read().splitlines():
     old, new, ref = line.split(" ", 2)
-    force = False
-    if kind == "pre-receive" and old != "0" * 40 and new != "0" * 40:
-        force = subprocess.run(["git", "merge-base", "--is-ancestor", old, new]).returncode != 0
-    updates.append({{"old": old, "new": new, "ref": ref, "force": force}})
-body = json.dumps({{"repo_id": int(os.environ["SIM_REPO_ID"]), "pusher_id": int(os.environ["SIM_PUSHER_ID"]),
-                   "updates": updates}}).encode()
-req = urllib.request.Request(url + "/" + kind, data=body, method="POST",
-                             headers={{"Content-Type": "application/json",
-                                       "X-Sim-Internal": os.environ["SIM_HOOK_SECRET"]}})
+    force = 0
+    if kind == "pre-receive" and old != zero and new != zero:
+        pid = os.posix_spawnp("git", ["git", "merge-base", "--is-ancestor", old, new], os.environ)
+        force = 1 if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0 else 0
+    lines.append("%s %s %s %d" % (old, new, ref, force))
+body = ("\\n".join(lines) + "\\n").encode()
+hostport, _, path = url.split("://", 1)[1].partition("/")
+host, _, port = hostport.partition(":")
+head = ("POST /%s/%s HTTP/1.0\\r\\nHost: %s\\r\\nContent-Type: text/plain\\r\\nContent-Length: %d\\r\\n"
+        "X-Sim-Internal: %s\\r\\nX-Sim-Repo: %s\\r\\nX-Sim-Pusher: %s\\r\\n\\r\\n") % (
+    path, kind, hostport, len(body), os.environ["SIM_HOOK_SECRET"], os.environ["SIM_REPO_ID"],
+    os.environ["SIM_PUSHER_ID"])
 try:
-    with urllib.request.urlopen(req, timeout=60) as resp:
-        answer = json.loads(resp.read() or b"{{}}")
+    conn = socket.create_connection((host, int(port or 80)), timeout=60)
+    conn.sendall(head.encode() + body)
+    chunks = []
+    while True:
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    conn.close()
+    answer = b"".join(chunks).split(b"\\r\\n\\r\\n", 1)[1].decode().splitlines()
 except Exception as exc:
     print("{product}: internal error: %s" % exc, file=sys.stderr)
     sys.exit(1)
-for msg in answer.get("messages", []):
+for msg in answer[1:]:
     print("{product}: " + msg, file=sys.stderr)
-sys.exit(0 if answer.get("ok", True) else 1)
+sys.exit(0 if answer and answer[0] == "ok" else 1)
 '''
 
 
@@ -134,20 +147,28 @@ async def handle_git(request: web.Request) -> web.StreamResponse:
 
 
 # --- the hook callbacks (internal API) ---
-def _check_internal(request: web.Request) -> Sim:
+async def _hook_input(request: web.Request) -> tuple[Sim, Repo, User, list[dict[str, Any]]]:
+    """The hook's request: one `old new ref force` line per ref update, repo and pusher in headers."""
     sim = request.app[SIM]
     if request.headers.get("X-Sim-Internal") != sim.internal_secret:
         raise web.HTTPForbidden(text="internal API")
-    return sim
+    repo = sim.state.repos[int(request.headers["X-Sim-Repo"])]
+    pusher = sim.state.users[int(request.headers["X-Sim-Pusher"])]
+    updates = []
+    for line in (await request.text()).splitlines():
+        old, new, ref, force = line.split(" ")
+        updates.append({"old": old, "new": new, "ref": ref, "force": force == "1"})
+    return sim, repo, pusher, updates
+
+
+def _hook_answer(messages: list[str]) -> web.Response:
+    return web.Response(text="\n".join(["refused" if messages else "ok", *messages]) + "\n")
 
 
 async def pre_receive(request: web.Request) -> web.Response:
-    sim = _check_internal(request)
-    data: dict[str, Any] = await request.json()
-    repo = sim.state.repos[int(data["repo_id"])]
-    pusher = sim.state.users[int(data["pusher_id"])]
+    sim, repo, pusher, updates = await _hook_input(request)
     messages: list[str] = []
-    for up in data["updates"]:
+    for up in updates:
         ref, new = str(up["ref"]), str(up["new"])
         if ref.startswith("refs/pull/"):
             messages.append(f"refusing to update {ref}: pull request refs are maintained by the server")
@@ -168,20 +189,16 @@ async def pre_receive(request: web.Request) -> web.Response:
         elif not sim.perms.can_push(repo, prot, pusher):
             messages.append(f"Not allowed to push to protected branch {branch}")
     sim.log.add("pre_receive", repo=sim.state.repo_full_name(repo), pusher=pusher.login,
-                updates=data["updates"], ok=not messages, messages=messages)
-    return web.json_response({"ok": not messages, "messages": messages})
+                updates=updates, ok=not messages, messages=messages)
+    return _hook_answer(messages)
 
 
 async def post_receive(request: web.Request) -> web.Response:
     from .core import RefUpdate
 
-    sim = _check_internal(request)
-    data: dict[str, Any] = await request.json()
-    repo = sim.state.repos[int(data["repo_id"])]
-    pusher = sim.state.users[int(data["pusher_id"])]
-    updates = [RefUpdate(str(u["old"]), str(u["new"]), str(u["ref"])) for u in data["updates"]]
-    await sim.on_push(repo, pusher, updates)
-    return web.json_response({"ok": True, "messages": []})
+    sim, repo, pusher, updates = await _hook_input(request)
+    await sim.on_push(repo, pusher, [RefUpdate(str(u["old"]), str(u["new"]), str(u["ref"])) for u in updates])
+    return _hook_answer([])
 
 
 def add_routes(app: web.Application) -> None:

@@ -10,12 +10,14 @@ import aiohttp
 
 from gitea_sim.testing import free_port
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 async def test_serve_command(tmp_path: Path) -> None:
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gitea_sim", "serve", "--host", "127.0.0.1", "--port", str(port),
-        "--data", str(tmp_path / "data"), "--admin-token", "t0ken", cwd=Path(__file__).resolve().parents[2])
+        "--data", str(tmp_path / "data"), "--admin-token", "t0ken", cwd=ROOT)
     try:
         async with aiohttp.ClientSession() as session:
             for _ in range(100):

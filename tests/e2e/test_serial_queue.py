@@ -32,3 +32,41 @@ async def test_semantic_conflict_second_pr_is_rejected(world: World) -> None:
     main = await world.main_sha()
     assert main == a.merged_sha
     assert any("ci/test" in body and "Not merged" in body for body in await world.comments(second))
+
+
+async def test_two_bot_processes_never_run_two_attempts_at_once(world: World) -> None:
+    from aiohttp import web
+
+    from bot.app import create_app
+    from bot.db.session import make_engine
+    from gitea_sim.testing import free_port
+
+    # A second replica: same database, same external URL and secret, its own engine, port and gates.
+    port = free_port()
+    replica = world.settings.model_copy(update={"listen": world.settings.listen.model_copy(update={"port": port})})
+    engine = make_engine(world.engine.url.render_as_string(hide_password=False))
+    runner = web.AppRunner(create_app(replica, engine=engine), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        numbers = [await world.open_pr(f"feature-{n}", {f"file-{n}.txt": f"{n}\n"}) for n in range(4)]
+        for number in numbers:
+            await world.queue(number)
+        for number in numbers:
+            assert (await world.final_entry(number)).state == "merged"
+    finally:
+        await runner.cleanup()
+        await engine.dispose()
+    live: set[str] = set()
+    most = 0
+    for push in await world.sim.log("push"):
+        if not push["ref"].startswith("refs/heads/merge-bot/"):
+            continue
+        if set(push["after"]) == {"0"}:
+            live.discard(push["ref"])
+        else:
+            live.add(push["ref"])
+        most = max(most, len(live))
+    assert most == 1
+    hooks = await world.sim.api("GET", f"/repos/{world.repo}/hooks", token=world.owner.token)
+    assert len([hook for hook in hooks if hook["config"]["url"] == world.settings.webhook_url]) == 1

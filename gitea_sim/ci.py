@@ -114,10 +114,12 @@ class CIRunner:
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True)
             try:
                 out, _ = await asyncio.wait_for(proc.communicate(), CI_TIMEOUT_S)
-            except TimeoutError:
+            except (TimeoutError, asyncio.CancelledError) as exc:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, 9)
                 await proc.wait()
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
                 return 124, "CI command timed out\n"
             return (proc.returncode or 0), out.decode(errors="replace")
         except Exception as exc:  # the runner must always report

@@ -104,4 +104,4 @@ async def test_pr_round_trip_time(gitea: SimHandle, capsys) -> None:
             f"\nPR round trip (push -> CI success -> merge), 5 runs: median {median * 1000:.0f} ms, "
             f"max {max(times) * 1000:.0f} ms"
         )
-    assert median < 1.0
+    assert median < 2.0  # typically 0.3-0.8 s; the bound leaves room for a loaded CI machine

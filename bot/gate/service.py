@@ -98,11 +98,19 @@ class Gate:
     async def run(self, wake: asyncio.Event) -> None:
         """Work the train until it has nothing active; wait for ``wake`` (or a poll tick) in between."""
         backoff = 1.0
+        previous: machine.Decision | None = None
+        repeats = 0
         while True:
             await self.lock.check()
             try:
                 snapshot, landed, loaded = await self.snapshot()
                 decision = machine.decide(snapshot, candidate_landed=landed)
+                # The same decision twice in a row means the last attempt at it changed nothing (a refused
+                # push, "try again later"): back off instead of hammering the forge.
+                repeats = repeats + 1 if decision == previous and not decision.waits else 0
+                previous = decision
+                if repeats:
+                    await self._wait(wake, min(0.5 * 2**repeats, 30.0))
                 log.info(
                     "gate.decision",
                     train=self.train_id,
@@ -329,14 +337,19 @@ class Gate:
             )
 
     async def _push_owned(self, mirror: Mirror, ref: str, sha: str, expected: str | None) -> Pushed | Rejected:
-        """Write a ref the bot owns, with a lease on the value it last saw there."""
+        """Write a ref the bot owns, with a lease on the value it expects there.
+
+        A refused lease is looked into once: the ref may already hold ``sha`` (our own push before a crash),
+        or, for a staging ref the bot alone writes, an older candidate it may replace from exactly that value.
+        """
         pushed = await mirror.push_ref(ref, sha, expected)
-        if isinstance(pushed, Rejected) and pushed.reason is Rejection.STALE_LEASE and expected is None:
-            # A staging ref from before a crash: look at what is there and move it from exactly that.
-            current = await mirror.remote_sha(ref)
-            if current == sha:
-                return Pushed(ref, sha, up_to_date=True)
-            pushed = await mirror.push_ref(ref, sha, current)
+        if isinstance(pushed, Pushed) or pushed.reason is not Rejection.STALE_LEASE:
+            return pushed
+        current = await mirror.remote_sha(ref)
+        if current == sha:
+            return Pushed(ref, sha, up_to_date=True)
+        if expected is None and ref.startswith("refs/heads/merge-bot/"):
+            return await mirror.push_ref(ref, sha, current)
         return pushed
 
     async def _merge(self, action: MergeAttempt, loaded: Loaded) -> None:
@@ -385,6 +398,7 @@ class Gate:
             _, pull = loaded.entries[entry_id]
             if strategy is Strategy.STAGING:
                 await self._mark_merged(repo, pull.number, action.candidate_sha)
+        await self._delete_staging(attempt, loaded)
         now = deps.clock.now()
         async with deps.sessions.begin() as session:
             await queries.move_attempt(session, attempt, state=AttemptState.DONE.value, finished_at=now, intent=None)
@@ -419,7 +433,6 @@ class Gate:
             )
             if deps.settings.delete_branch_after_merge and strategy is Strategy.STAGING and _same_repo(repo, pull):
                 await self._best_effort(deps.forge.delete_branch(repo.owner, repo.name, pull.head_ref))
-        await self._delete_staging(attempt, loaded)
 
     async def _mark_merged(self, repo: Repository, number: int, sha: str) -> None:
         """Gitea does not mark a PR merged by a push (autodetect is off by default): say so explicitly."""

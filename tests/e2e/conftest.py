@@ -105,6 +105,15 @@ class World:
         data = await self.sim.api("GET", f"/repos/{self.repo}/issues/{number}/comments")
         return [str(item["body"]) for item in data]
 
+    async def says(self, number: int, *fragments: str, within: float = 10.0) -> str:
+        """The bot's comment on the PR holding every fragment (posted right after the outcome is recorded)."""
+
+        async def find() -> str | None:
+            bodies = await self.comments(number)
+            return next((body for body in bodies if all(f in body for f in fragments)), None)
+
+        return await eventually(find, within=within, what=f"a comment on #{number} saying {fragments}")
+
 
 async def make_world(
     sim: SimHandle,

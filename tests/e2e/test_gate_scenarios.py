@@ -81,7 +81,7 @@ async def test_force_push_during_the_test_cancels_the_entry(world: World) -> Non
     entry = await world.final_entry(number)
     assert (entry.state, entry.reason) == ("cancelled", "head_changed")
     assert await world.main_sha() == before
-    assert any("new commits" in body for body in await world.comments(number))
+    await world.says(number, "new commits")
 
 
 async def test_base_moved_during_the_test_rebuilds_and_retests(world: World) -> None:
@@ -124,7 +124,7 @@ async def test_conflict_fails_with_the_paths_and_the_queue_moves_on(world: World
     assert (entry.state, entry.reason) == ("failed", "conflict")
     assert entry.reason_detail["paths"] == ["app.txt"]
     assert (await world.final_entry(fine)).state == "merged"
-    assert any("app.txt" in body for body in await world.comments(conflicting))
+    await world.says(conflicting, "conflicts", "app.txt")
 
 
 async def test_ci_that_never_reports_times_out(sim: SimHandle, engine: AsyncEngine, tmp_path: Path) -> None:

@@ -16,7 +16,12 @@ async def test_queued_pr_lands_as_the_tested_commit(world: World) -> None:
     assert green and green[0]["status"] == "success"
     pr = await world.sim.get_pr(world.repo, number)
     assert pr["merged"] is True
-    assert any("Merged by the queue" in body for body in await world.comments(number))
+    await world.says(number, "Merged by the queue", main)
+    branches = await world.sim.api("GET", f"/repos/{world.repo}/branches")
+    assert not [b["name"] for b in branches if b["name"].startswith("merge-bot/")]  # the staging ref is gone
+    own = [s for s in await world.statuses(pr["head"]["sha"]) if s["context"] == "merge-bot"]
+    assert own[0]["status"] == "success" and own[0]["description"].startswith("merged as")
+    assert own[0]["target_url"].endswith(f"/queue/{world.repo}/pull/{number}")
 
 
 async def test_semantic_conflict_second_pr_is_rejected(world: World) -> None:
@@ -31,7 +36,7 @@ async def test_semantic_conflict_second_pr_is_rejected(world: World) -> None:
     assert b.reason == "checks_failed"
     main = await world.main_sha()
     assert main == a.merged_sha
-    assert any("ci/test" in body and "Not merged" in body for body in await world.comments(second))
+    await world.says(second, "Not merged", "ci/test")
 
 
 async def test_two_bot_processes_never_run_two_attempts_at_once(world: World) -> None:

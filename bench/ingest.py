@@ -50,6 +50,15 @@ never their argv.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# `python bench/ingest.py` puts bench/ first on sys.path, where a sibling script (bench/queue.py) shadows the
+# standard library module of that name (asyncio needs `queue`). This file imports nothing from its own
+# directory, so that entry goes, before any other import.
+if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
+    del sys.path[0]
+
 import argparse
 import asyncio
 import contextlib
@@ -63,14 +72,12 @@ import shutil
 import signal
 import socket
 import statistics
-import sys
 import tempfile
 import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -712,12 +719,14 @@ async def orchestrate(args: argparse.Namespace, repo: str, payload_bytes: int) -
                 await drop_databases(admin_url, created)
             except Exception as exc:
                 log(f"could not drop the bench databases {created}: {exc}")
-        if embedded is not None:
-            await embedded.astop()
-        if args.keep_logs:
-            log(f"logs kept in {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        try:
+            if embedded is not None:
+                await embedded.astop()
+        finally:
+            if args.keep_logs:
+                log(f"logs kept in {work}")
+            else:
+                shutil.rmtree(work, ignore_errors=True)
 
     summary = summarise(runs)
     ratio = math.nan

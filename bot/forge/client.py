@@ -51,6 +51,8 @@ class Comment:
     author: str
     created_at: str
     updated_at: str
+    number: int | None = None
+    is_pull: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,7 +246,21 @@ class GiteaClient:
         return int(data["id"])
 
     async def list_comments(self, owner: str, repo: str, number: int) -> list[Comment]:
-        return [_comment(item) async for item in self._pages(f"/repos/{_path(owner, repo)}/issues/{number}/comments")]
+        """A PR's comments (Gitea does not paginate this list)."""
+        items = await self._get(f"/repos/{_path(owner, repo)}/issues/{number}/comments")
+        return [_comment(item) for item in items or ()]
+
+    async def repo_comments(
+        self, owner: str, repo: str, *, since: str | None = None, max_pages: int = 10
+    ) -> list[Comment]:
+        """Comments on every issue and PR of a repository, oldest first, at most ``max_pages`` pages."""
+        found: list[Comment] = []
+        params: dict[str, str | int] = {"since": since} if since else {}
+        async for item in self._pages(f"/repos/{_path(owner, repo)}/issues/comments", **params):
+            found.append(_comment(item))
+            if len(found) >= max_pages * PAGE_LIMIT:
+                break
+        return found
 
     async def react(self, owner: str, repo: str, comment_id: int, content: str) -> None:
         await self._request(
@@ -323,12 +339,17 @@ def _pull(data: Any) -> PullRequestInfo:
 
 def _comment(item: Mapping[str, Any]) -> Comment:
     user = item.get("user") or {}
+    pull_url = str(item.get("pull_request_url") or "")
+    issue_url = str(item.get("issue_url") or "")
+    tail = (pull_url or issue_url).rstrip("/").rsplit("/", 1)[-1]
     return Comment(
         id=int(item["id"]),
         body=str(item.get("body") or ""),
         author=str(user.get("login") or ""),
         created_at=str(item.get("created_at") or ""),
         updated_at=str(item.get("updated_at") or ""),
+        number=int(tail) if tail.isdigit() else None,
+        is_pull=bool(pull_url),
     )
 
 

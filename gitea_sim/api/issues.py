@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -111,6 +112,31 @@ async def list_comments(request: web.Request) -> web.Response:
     issue = issue_of(repo, request)
     data = [sim.ser.comment(repo, issue, c) for c in issue.comments]
     return json_response(data, headers={"X-Total-Count": str(len(data))})
+
+
+async def list_repo_comments(request: web.Request) -> web.Response:
+    """Every comment in the repository (Gitea's ListRepoIssueComments): oldest first, paginated,
+    `since`/`before` filter on the update time."""
+    sim = sim_of(request)
+    repo, _ = repo_ctx(request)
+    since = _query_time(request, "since")
+    before = _query_time(request, "before")
+    found = [(issue, c) for issue in repo.issues.values() for c in issue.comments
+             if (since is None or c.updated_at >= since) and (before is None or c.updated_at < before)]
+    found.sort(key=lambda pair: (pair[1].created_at, pair[1].id))
+    chunk, headers = paginate(request, found)
+    return json_response([sim.ser.comment(repo, issue, c) for issue, c in chunk], headers=headers)
+
+
+def _query_time(request: web.Request, key: str) -> datetime | None:
+    raw = request.query.get(key)
+    if not raw:
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(422, f"invalid {key}: {raw}") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 async def create_comment(request: web.Request) -> web.Response:
@@ -370,6 +396,7 @@ def add_routes(app: web.Application, p: str) -> None:
     repo = f"{p}/repos/{{owner}}/{{repo}}"
     r.add_get(f"{repo}/issues", list_issues)
     r.add_post(f"{repo}/issues", create_issue)
+    r.add_get(f"{repo}/issues/comments", list_repo_comments)
     r.add_get(f"{repo}/issues/comments/{{id:\\d+}}", get_comment)
     r.add_patch(f"{repo}/issues/comments/{{id:\\d+}}", edit_comment)
     r.add_delete(f"{repo}/issues/comments/{{id:\\d+}}", delete_comment)

@@ -272,6 +272,7 @@ async def walk(g: SimHandle, team: Team) -> None:
     await g.api("PATCH", f"{r}/issues/{issue['number']}", json={"body": "details"}, token=team.reader.token)
     comment = await g.comment(repo, n, team.reader, "/merge")
     await g.api("GET", f"{r}/issues/{n}/comments")
+    await g.api("GET", f"{r}/issues/comments", params={"since": "2020-01-01T00:00:00Z", "limit": 10})
     await g.api("GET", f"{r}/issues/comments/{comment['id']}")
     await g.api(
         "PATCH", f"{r}/issues/comments/{comment['id']}", json={"body": "/merge please"}, token=team.reader.token

@@ -63,7 +63,7 @@ def create_app(
             return
         db_url = url or app[ENGINE].url.render_as_string(hide_password=False)
         async with aiohttp.ClientSession() as http:
-            service = QueueService(settings, make_sessionmaker(app[ENGINE]), db_url, app[CLOCK], http)
+            service = QueueService(settings, make_sessionmaker(app[ENGINE]), db_url, app[CLOCK], http, app[ENGINE])
             app[WRITER].on_stored = service.wake_inbox
             task = asyncio.create_task(service.run(), name="queue")
             yield

@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     delete_branch_after_merge: bool = False
     gate_poll_seconds: float = Field(default=5.0, gt=0, le=600)
     lease_seconds: int = Field(default=60, ge=5)
+    reconcile_seconds: float = Field(default=60.0, gt=0)
+    reap_seconds: float = Field(default=30.0, gt=0)
+    delivery_retention_days: int = Field(default=7, ge=1)
 
     @field_validator("listen", mode="before")
     @classmethod

@@ -10,10 +10,10 @@ import asyncio
 import os
 import socket
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.clock import Clock
 from bot.config import Settings
@@ -26,6 +26,10 @@ from bot.git.runner import GitRunner, Identity
 from bot.inbox.intake import Intake, IntakeDeps
 from bot.inbox.worker import InboxWorker
 from bot.logs import get_logger
+from bot.notify import INBOX, TRAIN, Listener, notify
+from bot.scheduler.jobs import build_scheduler, cluster_once
+from bot.scheduler.reap import Reaper
+from bot.scheduler.reconcile import Reconciler
 from bot.setup import ensure_merge_styles, ensure_webhooks
 
 log = get_logger(__name__)
@@ -38,8 +42,12 @@ class QueueService:
     database_url: str
     clock: Clock
     http: aiohttp.ClientSession
+    engine: AsyncEngine
     worker: InboxWorker | None = None
     runner: GateRunner | None = None
+    reconciler: Reconciler | None = None
+    reaper: Reaper | None = None
+    _notifying: set[asyncio.Task[None]] = field(default_factory=set)
 
     def wake_inbox(self) -> None:
         if self.worker is not None:
@@ -61,11 +69,37 @@ class QueueService:
         deps = GateDeps(
             settings, self.sessions, forge, git, MirrorCache(git, settings.data_dir / "mirrors"), self.clock, owner
         )
-        self.runner = GateRunner(deps, self.database_url)
-        intake = Intake(IntakeDeps(settings, self.sessions, forge, self.clock, login, self.runner.wake))
-        self.worker = InboxWorker(self.sessions, intake.handle, self.clock)
+        self.runner = runner = GateRunner(deps, self.database_url)
+        intake = Intake(IntakeDeps(settings, self.sessions, forge, self.clock, login, self.wake_train))
+        self.worker = worker = InboxWorker(self.sessions, intake.handle, self.clock)
+        reconciler = Reconciler(settings, self.sessions, forge, intake, self.clock, runner.wake)
+        reaper = Reaper(settings, self.sessions, forge, self.clock, runner.wake)
+        self.reconciler, self.reaper = reconciler, reaper
+        listener = Listener(self.database_url, {INBOX: lambda _payload: worker.wake(), TRAIN: self._train_notified})
+        scheduler = build_scheduler(
+            [
+                ("reconcile", cluster_once(self.engine, 1, "reconcile", reconciler.run), settings.reconcile_seconds),
+                ("reap", cluster_once(self.engine, 2, "reap", reaper.run), settings.reap_seconds),
+            ]
+        )
         log.info("queue.started", bot=login, repos=list(settings.repos), owner=owner)
-        await asyncio.gather(self.runner.run(), self.worker.run())
+        scheduler.start()
+        try:
+            await asyncio.gather(runner.run(), worker.run(), listener.run())
+        finally:
+            scheduler.shutdown(wait=False)
+
+    def wake_train(self, train_id: int) -> None:
+        """Wake the train's gate here, and in whichever other process holds its lock."""
+        if self.runner is not None:
+            self.runner.wake(train_id)
+        task = asyncio.create_task(notify(self.engine, TRAIN, str(train_id)))
+        self._notifying.add(task)
+        task.add_done_callback(self._notifying.discard)
+
+    def _train_notified(self, payload: str) -> None:
+        if self.runner is not None and payload.isdigit():
+            self.runner.wake(int(payload))
 
     async def _setup(self, forge: GiteaClient) -> str:
         delay = 1.0

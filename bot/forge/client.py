@@ -195,6 +195,14 @@ class GiteaClient:
         data = await self._get(f"/repos/{_path(owner, repo)}/branches/{_path(branch)}")
         return str(_obj(data, "commit")["id"])
 
+    async def branch_names(self, owner: str, repo: str, *, max_pages: int = 20) -> list[str]:
+        names: list[str] = []
+        async for item in self._pages(f"/repos/{_path(owner, repo)}/branches"):
+            names.append(str(item.get("name") or ""))
+            if len(names) >= max_pages * PAGE_LIMIT:
+                break
+        return names
+
     async def delete_branch(self, owner: str, repo: str, branch: str) -> bool:
         try:
             await self._request("DELETE", f"/repos/{_path(owner, repo)}/branches/{_path(branch)}")

@@ -50,9 +50,9 @@ class Intake:
         if not events.wanted(event):
             return
         if isinstance(event, events.CommentEvent):
-            await self._comment(event)
+            await self.comment_seen(event)
         elif isinstance(event, (events.PullRequestEvent, events.LabelsChanged, events.ReviewEvent)):
-            await self._pull(event.repo, event.pull)
+            await self.pull_seen(event.repo, event.pull)
         elif isinstance(event, events.StatusEvent):
             await self._status(event)
         elif isinstance(event, events.PushEvent):
@@ -60,7 +60,7 @@ class Intake:
 
     # -- facts ------------------------------------------------------------------------------------
 
-    async def _pull(self, repo_ref: events.RepoRef, info: events.PullRequestInfo) -> None:
+    async def pull_seen(self, repo_ref: events.RepoRef, info: events.PullRequestInfo) -> None:
         async with self.deps.sessions.begin() as session:
             repo = await queries.ensure_repository(session, repo_ref.owner, repo_ref.name, repo_ref.forge_id)
             pull = await queries.upsert_pull(session, repo.id, info, self.deps.clock.now())
@@ -103,12 +103,13 @@ class Intake:
 
     # -- commands ---------------------------------------------------------------------------------
 
-    async def _comment(self, event: events.CommentEvent) -> None:
+    async def comment_seen(self, event: events.CommentEvent) -> int:
+        """Act on the commands of a comment; the number of commands that were new (not seen before)."""
         if event.author == self.deps.bot_login or event.action == "deleted":
-            return
+            return 0
         found = commands.parse(event.body)
         if not found:
-            return
+            return 0
         owner, name = event.repo.owner, event.repo.name
         if event.action == "edited":
             if await self._claim(event, f"edit:{event.comment_id}", "edited", {}):
@@ -118,10 +119,12 @@ class Intake:
                     event.number,
                     "Commands in edited comments are ignored: post a new comment to give the queue a command.",
                 )
-            return
+            return 0
+        new = 0
         for index, command in enumerate(found):
             key = f"comment:{event.comment_id}" + (f":{index}" if index else "")
-            await self._command(event, key, command)
+            new += await self._command(event, key, command)
+        return new
 
     async def _claim(self, event: events.CommentEvent, key: str, kind: str, args: dict[str, Any]) -> int | None:
         """Record the command; None when this comment's command was seen before (it acts at most once)."""
@@ -151,19 +154,19 @@ class Intake:
                 .values(outcome=outcome, outcome_reason=reason, processed_at=self.deps.clock.now())
             )
 
-    async def _command(self, event: events.CommentEvent, key: str, command: commands.Command) -> None:
+    async def _command(self, event: events.CommentEvent, key: str, command: commands.Command) -> bool:
         kind = type(command).__name__.lower()
         args: dict[str, Any] = {}
         if isinstance(command, commands.Queue):
             args = {"priority": command.priority, "method": command.method.value if command.method else None}
         command_id = await self._claim(event, key, kind, args)
         if command_id is None:
-            return  # seen before: a redelivery or a reconciler pass
+            return False  # seen before: a redelivery or a reconciler pass
         owner, name, number = event.repo.owner, event.repo.name, event.number
         if isinstance(command, commands.Invalid):
             await self._finish(command_id, "refused", "invalid")
             await self._reply(owner, name, number, f"I did not understand `{command.line}`: {command.reason}.")
-            return
+            return True
         permission = await self.deps.forge.permission(owner, name, event.author)
         if permission not in WRITERS:
             await self._finish(command_id, "refused", "permission")
@@ -174,7 +177,7 @@ class Intake:
                 f"@{event.author}, only users with write access to {owner}/{name} can give the queue commands "
                 f"(your access: {permission}).",
             )
-            return
+            return True
         if isinstance(command, commands.Queue):
             await self._queue(event, command, command_id)
         elif isinstance(command, commands.Cancel):
@@ -182,6 +185,7 @@ class Intake:
         else:
             await self._finish(command_id, "refused", "unsupported")
             await self._reply(owner, name, number, f"`/merge {kind}` is not supported yet.")
+        return True
 
     async def _queue(self, event: events.CommentEvent, command: commands.Queue, command_id: int) -> None:
         deps = self.deps

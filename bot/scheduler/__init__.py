@@ -1,0 +1,1 @@
+"""Periodic work: the reconciler, the reaper and pruning, on APScheduler 3.x."""

@@ -1,0 +1,156 @@
+"""The reconciler: brings the database in line with the forge, through the same path as webhooks.
+
+For each managed repository, within a bounded number of API calls: every open PR is observed (head, state,
+labels); PRs with active entries that are no longer open are read one by one (closed or merged while the
+bot was not listening); comments newer than the last one seen go through the intake as if their webhook had
+arrived (commands are keyed by comment id, so nothing acts twice); then every train with work is woken.
+The first pass on a repository only records where the comments stand: it does not act on history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.clock import Clock
+from bot.config import Settings
+from bot.db import queries
+from bot.db.models import Entry, PullRequest, Repository
+from bot.forge import events
+from bot.forge.client import GiteaClient
+from bot.inbox.intake import Intake
+from bot.logs import get_logger
+from bot.queue.model import ACTIVE_ENTRY_STATES
+
+log = get_logger(__name__)
+COMMENT_MARGIN = timedelta(minutes=10)
+
+
+@dataclass
+class Healed:
+    pulls_changed: int = 0
+    pulls_closed: int = 0
+    commands_found: int = 0
+    trains_woken: set[int] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return bool(self.pulls_changed or self.pulls_closed or self.commands_found)
+
+
+class Reconciler:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        forge: GiteaClient,
+        intake: Intake,
+        clock: Clock,
+        wake: Callable[[int], None],
+    ) -> None:
+        self._settings = settings
+        self._sessions = sessions
+        self._forge = forge
+        self._intake = intake
+        self._clock = clock
+        self._wake = wake
+        self.total = Healed()
+
+    async def run(self) -> Healed:
+        healed = Healed()
+        for full_name in self._settings.repos:
+            owner, name = full_name.split("/")
+            try:
+                await self.repository(owner, name, healed)
+            except Exception as exc:  # one repository's trouble never stops the others
+                log.warning("reconcile.repository_failed", repo=full_name, error=str(exc))
+        if healed:
+            log.info(
+                "reconcile.healed",
+                pulls_changed=healed.pulls_changed,
+                pulls_closed=healed.pulls_closed,
+                commands_found=healed.commands_found,
+            )
+        self.total.pulls_changed += healed.pulls_changed
+        self.total.pulls_closed += healed.pulls_closed
+        self.total.commands_found += healed.commands_found
+        return healed
+
+    async def repository(self, owner: str, name: str, healed: Healed) -> None:
+        started = self._clock.now()
+        async with self._sessions.begin() as session:
+            repo = await queries.ensure_repository(session, owner, name)
+            cached = await _cached_heads(session, repo.id)
+            active = await _active_numbers(session, repo.id)
+        ref = events.RepoRef(owner, name, repo.forge_id)
+        open_numbers = set()
+        for info in await self._forge.list_pulls(owner, name, "open"):
+            open_numbers.add(info.number)
+            if cached.get(info.number) != (info.head_sha, "open"):
+                healed.pulls_changed += 1
+                await self._intake.pull_seen(ref, info)
+        for number in sorted(active - open_numbers):
+            info = await self._forge.get_pull(owner, name, number)
+            healed.pulls_closed += 1
+            await self._intake.pull_seen(ref, info)
+        await self._comments(repo, ref, healed)
+        async with self._sessions.begin() as session:
+            await session.execute(update(Repository).where(Repository.id == repo.id).values(reconciled_at=started))
+            trains = await queries.trains_with_work(session)
+        for train_id in trains:
+            healed.trains_woken.add(train_id)
+            self._wake(train_id)
+
+    async def _comments(self, repo: Repository, ref: events.RepoRef, healed: Healed) -> None:
+        since = (repo.reconciled_at - COMMENT_MARGIN).isoformat() if repo.reconciled_at else None
+        comments = await self._forge.repo_comments(ref.owner, ref.name, since=since)
+        newest = max((comment.id for comment in comments), default=repo.last_comment_id)
+        if repo.last_comment_id == 0 and repo.reconciled_at is None:
+            await self._seen(repo.id, newest)  # the first pass records, it does not replay history
+            return
+        for comment in comments:
+            if comment.id <= repo.last_comment_id or not comment.is_pull or comment.number is None:
+                continue
+            event = events.CommentEvent(
+                action="created",
+                repo=ref,
+                sender=comment.author,
+                number=comment.number,
+                is_pull=True,
+                comment_id=comment.id,
+                body=comment.body,
+                author=comment.author,
+                pull=None,
+            )
+            if await self._intake.comment_seen(event):
+                healed.commands_found += 1
+        await self._seen(repo.id, newest)
+
+    async def _seen(self, repository_id: int, comment_id: int) -> None:
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(Repository)
+                .where(Repository.id == repository_id, Repository.last_comment_id < comment_id)
+                .values(last_comment_id=comment_id)
+            )
+
+
+async def _cached_heads(session: AsyncSession, repository_id: int) -> dict[int, tuple[str, str]]:
+    rows = await session.execute(
+        select(PullRequest.number, PullRequest.head_sha, PullRequest.state).where(
+            PullRequest.repository_id == repository_id
+        )
+    )
+    return {number: (head, state) for number, head, state in rows}
+
+
+async def _active_numbers(session: AsyncSession, repository_id: int) -> set[int]:
+    rows = await session.execute(
+        select(PullRequest.number)
+        .join(Entry, Entry.pull_request_id == PullRequest.id)
+        .where(PullRequest.repository_id == repository_id, Entry.state.in_([s.value for s in ACTIVE_ENTRY_STATES]))
+    )
+    return {number for (number,) in rows}

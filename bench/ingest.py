@@ -19,7 +19,8 @@ What it measures
 
 The two servers (each a separate process bound to 127.0.0.1 on a free port, each on its own fresh database)
     ``project``   the real thing: the ``merge-bot serve`` console script, configured through MERGE_BOT_*
-                  variables (verify, parse, typed event, group-commit writer, 202 after the commit).
+                  variables (verify, parse, typed event, group-commit writer, 202 after the commit). It gets
+                  no forge token, so its queue service stays off: this measures webhook ingest alone.
     ``baseline``  the smallest honest ingest server, defined in this file: aiohttp + asyncpg, verify the
                   signature, parse the JSON, one ``INSERT .. ON CONFLICT DO NOTHING`` (its own autocommit
                   transaction) per request, 202 once it returns. DESIGN.md measured it at about 1.5k/s.
@@ -447,6 +448,8 @@ def server_command(target: Target, port: int, plan: Plan) -> tuple[list[str], di
             MERGE_BOT_WEBHOOK_SECRET=plan.secret,
             MERGE_BOT_LISTEN=f"{HOST}:{port}",
             MERGE_BOT_REPOS=plan.repo,
+            # No forge token: the queue service stays off and only ingest runs; the forge URL stays local anyway.
+            MERGE_BOT_GITEA_URL=f"http://{HOST}:9",
             MERGE_BOT_DATA_DIR=str(plan.work / "data"),
             MERGE_BOT_LOG_LEVEL=plan.project_log_level,
         )
@@ -747,6 +750,17 @@ async def orchestrate(args: argparse.Namespace, repo: str, payload_bytes: int) -
     }
 
 
+def strict_json(value: Any) -> Any:
+    """``value`` with NaN (no 202 to take a percentile of, no baseline to divide by) as null: strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: strict_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [strict_json(item) for item in value]
+    return value
+
+
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
 
@@ -893,8 +907,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown or not args.order:
         raise SystemExit(f"--order takes project and/or baseline, not {sorted(unknown)}")
 
-    body = args.payload.read_bytes()
-    repo = str(json.loads(body)["repository"]["full_name"])  # the repository the server must manage
+    try:
+        body = args.payload.read_bytes()
+        repo = str(json.loads(body)["repository"]["full_name"])  # the repository the server must manage
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SystemExit(f"bench: {args.payload} is not a readable Gitea pull_request payload: {exc}") from None
 
     async def guarded() -> dict[str, Any]:
         task = asyncio.current_task()
@@ -910,7 +927,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RuntimeError as exc:  # a server that did not start or died, a failed load generator
         log(f"failed: {exc}")
         return 1
-    print(json.dumps(report, indent=2) if args.json else render(report))
+    print(json.dumps(strict_json(report), indent=2, allow_nan=False) if args.json else render(report))
     durable = all(figures["durable"] for figures in report["summary"].values())
     return 0 if durable else 1
 

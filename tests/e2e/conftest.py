@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.app import create_app
 from bot.config import Settings, load_settings
-from bot.db.models import Entry, PullRequest
+from bot.db.models import Entry, PullRequest, Repository
 from gitea_sim.testing import SimHandle, SimUser, free_port, running_sim
 
 T = TypeVar("T")
@@ -86,12 +86,29 @@ class World:
             ).first()
         return row  # type: ignore[return-value]
 
+    async def in_state(self, number: int, state: str, within: float = 60.0) -> Any:
+        async def check() -> Any:
+            entry = await self.entry(number)
+            return entry if entry is not None and entry.state == state else None
+
+        return await eventually(check, within=within, what=f"PR #{number} to be {state}")
+
     async def final_entry(self, number: int, within: float = 60.0) -> Any:
         async def done() -> Any:
             entry = await self.entry(number)
             return entry if entry is not None and entry.state in ("merged", "failed", "cancelled") else None
 
         return await eventually(done, within=within, what=f"PR #{number} to reach a final state")
+
+    async def reconciled(self) -> None:
+        """Wait until the reconciler made its first pass (which only records where the comments stand)."""
+
+        async def check() -> bool:
+            async with self.engine.connect() as connection:
+                at = await connection.scalar(select(Repository.reconciled_at).where(Repository.name == "app"))
+            return at is not None
+
+        await eventually(check, within=30, what="the first reconciler pass")
 
     async def main_sha(self) -> str:
         data = await self.sim.api("GET", f"/repos/{self.repo}/branches/main")
@@ -146,6 +163,8 @@ async def make_world(
         "MERGE_BOT_STRATEGY": strategy,
         "MERGE_BOT_GATE_POLL_SECONDS": "0.5",
         "MERGE_BOT_CI_TIMEOUT_SECONDS": "60",
+        "MERGE_BOT_RECONCILE_SECONDS": "1",
+        "MERGE_BOT_REAP_SECONDS": "1",
         **(extra or {}),
     }
     settings = load_settings(env)

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.db.models import Attempt
 from gitea_sim.testing import SimHandle
-from tests.e2e.conftest import World, eventually, make_world
+from tests.e2e.conftest import World, make_world
 
 pytestmark = pytest.mark.slow
 
@@ -22,18 +22,10 @@ async def parents(world: World, sha: str) -> list[str]:
 
 
 async def ci_state(world: World, sha: str) -> str | None:
-    """"success" when CI reported success on this very SHA (CI may be running again since the base moved
+    """ "success" when CI reported success on this very SHA (CI may be running again since the base moved
     there, so the newest status can be a new "pending")."""
     states = [str(status["status"]) for status in await world.statuses(sha) if status["context"] == "ci/test"]
     return "success" if "success" in states else (states[0] if states else None)
-
-
-async def under_test(world: World, number: int) -> Any:
-    async def check() -> Any:
-        entry = await world.entry(number)
-        return entry if entry is not None and entry.state == "testing" else None
-
-    return await eventually(check, what=f"PR #{number} under test")
 
 
 async def attempts(engine: AsyncEngine) -> list[Any]:
@@ -76,7 +68,7 @@ async def test_force_push_during_the_test_cancels_the_entry(world: World) -> Non
     number = await world.open_pr("feature-a", {"feature-a.flag": "a\n"})
     before = await world.main_sha()
     await world.queue(number)
-    await under_test(world, number)
+    await world.in_state(number, "testing")
     await world.sim.push_commit(world.repo, world.alice, "feature-a", {"late.txt": "late\n"}, message="Late")
     entry = await world.final_entry(number)
     assert (entry.state, entry.reason) == ("cancelled", "head_changed")
@@ -88,7 +80,7 @@ async def test_base_moved_during_the_test_rebuilds_and_retests(world: World) -> 
     await world.sim.set_ci(world.repo, "sh ci.sh", context="ci/test", delay_s=1.5)
     number = await world.open_pr("feature-a", {"feature-a.flag": "a\n"})
     await world.queue(number)
-    await under_test(world, number)
+    await world.in_state(number, "testing")
     human = await world.sim.push_commit(world.repo, world.owner, "main", {"human.txt": "h\n"}, message="Human")
     entry = await world.final_entry(number)
     assert entry.state == "merged"
@@ -105,7 +97,7 @@ async def test_pr_closed_during_the_test_aborts_cleanly(world: World) -> None:
     number = await world.open_pr("feature-a", {"feature-a.flag": "a\n"})
     before = await world.main_sha()
     await world.queue(number)
-    await under_test(world, number)
+    await world.in_state(number, "testing")
     await world.sim.api(
         "PATCH", f"/repos/{world.repo}/pulls/{number}", token=world.alice.token, json={"state": "closed"}
     )

@@ -1,0 +1,52 @@
+"""Lost, duplicated and re-delivered webhooks (FAULTS.md 21-23): the reconciler heals, nothing acts twice."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from bot.db.models import Command, Entry
+from tests.e2e.conftest import World
+
+
+async def count(world: World, model: type) -> int:
+    async with world.engine.connect() as connection:
+        return int(await connection.scalar(select(func.count()).select_from(model)) or 0)
+
+
+async def test_every_webhook_lost_the_reconciler_still_merges(world: World) -> None:
+    await world.reconciled()
+    await world.sim.fault(kind="webhook", action="drop", event="*", count=-1)
+    number = await world.open_pr("feature-a", {"feature-a.flag": "a\n"})
+    await world.queue(number)
+    entry = await world.final_entry(number, within=90)
+    assert entry.state == "merged"
+    assert await world.main_sha() == entry.merged_sha
+    dropped = [e for e in await world.sim.log("delivery_fault") if e["action"] == "drop"]
+    assert dropped, "the scenario must really have lost its webhooks"
+
+
+async def test_pr_closed_while_webhooks_are_lost_is_cancelled(world: World) -> None:
+    await world.sim.set_ci(world.repo, "sh ci.sh", context="ci/test", delay_s=1.0)
+    await world.reconciled()
+    number = await world.open_pr("feature-a", {"feature-a.flag": "a\n"})
+    await world.queue(number)
+    await world.in_state(number, "testing")
+    await world.sim.fault(kind="webhook", action="drop", event="*", count=-1)
+    await world.sim.api(
+        "PATCH", f"/repos/{world.repo}/pulls/{number}", token=world.alice.token, json={"state": "closed"}
+    )
+    entry = await world.final_entry(number, within=90)
+    assert (entry.state, entry.reason) == ("cancelled", "pr_closed")
+
+
+async def test_duplicated_and_redelivered_webhooks_queue_once(world: World) -> None:
+    await world.sim.fault(kind="webhook", action="duplicate", event="*", count=-1)
+    await world.sim.fault(kind="webhook", action="redeliver", event="*", count=-1)
+    number = await world.open_pr("feature-a", {"feature-a.flag": "a\n"})
+    await world.queue(number)
+    entry = await world.final_entry(number, within=90)
+    assert entry.state == "merged"
+    assert await count(world, Entry) == 1
+    assert await count(world, Command) == 1
+    acks = [body for body in await world.comments(number) if body.startswith("Queued")]
+    assert len(acks) == 1

@@ -218,6 +218,26 @@ async def test_nul_character_is_refused_not_a_5xx(client: Client, engine: AsyncE
     assert await count_rows(engine) == 0
 
 
+@pytest.mark.parametrize("poison", ["NaN", "Infinity", "-Infinity", "1e999999", "1e-999999", "9" * 5000])
+async def test_poisonous_numbers_are_refused_alone(
+    client: Client, engine: AsyncEngine, webhook_secret: str, poison: str
+) -> None:
+    import asyncio
+
+    # Valid for Python's json module, not for JSON or for PostgreSQL: a 400 for that delivery only, never a
+    # 5xx for the whole group commit it shared with good deliveries.
+    bad = PR_OPENED.replace(b'"number": 2,', f'"number": 2, "x": {poison},'.encode(), 1)
+    assert bad != PR_OPENED
+    requests = [client.post("/webhook", data=bad, headers=headers_for(webhook_secret, bad))]
+    requests += [
+        client.post("/webhook", data=PR_OPENED, headers=headers_for(webhook_secret, PR_OPENED)) for _ in range(5)
+    ]
+    responses = await asyncio.gather(*requests)
+    assert responses[0].status == 400
+    assert [r.status for r in responses[1:]] == [202] * 5
+    assert await count_rows(engine) == 5
+
+
 async def test_forgejo_headers_are_accepted(client: Client, engine: AsyncEngine, webhook_secret: str) -> None:
     delivery = str(uuid.uuid4())
     headers = {

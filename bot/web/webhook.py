@@ -8,12 +8,13 @@ only then does the forge get its 202. A duplicate delivery UUID answers 200 and 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from aiohttp import web
 
 from bot.config import Settings
-from bot.db.inbox import DeliveryWriter, NewDelivery
+from bot.db.inbox import DeliveryWriter, NewDelivery, UnstorableDelivery
 from bot.forge import events, signature
 from bot.logs import get_logger
 from bot.web.keys import SETTINGS, WRITER
@@ -24,6 +25,15 @@ routes = web.RouteTableDef()
 
 class BodyTooLarge(Exception):
     pass
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+# From a str, json.loads yields a NUL only from a \u0000 escape and a lone surrogate only from a \uD800-\uDFFF
+# escape: a body without either needs no walk through every value.
+_RISKY_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
 
 
 async def read_capped(request: web.Request, limit: int) -> bytes:
@@ -76,8 +86,9 @@ async def receive(request: web.Request) -> web.Response:
         log.warning("webhook.rejected", reason="bad_signature", remote=request.remote)
         return _answer(401, "rejected", reason="missing or invalid signature")
     try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        text = body.decode("utf-8")  # strict: no surrogates, and json.loads(str) adds none of its own
+        payload = json.loads(text, parse_constant=_no_constant)
+    except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, NaN, > 4300-digit integers
         return _answer(400, "rejected", reason="body is not valid JSON")
     if not isinstance(payload, dict):
         return _answer(400, "rejected", reason="body is not a JSON object")
@@ -93,7 +104,7 @@ async def receive(request: web.Request) -> web.Response:
     assert event is not None
     if not _managed(settings, event.repo.full_name):
         return _answer(200, "ignored", reason=f"repository {event.repo.full_name} is not managed")
-    if not storable(payload):
+    if _RISKY_ESCAPE.search(text) and not storable(payload):
         return _answer(400, "rejected", reason="body holds characters the database cannot store")
     action = payload.get("action")
     delivery = NewDelivery(
@@ -102,9 +113,13 @@ async def receive(request: web.Request) -> web.Response:
         event_type=headers.event_type,
         action=action if isinstance(action, str) else None,
         repository=event.repo.full_name,
-        payload=payload,
+        payload_json=text,
     )
-    if await writer.store(delivery):
+    try:
+        stored = await writer.store(delivery)
+    except UnstorableDelivery:
+        return _answer(400, "rejected", reason="body holds values the database cannot store")
+    if stored:
         return _answer(202, "accepted", delivery=headers.delivery_id)
     return _answer(200, "duplicate", delivery=headers.delivery_id)
 

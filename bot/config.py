@@ -100,6 +100,11 @@ class Settings(BaseSettings):
     delete_branch_after_merge: bool = False
     gate_poll_seconds: float = Field(default=5.0, gt=0, le=600)
     lease_seconds: int = Field(default=60, ge=5)
+    queue_label: str = Field(default="merge-queue", min_length=1, max_length=64)
+    priority_ceiling: int = Field(default=10, ge=0)
+    urgent_priority: int = Field(default=100, ge=1)
+    allowed_users: tuple[str, ...] = ()
+    wait_for_approvals: bool = False
     reconcile_seconds: float = Field(default=60.0, gt=0)
     reap_seconds: float = Field(default=30.0, gt=0)
     delivery_retention_days: int = Field(default=7, ge=1)
@@ -109,7 +114,7 @@ class Settings(BaseSettings):
     def _listen(cls, value: Any) -> Any:
         return parse_listen(value) if isinstance(value, str) else value
 
-    @field_validator("required_contexts", mode="before")
+    @field_validator("required_contexts", "allowed_users", mode="before")
     @classmethod
     def _contexts(cls, value: Any) -> Any:
         return _split_list(value)

@@ -9,6 +9,7 @@ POST/PUT/PATCH/DELETE is never repeated here: the caller re-reads the state and 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -269,6 +270,45 @@ class GiteaClient:
             if len(found) >= max_pages * PAGE_LIMIT:
                 break
         return found
+
+    async def dependencies(self, owner: str, repo: str, number: int) -> list[tuple[str, str, int, bool]]:
+        """Gitea's native "depends on" list: (owner, repo, number, is_pull) of each blocking issue or PR."""
+        found = []
+        async for item in self._pages(f"/repos/{_path(owner, repo)}/issues/{number}/dependencies"):
+            where = item.get("repository") or {}
+            full = str(where.get("full_name") or f"{owner}/{repo}")
+            dep_owner, _, dep_repo = full.partition("/")
+            found.append((dep_owner, dep_repo, int(item["number"]), item.get("pull_request") is not None))
+        return found
+
+    async def approvals(self, owner: str, repo: str, number: int) -> int:
+        """Approving reviews that still count (official, not dismissed, not stale)."""
+        reviews = await self._get(f"/repos/{_path(owner, repo)}/pulls/{number}/reviews")
+        latest: dict[str, Mapping[str, Any]] = {}
+        for review in reviews or ():
+            login = str((review.get("user") or {}).get("login") or "")
+            latest[login] = review  # oldest first: the last one of each reviewer counts
+        return sum(
+            1
+            for review in latest.values()
+            if review.get("state") == "APPROVED" and not review.get("dismissed") and not review.get("stale")
+        )
+
+    async def timeline(self, owner: str, repo: str, number: int, *, max_pages: int = 5) -> list[Mapping[str, Any]]:
+        """Timeline entries, oldest first. Gitea filters after applying LIMIT, so pages on to an empty page."""
+        found: list[Mapping[str, Any]] = []
+        async for item in self._pages(f"/repos/{_path(owner, repo)}/issues/{number}/timeline"):
+            found.append(item)
+            if len(found) >= max_pages * PAGE_LIMIT:
+                break
+        return found
+
+    async def label_ids(self, owner: str, repo: str) -> dict[str, int]:
+        return {str(item["name"]): int(item["id"]) async for item in self._pages(f"/repos/{_path(owner, repo)}/labels")}
+
+    async def remove_label(self, owner: str, repo: str, number: int, label_id: int) -> None:
+        with contextlib.suppress(NotFound):
+            await self._request("DELETE", f"/repos/{_path(owner, repo)}/issues/{number}/labels/{label_id}")
 
     async def react(self, owner: str, repo: str, comment_id: int, content: str) -> None:
         await self._request(

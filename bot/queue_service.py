@@ -19,10 +19,12 @@ from bot.clock import Clock
 from bot.config import Settings
 from bot.forge.client import GiteaClient
 from bot.forge.errors import ForgeError
+from bot.forge.permissions import Permissions
 from bot.gate.runner import GateRunner
 from bot.gate.service import GateDeps
 from bot.git.mirror import MirrorCache
 from bot.git.runner import GitRunner, Identity
+from bot.inbox.enqueue import Enqueuer
 from bot.inbox.intake import Intake, IntakeDeps
 from bot.inbox.worker import InboxWorker
 from bot.logs import get_logger
@@ -66,11 +68,12 @@ class QueueService:
         )
         (settings.data_dir / "git-home").mkdir(parents=True, exist_ok=True)
         owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        deps = GateDeps(
-            settings, self.sessions, forge, git, MirrorCache(git, settings.data_dir / "mirrors"), self.clock, owner
-        )
+        mirrors = MirrorCache(git, settings.data_dir / "mirrors")
+        permissions = Permissions(forge, self.clock, allowed_users=settings.allowed_users)
+        deps = GateDeps(settings, self.sessions, forge, git, mirrors, self.clock, owner, permissions)
         self.runner = runner = GateRunner(deps, self.database_url)
-        intake = Intake(IntakeDeps(settings, self.sessions, forge, self.clock, login, self.wake_train))
+        enqueuer = Enqueuer(settings, self.sessions, forge, self.clock, permissions, self.wake_train)
+        intake = Intake(IntakeDeps(settings, self.sessions, forge, self.clock, login, self.wake_train), enqueuer)
         self.worker = worker = InboxWorker(self.sessions, intake.handle, self.clock)
         reconciler = Reconciler(settings, self.sessions, forge, intake, self.clock, runner.wake)
         reaper = Reaper(settings, self.sessions, forge, self.clock, runner.wake)

@@ -15,6 +15,7 @@ from bot.queue.machine import (
     FailAttempt,
     FinishMerged,
     MergeAttempt,
+    PromoteEntry,
     StartAttempt,
     WaitUntil,
     decide,
@@ -289,3 +290,45 @@ def test_cancel_request_aborts_the_running_attempt() -> None:
         ),
         Reason.CANCELLED_BY_USER,
     )
+
+
+def test_waiting_entry_whose_dependencies_merged_is_promoted() -> None:
+    ready = replace(entry(1, EntryState.WAITING), ready=True)
+    decision = decide(snap(ready, entry(2, EntryState.WAITING)))
+    assert decision == Decision((PromoteEntry(1),), Reason.DEPENDENCIES_MET)
+
+
+@pytest.mark.parametrize(
+    ("priority", "urgent", "preempts"),
+    [(99, 100, False), (100, 100, True), (500, None, False), (100, 100, True)],
+)
+def test_only_an_urgent_entry_preempts_a_running_attempt(priority: int, urgent: int | None, preempts: bool) -> None:
+    snapshot = snap(
+        entry(1, EntryState.TESTING),
+        entry(2, priority=priority),
+        attempt_=attempt(),
+        statuses=PENDING,
+        urgent_priority=urgent,
+    )
+    decision = decide(snapshot)
+    assert (decision.reason is Reason.PREEMPTED) is preempts
+    if preempts:
+        assert decision.actions == (AbandonAttempt(100, Reason.PREEMPTED, (1,)),)
+
+
+def test_an_urgent_entry_does_not_preempt_an_equally_urgent_attempt() -> None:
+    running = replace(entry(1, EntryState.TESTING), priority=200)
+    decision = decide(snap(running, entry(2, priority=200), attempt_=attempt(), statuses=PENDING, urgent_priority=100))
+    assert decision.reason is Reason.CHECKS_PENDING
+
+
+def test_a_merging_attempt_is_never_preempted() -> None:
+    decision = decide(
+        snap(
+            entry(1, EntryState.TESTING),
+            entry(2, priority=1000),
+            attempt_=attempt(AttemptState.MERGING),
+            urgent_priority=1,
+        )
+    )
+    assert decision.reason is Reason.MERGE_RETRY

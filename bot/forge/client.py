@@ -281,6 +281,17 @@ class GiteaClient:
             found.append((dep_owner, dep_repo, int(item["number"]), item.get("pull_request") is not None))
         return found
 
+    async def issue_state(self, owner: str, repo: str, number: int) -> tuple[str, bool] | None:
+        """("open" | "closed" | "merged", is_pull) of an issue or PR; None when the forge does not know it."""
+        try:
+            data = await self._get(f"/repos/{_path(owner, repo)}/issues/{number}")
+        except NotFound:
+            return None
+        pull = data.get("pull_request")
+        if isinstance(pull, Mapping) and pull.get("merged"):
+            return "merged", True
+        return ("closed" if data.get("state") == "closed" else "open"), isinstance(pull, Mapping)
+
     async def approvals(self, owner: str, repo: str, number: int) -> int:
         """Approving reviews that still count (official, not dismissed, not stale)."""
         reviews = await self._get(f"/repos/{_path(owner, repo)}/pulls/{number}/reviews")

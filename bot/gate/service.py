@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,13 +25,16 @@ from bot.db.models import Attempt, AttemptEntry, Entry, PullRequest, Repository,
 from bot.db.views import attempt_view, entry_view
 from bot.forge import errors
 from bot.forge.client import GiteaClient
-from bot.gate import checks
+from bot.forge.permissions import Permissions
+from bot.gate import checks, waiting
 from bot.gate.locks import TrainLock
 from bot.git.candidates import Built, CandidateBuilder, Conflict, NothingToMerge
 from bot.git.mirror import Mirror, MirrorCache, Pushed, Rejected, Rejection
 from bot.git.runner import GitError, GitRunner
 from bot.logs import get_logger
 from bot.queue import machine, messages
+from bot.queue.commands import DepRef
+from bot.queue.deps import Blocked, DepPull, Ready
 from bot.queue.machine import (
     AbandonAttempt,
     Action,
@@ -40,6 +43,7 @@ from bot.queue.machine import (
     FailAttempt,
     FinishMerged,
     MergeAttempt,
+    PromoteEntry,
     StartAttempt,
 )
 from bot.queue.model import (
@@ -67,6 +71,7 @@ class GateDeps:
     mirrors: MirrorCache
     clock: Clock
     owner: str
+    permissions: Permissions
 
     def clone_url(self, repo: Repository) -> str:
         return f"{str(self.settings.gitea_url).rstrip('/')}/{repo.owner}/{repo.name}.git"
@@ -92,6 +97,8 @@ class Gate:
         self.train_id = train_id
         self.lock = lock
         self._positions: dict[int, int] = {}
+        self._told: dict[int, str] = {}
+        self._label_id: int | None = None
 
     # -- the loop ---------------------------------------------------------------------------------
 
@@ -162,14 +169,18 @@ class Gate:
         carried = {member.entry_id for member in members}
         entries: dict[int, tuple[Entry, PullRequest]] = {}
         views: list[EntryView] = []
+        facts: dict[DepRef, DepPull] = {}
         for entry, pull in rows:
-            if entry.id in carried:
+            if entry.id in carried or entry.state == EntryState.WAITING:
                 # Entries under test are judged on a fresh read of the forge, never on cached facts.
                 info = await deps.forge.get_pull(repo.owner, repo.name, pull.number)
                 async with deps.sessions.begin() as session:
                     pull = await queries.upsert_pull(session, repo.id, info, now)
             entries[entry.id] = (entry, pull)
-            views.append(entry_view(entry, pull))
+            view = entry_view(entry, pull)
+            if entry.state == EntryState.WAITING:
+                view = replace(view, ready=await self._ready(repo, entry, pull, facts))
+            views.append(view)
         statuses: tuple[StatusView, ...] = ()
         landed = False
         if attempt is not None and attempt.candidate_sha:
@@ -190,6 +201,7 @@ class Gate:
             statuses=statuses,
             required=required,
             own_context=deps.settings.status_context,
+            urgent_priority=deps.settings.urgent_priority,
         )
         if attempt is not None:
             async with deps.sessions.begin() as session:
@@ -200,6 +212,50 @@ class Gate:
                     lease_expires_at=now + timedelta(seconds=deps.settings.lease_seconds),
                 )
         return snapshot, landed, Loaded(train, repo, entries, attempt, members)
+
+    async def _ready(self, repo: Repository, entry: Entry, pull: PullRequest, facts: dict[DepRef, DepPull]) -> bool:
+        """Whether a waiting entry may join the queue; says once what it waits for, or why it is blocked."""
+        async with self.deps.sessions() as session:
+            needs = await waiting.entry_needs(session, entry.id)
+            graph = await waiting.waiting_graph(session)
+        known = await waiting.dependency_facts(self.deps.forge, needs, facts)
+        verdict = waiting.verdict(repo.owner, repo.name, pull.number, needs, known, graph, pull.body)
+        if isinstance(verdict, Ready) and (entry.reason_detail or {}).get("awaiting_approvals"):
+            protection = await self.deps.forge.branch_protection(repo.owner, repo.name, pull.base_ref)
+            required = protection.required_approvals if protection else 0
+            if await self.deps.forge.approvals(repo.owner, repo.name, pull.number) < required:
+                await self._tell_waiting(repo, entry, pull, f"waiting for {required} approving review(s)", False)
+                return False
+        if isinstance(verdict, Ready):
+            return True
+        text = waiting.describe(verdict, repo.owner, repo.name)
+        await self._tell_waiting(repo, entry, pull, text, isinstance(verdict, Blocked))
+        return False
+
+    async def _tell_waiting(self, repo: Repository, entry: Entry, pull: PullRequest, text: str, blocked: bool) -> None:
+        if self._told.get(entry.id) == text:
+            return
+        self._told[entry.id] = text
+        await self._status(repo, pull, entry.approved_sha, "pending", text)
+        if blocked and (entry.reason_detail or {}).get("blocked") != text:
+            await self._comment(
+                repo, pull, f"This PR is queued but {text}. Fixing that unblocks it; no new command is needed."
+            )
+            async with self.deps.sessions.begin() as session:
+                await queries.move_entry(
+                    session,
+                    entry,
+                    EntryState.WAITING.value,
+                    reason_detail={**(entry.reason_detail or {}), "blocked": text},
+                )
+
+    async def _promote(self, action: PromoteEntry, loaded: Loaded) -> None:
+        entry, _ = loaded.entries[action.entry_id]
+        async with self.deps.sessions.begin() as session:
+            await queries.move_entry(session, entry, EntryState.QUEUED.value, queued_at=self.deps.clock.now())
+            queries.record(session, entry.id, "dependencies_met", reason=Reason.DEPENDENCIES_MET.value)
+        self._told.pop(entry.id, None)
+        log.info("gate.promoted", train=self.train_id, entry=entry.id)
 
     async def _landed(self, repo: Repository, branch: str, candidate: str) -> bool:
         mirror = await self._mirror(repo)
@@ -233,6 +289,8 @@ class Gate:
             await self._abandon(action, loaded)
         elif isinstance(action, CancelEntry):
             await self._cancel(action, loaded)
+        elif isinstance(action, PromoteEntry):
+            await self._promote(action, loaded)
 
     async def _start(self, action: StartAttempt, loaded: Loaded, snapshot: TrainSnapshot) -> None:
         deps = self.deps
@@ -333,7 +391,7 @@ class Gate:
             e, p = loaded.entries[entry_id]
             head = result.sha if strategy is Strategy.PR_BRANCH else e.approved_sha
             await self._status(
-                loaded, p, head, "pending", messages.status_description(Reason.STARTED, {"ref": short_ref})
+                loaded.repo, p, head, "pending", messages.status_description(Reason.STARTED, {"ref": short_ref})
             )
 
     async def _push_owned(self, mirror: Mirror, ref: str, sha: str, expected: str | None) -> Pushed | Rejected:
@@ -357,6 +415,14 @@ class Gate:
         attempt = loaded.attempt
         assert attempt is not None
         if attempt.state != AttemptState.MERGING:
+            for member in loaded.members:
+                entry, _ = loaded.entries[member.entry_id]
+                if not await deps.permissions.may_merge(
+                    loaded.repo.owner, loaded.repo.name, entry.approved_by, fresh=True
+                ):
+                    detail = {"by": entry.approved_by, "base": loaded.train.branch}
+                    await self._fail((entry.id,), Reason.PERMISSION_REVOKED, detail, loaded)
+                    return
             async with deps.sessions.begin() as session:
                 await queries.move_attempt(
                     session, attempt, state=AttemptState.MERGING.value, intent={"merge": action.candidate_sha}
@@ -425,12 +491,13 @@ class Gate:
             entry, pull = loaded.entries[entry_id]
             head = action.candidate_sha if strategy is Strategy.PR_BRANCH else entry.approved_sha
             detail = {"sha": action.candidate_sha, "base": loaded.train.branch}
-            await self._status(loaded, pull, head, "success", messages.status_description(Reason.MERGED, detail))
+            await self._status(loaded.repo, pull, head, "success", messages.status_description(Reason.MERGED, detail))
             await self._comment(
-                loaded,
+                loaded.repo,
                 pull,
                 messages.outcome_comment(Reason.MERGED, detail, queue_url=deps.queue_url(repo, pull.number)),
             )
+            await self._drop_label(loaded.repo, entry, pull)
             if deps.settings.delete_branch_after_merge and strategy is Strategy.STAGING and _same_repo(repo, pull):
                 await self._best_effort(deps.forge.delete_branch(repo.owner, repo.name, pull.head_ref))
 
@@ -482,12 +549,13 @@ class Gate:
         log.info("gate.failed", train=self.train_id, reason=reason.value, entries=list(entry_ids))
         for entry_id in entry_ids:
             entry, pull = loaded.entries[entry_id]
-            await self._status(loaded, pull, pull.head_sha, "failure", messages.status_description(reason, detail))
+            await self._status(loaded.repo, pull, pull.head_sha, "failure", messages.status_description(reason, detail))
             await self._comment(
-                loaded,
+                loaded.repo,
                 pull,
                 messages.outcome_comment(reason, detail, queue_url=deps.queue_url(loaded.repo, pull.number)),
             )
+            await self._drop_label(loaded.repo, entry, pull)
         if attempt is not None:
             await self._delete_staging(attempt, loaded)
 
@@ -531,13 +599,14 @@ class Gate:
         log.info("gate.cancelled", train=self.train_id, entry=entry.id, reason=action.reason.value)
         if action.reason is not Reason.PR_MERGED_OUTSIDE:
             await self._status(
-                loaded, pull, entry.approved_sha, "failure", messages.status_description(action.reason, detail)
+                loaded.repo, pull, entry.approved_sha, "failure", messages.status_description(action.reason, detail)
             )
         await self._comment(
-            loaded,
+            loaded.repo,
             pull,
             messages.outcome_comment(action.reason, detail, queue_url=deps.queue_url(loaded.repo, pull.number)),
         )
+        await self._drop_label(loaded.repo, entry, pull)
 
     async def _delete_staging(self, attempt: Attempt, loaded: Loaded) -> None:
         if Strategy(attempt.strategy) is not Strategy.STAGING or not attempt.ref or not attempt.candidate_sha:
@@ -557,11 +626,23 @@ class Gate:
                 continue
             entry, pull = loaded.entries[view.id]
             description = messages.status_description(Reason.IDLE, {"position": position})
-            await self._status(loaded, pull, entry.approved_sha, "pending", description)
+            await self._status(loaded.repo, pull, entry.approved_sha, "pending", description)
             self._positions[view.id] = position
 
-    async def _status(self, loaded: Loaded, pull: PullRequest, sha: str, state: str, description: str) -> None:
-        repo = loaded.repo
+    async def _drop_label(self, repo: Repository, entry: Entry, pull: PullRequest) -> None:
+        """A PR queued by the label loses it when its entry ends (the outcome comment says why)."""
+        label = self.deps.settings.queue_label
+        if entry.trigger != "label" or label not in (pull.labels or []):
+            return
+        if self._label_id is None:
+            try:
+                self._label_id = (await self.deps.forge.label_ids(repo.owner, repo.name)).get(label)
+            except errors.ForgeError as exc:
+                log.warning("gate.label_lookup_failed", error=str(exc))
+        if self._label_id is not None:
+            await self._best_effort(self.deps.forge.remove_label(repo.owner, repo.name, pull.number, self._label_id))
+
+    async def _status(self, repo: Repository, pull: PullRequest, sha: str, state: str, description: str) -> None:
         await self._best_effort(
             self.deps.forge.create_status(
                 repo.owner,
@@ -574,8 +655,8 @@ class Gate:
             )
         )
 
-    async def _comment(self, loaded: Loaded, pull: PullRequest, body: str) -> None:
-        await self._best_effort(self.deps.forge.comment(loaded.repo.owner, loaded.repo.name, pull.number, body))
+    async def _comment(self, repo: Repository, pull: PullRequest, body: str) -> None:
+        await self._best_effort(self.deps.forge.comment(repo.owner, repo.name, pull.number, body))
 
     async def _best_effort(self, call: Any) -> None:
         """Statuses and comments inform; failing to post one never blocks the queue."""

@@ -93,6 +93,13 @@ class FinishMerged:
 
 
 @dataclass(frozen=True, slots=True)
+class PromoteEntry:
+    """A waiting entry's dependencies are merged: it joins the queue."""
+
+    entry_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class WaitUntil:
     """Nothing to do until an event arrives, or until ``at`` (a deadline) passes."""
 
@@ -100,7 +107,15 @@ class WaitUntil:
 
 
 Action = (
-    CancelEntry | StartAttempt | BuildCandidate | AbandonAttempt | FailAttempt | MergeAttempt | FinishMerged | WaitUntil
+    CancelEntry
+    | StartAttempt
+    | BuildCandidate
+    | AbandonAttempt
+    | FailAttempt
+    | MergeAttempt
+    | FinishMerged
+    | PromoteEntry
+    | WaitUntil
 )
 
 
@@ -131,6 +146,11 @@ def decide(snapshot: TrainSnapshot, *, candidate_landed: bool = False) -> Decisi
     cancels = [cancel for entry in snapshot.entries if (cancel := _stale(entry, None)) is not None]
     if cancels:
         return Decision(tuple(cancels), cancels[0].reason)
+    promotions = [
+        PromoteEntry(entry.id) for entry in snapshot.entries if entry.state is EntryState.WAITING and entry.ready
+    ]
+    if promotions:
+        return Decision(tuple(promotions), Reason.DEPENDENCIES_MET)
     if attempt is None:
         line = queue_order(snapshot.entries)
         if line:
@@ -156,7 +176,26 @@ def _attempt_step(snapshot: TrainSnapshot, attempt: AttemptView, landed: bool) -
             Reason.BASE_MOVED,
             {"built_on": attempt.base_sha, "base_now": snapshot.base_tip},
         )
+    urgent = _urgent(snapshot, carried)
+    if urgent is not None:
+        return Decision(
+            (AbandonAttempt(attempt.id, Reason.PREEMPTED, attempt.entry_ids),),
+            Reason.PREEMPTED,
+            {"by": urgent.id, "priority": urgent.priority},
+        )
     return _checks_step(snapshot, attempt)
+
+
+def _urgent(snapshot: TrainSnapshot, carried: list[EntryView]) -> EntryView | None:
+    """A queued entry urgent enough to abort the running test, or None (a running attempt normally finishes)."""
+    if snapshot.urgent_priority is None:
+        return None
+    line = queue_order(snapshot.entries)
+    if not line or line[0].priority < snapshot.urgent_priority:
+        return None
+    if line[0].priority <= max((entry.priority for entry in carried), default=0):
+        return None
+    return line[0]
 
 
 def _merging_step(snapshot: TrainSnapshot, attempt: AttemptView, landed: bool) -> Decision | None:

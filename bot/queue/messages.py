@@ -66,6 +66,11 @@ def outcome_comment(reason: Reason, detail: Mapping[str, Any], *, queue_url: str
         )
     if reason is Reason.CANCELLED_BY_USER:
         return f"Removed from the queue by {detail.get('by', 'a maintainer')}.{link}"
+    if reason is Reason.PERMISSION_REVOKED:
+        return (
+            f"Not merged: @{detail.get('by', '?')}, who queued this PR, no longer has write access. "
+            f"Someone with write access can queue it again with `/merge`.{link}"
+        )
     return f"Queue update: {reason.value}.{link}"
 
 
@@ -87,6 +92,8 @@ def status_description(reason: Reason, detail: Mapping[str, Any]) -> str:
         text = "removed from the queue"
     elif reason is Reason.MERGE_REFUSED:
         text = "failed: the forge refused the fast-forward"
+    elif reason is Reason.PERMISSION_REVOKED:
+        text = "failed: the approver no longer has write access"
     elif reason is Reason.ALREADY_IN_BASE:
         text = "nothing to merge: already in the base"
     else:

@@ -63,6 +63,9 @@ class Reason(enum.StrEnum):
     MERGED = "merged"
     MERGE_REFUSED = "merge_refused"
     CANCELLED_BY_USER = "cancelled_by_user"
+    DEPENDENCIES_MET = "dependencies_met"
+    PREEMPTED = "preempted"
+    PERMISSION_REVOKED = "permission_revoked"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +93,7 @@ class EntryView:
     priority: int = 0
     method: MergeMethod = MergeMethod.REBASE
     cancel_requested_by: str | None = None
+    ready: bool = False  # a waiting entry whose dependencies (and approvals) are all there
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,3 +134,4 @@ class TrainSnapshot:
     statuses: tuple[StatusView, ...] = ()
     required: RequiredChecks = field(default_factory=RequiredChecks)
     own_context: str = "merge-bot"
+    urgent_priority: int | None = None

@@ -91,11 +91,11 @@ class Reconciler:
             open_numbers.add(info.number)
             if cached.get(info.number) != (info.head_sha, "open"):
                 healed.pulls_changed += 1
-                await self._intake.pull_seen(ref, info)
+                await self._intake.pull_seen(ref, info, actor=None)
         for number in sorted(active - open_numbers):
             info = await self._forge.get_pull(owner, name, number)
             healed.pulls_closed += 1
-            await self._intake.pull_seen(ref, info)
+            await self._intake.pull_seen(ref, info, actor=None)
         await self._comments(repo, ref, healed)
         async with self._sessions.begin() as session:
             await session.execute(update(Repository).where(Repository.id == repo.id).values(reconciled_at=started))

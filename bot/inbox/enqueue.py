@@ -1,0 +1,319 @@
+"""Turning a request to queue (a `/merge` comment, the queue label, Gitea's merge button) into an entry.
+
+Every trigger ends here, so the rules are the same for all of them: the requester must have write access
+at that moment (and be on the allow-list if there is one); the PR must be open and not a draft; a priority
+above the ceiling needs an admin; approvals the branch protection requires must be there (or the entry
+waits for them, if configured); dependencies from Gitea, ``Depends-On:`` lines and ``/merge after`` are
+recorded, and an entry with any waits (state ``waiting``) until the gate finds them all merged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.clock import Clock
+from bot.config import Settings
+from bot.db import queries
+from bot.db.models import Attempt, Command, Dependency, Entry, PullRequest
+from bot.db.views import entry_view
+from bot.forge import errors
+from bot.forge.client import GiteaClient
+from bot.forge.events import PullRequestInfo
+from bot.forge.permissions import ADMINS, Permissions
+from bot.logs import get_logger
+from bot.queue import commands, deps, machine
+from bot.queue.commands import DepRef
+from bot.queue.model import EntryState, MergeMethod
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Request:
+    owner: str
+    name: str
+    number: int
+    actor: str
+    trigger: str  # comment | label | button
+    command_id: int | None = None
+    comment_id: int | None = None
+    priority: int = 0
+    method: MergeMethod | None = None
+    after: tuple[DepRef, ...] = ()
+    approved_sha: str | None = None  # the head the trigger saw; else the head now
+
+
+@dataclass(frozen=True)
+class Outcome:
+    accepted: bool
+    reason: str
+    entry_id: int | None = None
+    train_id: int | None = None
+
+
+@dataclass
+class Enqueuer:
+    settings: Settings
+    sessions: async_sessionmaker[AsyncSession]
+    forge: GiteaClient
+    clock: Clock
+    permissions: Permissions
+    wake: Callable[[int], None]
+    notes: list[str] = field(default_factory=list)
+
+    async def queue(self, request: Request) -> Outcome:
+        owner, name, number = request.owner, request.name, request.number
+        level = await self.permissions.level(owner, name, request.actor)
+        if not await self.permissions.may_merge(owner, name, request.actor):
+            return await self._refuse(
+                request,
+                "permission",
+                f"@{request.actor}, only users with write access to {owner}/{name}"
+                + (" on the bot's allow-list" if self.settings.allowed_users else "")
+                + f" can queue PRs (your access: {level}).",
+            )
+        too_high = commands.check_priority(request.priority, self.settings.priority_ceiling, level in ADMINS)
+        if too_high:
+            return await self._refuse(request, "priority", too_high)
+        info = await self.forge.get_pull(owner, name, number)
+        if info.merged or info.state != "open":
+            return await self._refuse(request, "closed", "This PR is not open, so there is nothing to queue.")
+        if info.draft:
+            return await self._refuse(request, "draft", "This PR is a draft: mark it ready for review, then queue it.")
+        waiting_for_approvals = False
+        protection = await self.forge.branch_protection(owner, name, info.base_ref)
+        if protection is not None and protection.required_approvals:
+            have = await self.forge.approvals(owner, name, number)
+            if have < protection.required_approvals:
+                if not self.settings.wait_for_approvals:
+                    return await self._refuse(
+                        request,
+                        "approvals",
+                        f"`{info.base_ref}` requires {protection.required_approvals} approving review(s); "
+                        f"this PR has {have}. Queue it again once it is approved.",
+                    )
+                waiting_for_approvals = True
+        needs = await self._dependencies(owner, name, number, info, request.after)
+        return await self._create(request, info, needs, waiting_for_approvals)
+
+    async def _dependencies(
+        self, owner: str, name: str, number: int, info: PullRequestInfo, after: tuple[DepRef, ...]
+    ) -> list[tuple[DepRef, str]]:
+        found: list[tuple[DepRef, str]] = []
+        for dep_owner, dep_repo, dep_number, _is_pull in await self.forge.dependencies(owner, name, number):
+            found.append((DepRef(dep_owner.lower(), dep_repo.lower(), dep_number), "native"))
+        for ref in deps.depends_on(info.body).refs:
+            found.append((ref.resolve(owner, name), "body"))
+        for ref in after:
+            found.append((ref.resolve(owner, name), "command"))
+        first: dict[DepRef, str] = {}
+        for ref, source in found:
+            first.setdefault(ref, source)
+        return list(first.items())
+
+    async def _create(
+        self, request: Request, info: PullRequestInfo, needs: list[tuple[DepRef, str]], for_approvals: bool
+    ) -> Outcome:
+        owner, name, number = request.owner, request.name, request.number
+        approved = request.approved_sha or info.head_sha
+        method = request.method or MergeMethod.REBASE
+        waits = bool(needs) or for_approvals or bool(deps.depends_on(info.body).unreadable)
+        now = self.clock.now()
+        try:
+            async with self.sessions.begin() as session:
+                repo = await queries.ensure_repository(session, owner, name)
+                train = await queries.ensure_train(session, repo.id, info.base_ref)
+                pull = await queries.upsert_pull(session, repo.id, info, now)
+                entry = Entry(
+                    train_id=train.id,
+                    pull_request_id=pull.id,
+                    command_id=request.command_id,
+                    state=(EntryState.WAITING if waits else EntryState.QUEUED).value,
+                    approved_sha=approved,
+                    approved_by=request.actor,
+                    trigger=request.trigger,
+                    priority=request.priority,
+                    merge_method=method.value,
+                    queued_at=now,
+                    reason_detail={"awaiting_approvals": True} if for_approvals else None,
+                )
+                session.add(entry)
+                await session.flush()
+                for ref, source in needs:
+                    assert ref.owner is not None and ref.repo is not None
+                    session.add(
+                        Dependency(entry_id=entry.id, owner=ref.owner, repo=ref.repo, number=ref.number, source=source)
+                    )
+                queries.record(
+                    session,
+                    entry.id,
+                    "queued" if not waits else "waiting",
+                    actor=request.actor,
+                    detail={
+                        "sha": approved,
+                        "priority": request.priority,
+                        "method": method.value,
+                        "trigger": request.trigger,
+                        "after": [str(ref.relative_to(owner, name)) for ref, _ in needs],
+                    },
+                )
+                if request.command_id is not None:
+                    await set_outcome(session, request.command_id, "accepted", "queued", now)
+                position = await position_of(session, train.id, entry.id)
+        except IntegrityError:
+            return await self._refuse(request, "already_queued", "This PR is already in the queue.")
+        log.info(
+            "intake.queued",
+            repo=f"{owner}/{name}",
+            pull=number,
+            sha=approved,
+            by=request.actor,
+            trigger=request.trigger,
+            waiting=waits,
+        )
+        if request.comment_id is not None:
+            await self.react(owner, name, request.comment_id)
+        if waits:
+            what = ", ".join(str(ref.relative_to(owner, name)) for ref, _ in needs) or "the required approvals"
+            await self.reply(owner, name, number, f"Queued {approved[:10]} for `{info.base_ref}`; waiting for {what}.")
+        else:
+            await self.reply(
+                owner,
+                name,
+                number,
+                f"Queued {approved[:10]} for `{info.base_ref}` at position {position} (method: {method.value})."
+                + await self._eta(train.id, position),
+            )
+        self.wake(train.id)
+        return Outcome(True, "queued", entry.id, train.id)
+
+    async def _eta(self, train_id: int, position: int) -> str:
+        seconds = await recent_attempt_seconds(self.sessions, train_id)
+        if seconds is None:
+            return ""
+        return f" Estimated time to merge: about {max(1, round(position * seconds / 60))} min."
+
+    async def cancel(self, owner: str, name: str, number: int, actor: str, command_id: int | None) -> Outcome:
+        async with self.sessions.begin() as session:
+            entry = await _active_entry(session, owner, name, number)
+            if entry is not None:
+                await session.execute(update(Entry).where(Entry.id == entry.id).values(cancel_requested_by=actor))
+            if command_id is not None:
+                await set_outcome(
+                    session,
+                    command_id,
+                    "accepted" if entry else "refused",
+                    "cancel_requested" if entry else "not_queued",
+                    self.clock.now(),
+                )
+        if entry is None:
+            await self.reply(owner, name, number, "This PR is not in the queue.")
+            return Outcome(False, "not_queued")
+        self.wake(entry.train_id)
+        return Outcome(True, "cancel_requested", entry.id, entry.train_id)
+
+    async def status(self, owner: str, name: str, number: int) -> None:
+        async with self.sessions() as session:
+            entry = await _latest_entry(session, owner, name, number)
+            position = await position_of(session, entry.train_id, entry.id) if entry is not None else 0
+        if entry is None:
+            text = "This PR has never been queued."
+        elif entry.state == EntryState.QUEUED:
+            text = f"Queued at position {position} (priority {entry.priority}), approved at {entry.approved_sha[:10]}."
+        elif entry.state == EntryState.TESTING:
+            text = f"Being tested now, approved at {entry.approved_sha[:10]}."
+        elif entry.state == EntryState.WAITING:
+            text = "Waiting for its dependencies or approvals before it enters the queue."
+        else:
+            text = f"Not in the queue: the last entry ended as **{entry.state}**"
+            text += f" ({entry.reason})." if entry.reason else "."
+            if entry.state in (EntryState.FAILED, EntryState.CANCELLED):
+                text += " `/merge retry` queues it again at its current head."
+        await self.reply(owner, name, number, text)
+
+    async def latest_final(self, owner: str, name: str, number: int) -> Entry | None:
+        async with self.sessions() as session:
+            entry = await _latest_entry(session, owner, name, number)
+        return entry if entry is not None and entry.state in (EntryState.FAILED, EntryState.CANCELLED) else None
+
+    async def _refuse(self, request: Request, reason: str, text: str) -> Outcome:
+        if request.command_id is not None:
+            async with self.sessions.begin() as session:
+                await set_outcome(session, request.command_id, "refused", reason, self.clock.now())
+        log.info(
+            "intake.refused",
+            repo=f"{request.owner}/{request.name}",
+            pull=request.number,
+            reason=reason,
+            by=request.actor,
+            trigger=request.trigger,
+        )
+        await self.reply(request.owner, request.name, request.number, text)
+        return Outcome(False, reason)
+
+    async def reply(self, owner: str, name: str, number: int, body: str) -> None:
+        try:
+            await self.forge.comment(owner, name, number, body)
+        except errors.ForgeError as exc:
+            log.warning("intake.reply_failed", pull=number, error=str(exc))
+
+    async def react(self, owner: str, name: str, comment_id: int) -> None:
+        try:
+            await self.forge.react(owner, name, comment_id, "+1")
+        except errors.ForgeError as exc:
+            log.warning("intake.react_failed", comment=comment_id, error=str(exc))
+
+
+async def set_outcome(session: AsyncSession, command_id: int, outcome: str, reason: str, now: Any) -> None:
+    await session.execute(
+        update(Command).where(Command.id == command_id).values(outcome=outcome, outcome_reason=reason, processed_at=now)
+    )
+
+
+async def _pull_row(session: AsyncSession, owner: str, name: str, number: int) -> PullRequest | None:
+    repo = await queries.find_repository(session, f"{owner}/{name}")
+    if repo is None:
+        return None
+    query = select(PullRequest).where(PullRequest.repository_id == repo.id, PullRequest.number == number)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def _active_entry(session: AsyncSession, owner: str, name: str, number: int) -> Entry | None:
+    pull = await _pull_row(session, owner, name, number)
+    return await queries.active_entry_for(session, pull.id) if pull is not None else None
+
+
+async def _latest_entry(session: AsyncSession, owner: str, name: str, number: int) -> Entry | None:
+    pull = await _pull_row(session, owner, name, number)
+    if pull is None:
+        return None
+    query = select(Entry).where(Entry.pull_request_id == pull.id).order_by(Entry.id.desc()).limit(1)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def position_of(session: AsyncSession, train_id: int, entry_id: int) -> int:
+    rows = await queries.active_entries(session, train_id)
+    order = machine.queue_order(entry_view(entry, pull) for entry, pull in rows)
+    testing = sum(1 for entry, _ in rows if entry.state == EntryState.TESTING)
+    return testing + next((i for i, view in enumerate(order, start=1) if view.id == entry_id), len(order))
+
+
+async def recent_attempt_seconds(sessions: async_sessionmaker[AsyncSession], train_id: int) -> float | None:
+    """Median duration of the train's last finished attempts, for an ETA."""
+    async with sessions() as session:
+        rows = (
+            await session.execute(
+                select(Attempt.created_at, Attempt.finished_at)
+                .where(Attempt.train_id == train_id, Attempt.finished_at.is_not(None))
+                .order_by(Attempt.id.desc())
+                .limit(10)
+            )
+        ).all()
+    durations = sorted((finished - created).total_seconds() for created, finished in rows if finished)
+    return durations[len(durations) // 2] if durations else None

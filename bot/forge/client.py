@@ -129,15 +129,20 @@ class GiteaClient:
     async def _get(self, path: str, **params: str | int) -> Any:
         return (await self._request("GET", path, params=params or None))[1]
 
-    async def _pages(self, path: str, **params: str | int) -> AsyncIterator[Any]:
-        """Every item of a paginated list. Pages on until an empty page: Gitea may filter after LIMIT."""
+    async def _pages(
+        self, path: str, *, until_empty: bool = False, params: Mapping[str, str | int] | None = None
+    ) -> AsyncIterator[Any]:
+        """Every item of a paginated list, a page of PAGE_LIMIT at a time; a short page is the last one,
+        except with ``until_empty`` (Gitea's timeline filters after LIMIT: pages can come back short)."""
         page = 1
         while True:
-            _, items, _ = await self._request("GET", path, params={**params, "page": page, "limit": PAGE_LIMIT})
+            _, items, _ = await self._request("GET", path, params={**(params or {}), "page": page, "limit": PAGE_LIMIT})
             if not items:
                 return
             for item in items:
                 yield item
+            if len(items) < PAGE_LIMIT and not until_empty:
+                return
             page += 1
 
     async def current_user(self) -> str:
@@ -157,7 +162,9 @@ class GiteaClient:
         return _pull(await self._get(f"/repos/{_path(owner, repo)}/pulls/{number}"))
 
     async def list_pulls(self, owner: str, repo: str, state: str = "open") -> list[PullRequestInfo]:
-        return [_pull(item) async for item in self._pages(f"/repos/{_path(owner, repo)}/pulls", state=state)]
+        return [
+            _pull(item) async for item in self._pages(f"/repos/{_path(owner, repo)}/pulls", params={"state": state})
+        ]
 
     async def merge_pull(
         self,
@@ -220,7 +227,7 @@ class GiteaClient:
     async def list_statuses(self, owner: str, repo: str, sha: str) -> list[Status]:
         """Statuses of a commit, newest first; the latest per context is the one that counts."""
         found = []
-        async for item in self._pages(f"/repos/{_path(owner, repo)}/commits/{sha}/statuses", sort="newest"):
+        async for item in self._pages(f"/repos/{_path(owner, repo)}/commits/{sha}/statuses", params={"sort": "newest"}):
             found.append(
                 Status(
                     context=str(item.get("context", "")),
@@ -265,7 +272,7 @@ class GiteaClient:
         """Comments on every issue and PR of a repository, oldest first, at most ``max_pages`` pages."""
         found: list[Comment] = []
         params: dict[str, str | int] = {"since": since} if since else {}
-        async for item in self._pages(f"/repos/{_path(owner, repo)}/issues/comments", **params):
+        async for item in self._pages(f"/repos/{_path(owner, repo)}/issues/comments", params=params):
             found.append(_comment(item))
             if len(found) >= max_pages * PAGE_LIMIT:
                 break
@@ -308,7 +315,7 @@ class GiteaClient:
     async def timeline(self, owner: str, repo: str, number: int, *, max_pages: int = 5) -> list[Mapping[str, Any]]:
         """Timeline entries, oldest first. Gitea filters after applying LIMIT, so pages on to an empty page."""
         found: list[Mapping[str, Any]] = []
-        async for item in self._pages(f"/repos/{_path(owner, repo)}/issues/{number}/timeline"):
+        async for item in self._pages(f"/repos/{_path(owner, repo)}/issues/{number}/timeline", until_empty=True):
             found.append(item)
             if len(found) >= max_pages * PAGE_LIMIT:
                 break

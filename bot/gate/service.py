@@ -58,6 +58,7 @@ from bot.queue.model import (
 )
 
 log = get_logger(__name__)
+POSITIONS_SHOWN = 10
 
 
 @dataclass(frozen=True)
@@ -184,12 +185,20 @@ class Gate:
         statuses: tuple[StatusView, ...] = ()
         landed = False
         if attempt is not None and attempt.candidate_sha:
-            listed = await deps.forge.list_statuses(repo.owner, repo.name, attempt.candidate_sha)
-            statuses = tuple(StatusView(s.context, s.state, s.target_url, s.description) for s in listed)
-            if attempt.state == AttemptState.MERGING and base_tip != attempt.candidate_sha:
-                landed = await self._landed(repo, train.branch, attempt.candidate_sha)
+            if attempt.state == AttemptState.MERGING:  # the checks were green; what counts now is the base
+                if base_tip != attempt.candidate_sha:
+                    landed = await self._landed(repo, train.branch, attempt.candidate_sha)
+            else:
+                listed = await deps.forge.list_statuses(repo.owner, repo.name, attempt.candidate_sha)
+                statuses = tuple(StatusView(s.context, s.state, s.target_url, s.description) for s in listed)
+        own = deps.settings.status_context
         required = await checks.required_checks(
-            deps.forge, repo.owner, repo.name, train.branch, deps.settings.required_contexts
+            deps.forge,
+            repo.owner,
+            repo.name,
+            train.branch,
+            deps.settings.required_contexts,
+            own,
         )
         snapshot = TrainSnapshot(
             train_id=self.train_id,
@@ -609,21 +618,20 @@ class Gate:
         await self._drop_label(loaded.repo, entry, pull)
 
     async def _delete_staging(self, attempt: Attempt, loaded: Loaded) -> None:
-        if Strategy(attempt.strategy) is not Strategy.STAGING or not attempt.ref or not attempt.candidate_sha:
+        """Delete the attempt's staging branch. Its name is unique to the attempt and only the lock holder
+        writes it, so a plain branch delete through the API is safe (and cheaper than a git push)."""
+        if Strategy(attempt.strategy) is not Strategy.STAGING or not attempt.ref:
             return
-        try:
-            await self.lock.check()
-            mirror = await self._mirror(loaded.repo)
-            await mirror.delete_ref(attempt.ref, attempt.candidate_sha)
-        except GitError as exc:
-            log.warning("gate.staging_ref_not_deleted", ref=attempt.ref, error=str(exc))
+        await self._best_effort(
+            self.deps.forge.delete_branch(loaded.repo.owner, loaded.repo.name, attempt.ref.removeprefix("refs/heads/"))
+        )
 
     # -- what users see ---------------------------------------------------------------------------
 
     async def _post_positions(self, loaded: Loaded, snapshot: TrainSnapshot) -> None:
         for position, view in enumerate(machine.queue_order(snapshot.entries), start=1):
-            if self._positions.get(view.id) == position:
-                continue
+            if self._positions.get(view.id) == position or (position > POSITIONS_SHOWN and view.id in self._positions):
+                continue  # beyond the first few, a position is posted once: the queue moves by one each merge
             entry, pull = loaded.entries[view.id]
             description = messages.status_description(Reason.IDLE, {"position": position})
             await self._status(loaded.repo, pull, entry.approved_sha, "pending", description)

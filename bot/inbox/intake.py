@@ -95,6 +95,9 @@ class Intake:
             self.deps.wake(train_id)
 
     async def _status(self, event: events.StatusEvent) -> None:
+        own = self.deps.settings.status_context
+        if event.context == own or event.context.startswith(own + "/"):
+            return  # the bot's own statuses tell it nothing
         async with self.deps.sessions.begin() as session:
             repo = await queries.find_repository(session, event.repo.full_name)
             if repo is None:
@@ -149,20 +152,47 @@ class Intake:
         command = found[0]
         return int(await self._command(event, command))
 
+    async def button_seen(
+        self, repo_ref: events.RepoRef, number: int, timeline_id: int, user: str, scheduled: bool
+    ) -> bool:
+        """Gitea's "merge when checks succeed" was pressed (or its cancel): queue (or cancel) once per press."""
+        kind = "queue" if scheduled else "cancel"
+        command_id = await self.claim(repo_ref, number, f"button:{timeline_id}", "button", kind, {}, user)
+        if command_id is None:
+            return False
+        owner, name = repo_ref.owner, repo_ref.name
+        if scheduled:
+            await self.enqueuer.queue(Request(owner, name, number, user, "button", command_id))
+        else:
+            await self.enqueuer.cancel(owner, name, number, user, command_id)
+        return True
+
     async def _claim(self, event: events.CommentEvent, key: str, kind: str, args: dict[str, Any]) -> int | None:
-        """Record the command; None when this comment's command was seen before (it acts at most once)."""
+        return await self.claim(event.repo, event.number, key, "comment", kind, args, event.author)
+
+    async def claim(
+        self,
+        repo_ref: events.RepoRef,
+        number: int,
+        key: str,
+        trigger: str,
+        kind: str,
+        args: dict[str, Any],
+        author: str,
+    ) -> int | None:
+        """Record the command; None when this command was seen before (each acts at most once)."""
         async with self.deps.sessions.begin() as session:
-            repo = await queries.ensure_repository(session, event.repo.owner, event.repo.name, event.repo.forge_id)
+            repo = await queries.ensure_repository(session, repo_ref.owner, repo_ref.name, repo_ref.forge_id)
             statement = (
                 insert(Command)
                 .values(
                     repository_id=repo.id,
-                    number=event.number,
+                    number=number,
                     source_key=key,
-                    trigger="comment",
+                    trigger=trigger,
                     kind=kind,
                     args=args,
-                    author=event.author,
+                    author=author,
                 )
                 .on_conflict_do_nothing(index_elements=["repository_id", "source_key"])
                 .returning(Command.id)

@@ -28,6 +28,7 @@ from bot.queue.model import ACTIVE_ENTRY_STATES
 
 log = get_logger(__name__)
 COMMENT_MARGIN = timedelta(minutes=10)
+MAX_TIMELINES = 30  # timeline reads per repository per pass, to bound the API calls
 
 
 @dataclass
@@ -87,7 +88,8 @@ class Reconciler:
             active = await _active_numbers(session, repo.id)
         ref = events.RepoRef(owner, name, repo.forge_id)
         open_numbers = set()
-        for info in await self._forge.list_pulls(owner, name, "open"):
+        pulls = await self._forge.list_pulls(owner, name, "open")
+        for info in pulls:
             open_numbers.add(info.number)
             if cached.get(info.number) != (info.head_sha, "open"):
                 healed.pulls_changed += 1
@@ -97,6 +99,7 @@ class Reconciler:
             healed.pulls_closed += 1
             await self._intake.pull_seen(ref, info, actor=None)
         await self._comments(repo, ref, healed)
+        await self._buttons(ref, [info.number for info in pulls], healed)
         async with self._sessions.begin() as session:
             await session.execute(update(Repository).where(Repository.id == repo.id).values(reconciled_at=started))
             trains = await queries.trains_with_work(session)
@@ -128,6 +131,22 @@ class Reconciler:
             if await self._intake.comment_seen(event):
                 healed.commands_found += 1
         await self._seen(repo.id, newest)
+
+    async def _buttons(self, ref: events.RepoRef, numbers: list[int], healed: Healed) -> None:
+        """Gitea sends no webhook for its "merge when checks succeed" button: read the timelines."""
+        for number in numbers[:MAX_TIMELINES]:
+            presses = [
+                item
+                for item in await self._forge.timeline(ref.owner, ref.name, number)
+                if item.get("type") in ("pull_scheduled_merge", "pull_cancel_scheduled_merge")
+            ]
+            if not presses:
+                continue
+            last = presses[-1]
+            user = str((last.get("user") or {}).get("login") or "")
+            scheduled = last.get("type") == "pull_scheduled_merge"
+            if user and await self._intake.button_seen(ref, number, int(last["id"]), user, scheduled):
+                healed.commands_found += 1
 
     async def _seen(self, repository_id: int, comment_id: int) -> None:
         async with self._sessions.begin() as session:

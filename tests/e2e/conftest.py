@@ -64,38 +64,49 @@ class World:
     engine: AsyncEngine
     settings: Settings
 
-    async def open_pr(self, branch: str, files: dict[str, str | None], *, author: SimUser | None = None) -> int:
+    async def open_pr(
+        self,
+        branch: str,
+        files: dict[str, str | None],
+        *,
+        author: SimUser | None = None,
+        repo: str = "",
+        body: str = "",
+    ) -> int:
         who = author or self.alice
-        await self.sim.push_commit(self.repo, who, branch, files, message=f"Change on {branch}", base="main")
-        pr = await self.sim.create_pr(self.repo, who, head=branch, base="main", title=f"PR {branch}")
+        where = repo or self.repo
+        await self.sim.push_commit(where, who, branch, files, message=f"Change on {branch}", base="main")
+        pr = await self.sim.create_pr(where, who, head=branch, base="main", title=f"PR {branch}", body=body)
         return int(pr["number"])
 
-    async def queue(self, number: int, command: str = "/merge", *, by: SimUser | None = None) -> None:
-        await self.sim.comment(self.repo, number, by or self.maint, command)
+    async def queue(self, number: int, command: str = "/merge", *, by: SimUser | None = None, repo: str = "") -> None:
+        await self.sim.comment(repo or self.repo, number, by or self.maint, command)
 
-    async def entry(self, number: int) -> Entry | None:
+    async def entry(self, number: int, repo: str = "") -> Entry | None:
+        name = (repo or self.repo).split("/")[1]
         async with self.engine.connect() as connection:
             row = (
                 await connection.execute(
                     select(Entry.__table__)
                     .join(PullRequest, PullRequest.id == Entry.pull_request_id)
-                    .where(PullRequest.number == number)
+                    .join(Repository, Repository.id == PullRequest.repository_id)
+                    .where(PullRequest.number == number, Repository.name == name)
                     .order_by(Entry.id.desc())
                     .limit(1)
                 )
             ).first()
         return row  # type: ignore[return-value]
 
-    async def in_state(self, number: int, state: str, within: float = 60.0) -> Any:
+    async def in_state(self, number: int, state: str, within: float = 60.0, repo: str = "") -> Any:
         async def check() -> Any:
-            entry = await self.entry(number)
+            entry = await self.entry(number, repo)
             return entry if entry is not None and entry.state == state else None
 
         return await eventually(check, within=within, what=f"PR #{number} to be {state}")
 
-    async def final_entry(self, number: int, within: float = 60.0) -> Any:
+    async def final_entry(self, number: int, within: float = 60.0, repo: str = "") -> Any:
         async def done() -> Any:
-            entry = await self.entry(number)
+            entry = await self.entry(number, repo)
             return entry if entry is not None and entry.state in ("merged", "failed", "cancelled") else None
 
         return await eventually(done, within=within, what=f"PR #{number} to reach a final state")
@@ -118,15 +129,15 @@ class World:
         data: list[dict[str, Any]] = await self.sim.api("GET", f"/repos/{self.repo}/commits/{sha}/statuses")
         return data
 
-    async def comments(self, number: int) -> list[str]:
-        data = await self.sim.api("GET", f"/repos/{self.repo}/issues/{number}/comments")
+    async def comments(self, number: int, repo: str = "") -> list[str]:
+        data = await self.sim.api("GET", f"/repos/{repo or self.repo}/issues/{number}/comments")
         return [str(item["body"]) for item in data]
 
-    async def says(self, number: int, *fragments: str, within: float = 10.0) -> str:
+    async def says(self, number: int, *fragments: str, within: float = 10.0, repo: str = "") -> str:
         """The bot's comment on the PR holding every fragment (posted right after the outcome is recorded)."""
 
         async def find() -> str | None:
-            bodies = await self.comments(number)
+            bodies = await self.comments(number, repo)
             return next((body for body in bodies if all(f in body for f in fragments)), None)
 
         return await eventually(find, within=within, what=f"a comment on #{number} saying {fragments}")
@@ -139,6 +150,7 @@ async def make_world(
     *,
     strategy: str = "staging",
     extra: dict[str, str] | None = None,
+    more_repos: tuple[str, ...] = (),
 ) -> AsyncIterator[World]:
     owner = await sim.create_user("owner")
     bot = await sim.create_user("merge-bot")
@@ -152,13 +164,21 @@ async def make_world(
     await sim.add_collaborator(repo, reader.login, "read", as_user=owner)
     await sim.push_commit(repo, owner, "main", {"ci.sh": CI_SCRIPT, "app.txt": "app\n"}, message="Initial")
     await sim.set_ci(repo, "sh ci.sh", context="ci/test")
+    repos = [repo]
+    for other in more_repos:
+        full = await sim.create_repo(owner, other)
+        for user, level in ((bot, "admin"), (alice, "write"), (maint, "write"), (reader, "read")):
+            await sim.add_collaborator(full, user.login, level, as_user=owner)
+        await sim.push_commit(full, owner, "main", {"ci.sh": CI_SCRIPT, "app.txt": "app\n"}, message="Initial")
+        await sim.set_ci(full, "sh ci.sh", context="ci/test")
+        repos.append(full)
     port = free_port()
     env = {
         "MERGE_BOT_GITEA_URL": sim.url,
         "MERGE_BOT_GITEA_TOKEN": bot.token,
         "MERGE_BOT_WEBHOOK_SECRET": secrets.token_hex(16),
         "MERGE_BOT_LISTEN": f"127.0.0.1:{port}",
-        "MERGE_BOT_REPOS": repo,
+        "MERGE_BOT_REPOS": ",".join(repos),
         "MERGE_BOT_DATA_DIR": str(tmp_path / "bot-data"),
         "MERGE_BOT_STRATEGY": strategy,
         "MERGE_BOT_GATE_POLL_SECONDS": "0.5",

@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     urgent_priority: int = Field(default=100, ge=1)
     allowed_users: tuple[str, ...] = ()
     wait_for_approvals: bool = False
+    crash_at: str | None = Field(
+        default=None, description="Test harness only: SIGKILL this process at the named gate step (crashpoints.py)"
+    )
     reconcile_seconds: float = Field(default=60.0, gt=0)
     reap_seconds: float = Field(default=30.0, gt=0)
     delivery_retention_days: int = Field(default=7, ge=1)

@@ -26,6 +26,7 @@ from bot.db.views import attempt_view, entry_view
 from bot.forge import errors
 from bot.forge.client import GiteaClient
 from bot.forge.permissions import Permissions
+from bot import crashpoints
 from bot.gate import checks, waiting
 from bot.gate.locks import TrainLock
 from bot.git.candidates import Built, CandidateBuilder, Conflict, NothingToMerge
@@ -331,8 +332,12 @@ class Gate:
                 )
             session.add_all(members)
         loaded.attempt, loaded.members = attempt, members
+        self._crashpoint("attempt_created")
         log.info("gate.attempt_started", train=self.train_id, attempt=attempt.id, entries=list(action.entry_ids))
         await self._build(attempt, loaded)
+
+    def _crashpoint(self, step: str) -> None:
+        crashpoints.reached(step, self.deps.settings.crash_at)
 
     def _strategy(self, loaded: Loaded, entry_ids: tuple[int, ...]) -> Strategy:
         wanted = Strategy(self.deps.settings.strategy)
@@ -380,11 +385,13 @@ class Gate:
         )
         async with deps.sessions.begin() as session:  # the intent, before the push
             await queries.move_attempt(session, attempt, candidate_sha=result.sha, ref=ref, intent={"push": ref})
+        self._crashpoint("candidate_recorded")
         await self.lock.check()
         expected = None if strategy is Strategy.STAGING else entry.approved_sha
         pushed = await self._push_owned(mirror, ref, result.sha, expected)
         if isinstance(pushed, Rejected):
             raise errors.ForgeError("PUSH", ref, None, f"{pushed.reason}: {pushed.detail}")
+        self._crashpoint("candidate_pushed")
         deadline = deps.clock.now() + timedelta(seconds=deps.settings.ci_timeout_seconds)
         async with deps.sessions.begin() as session:
             await queries.move_attempt(
@@ -395,6 +402,7 @@ class Gate:
                     session, entry_id, "candidate_built", attempt_id=attempt.id, detail={"sha": result.sha, "ref": ref}
                 )
         log.info("gate.testing", train=self.train_id, attempt=attempt.id, candidate=result.sha, ref=ref)
+        self._crashpoint("testing_recorded")
         short_ref = ref.removeprefix("refs/heads/")
         for entry_id in entry_ids:
             e, p = loaded.entries[entry_id]
@@ -436,6 +444,7 @@ class Gate:
                 await queries.move_attempt(
                     session, attempt, state=AttemptState.MERGING.value, intent={"merge": action.candidate_sha}
                 )
+            self._crashpoint("merge_intent")
         await self.lock.check()
         repo, branch = loaded.repo, loaded.train.branch
         if Strategy(attempt.strategy) is Strategy.STAGING:
@@ -445,6 +454,8 @@ class Gate:
                 entry_ids = tuple(m.entry_id for m in loaded.members)
                 await self._fail(entry_ids, Reason.MERGE_REFUSED, {"message": result.detail, "base": branch}, loaded)
             # A non-fast-forward refusal means the base moved: the next snapshot sees it and rebuilds.
+            if isinstance(result, Pushed):
+                self._crashpoint("base_pushed")
             return
         entry, pull = loaded.entries[loaded.members[0].entry_id]
         try:
@@ -456,6 +467,7 @@ class Gate:
                 head_commit_id=action.candidate_sha,
                 delete_branch_after_merge=deps.settings.delete_branch_after_merge,
             )
+            self._crashpoint("base_pushed")
         except errors.NotAllowed as exc:
             if exc.try_again_later or exc.already_merged:
                 return  # mergeability still being checked, or it did merge: the next snapshot re-reads
@@ -473,6 +485,7 @@ class Gate:
             _, pull = loaded.entries[entry_id]
             if strategy is Strategy.STAGING:
                 await self._mark_merged(repo, pull.number, action.candidate_sha)
+        self._crashpoint("marked_merged")
         await self._delete_staging(attempt, loaded)
         now = deps.clock.now()
         async with deps.sessions.begin() as session:
@@ -496,6 +509,7 @@ class Gate:
                     detail={"sha": action.candidate_sha},
                 )
         log.info("gate.merged", train=self.train_id, attempt=attempt.id, sha=action.candidate_sha)
+        self._crashpoint("merge_recorded")
         for entry_id in action.entry_ids:
             entry, pull = loaded.entries[entry_id]
             head = action.candidate_sha if strategy is Strategy.PR_BRANCH else entry.approved_sha

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot import crashpoints
 from bot.clock import Clock
 from bot.config import Settings
 from bot.db import queries
@@ -26,7 +27,6 @@ from bot.db.views import attempt_view, entry_view
 from bot.forge import errors
 from bot.forge.client import GiteaClient
 from bot.forge.permissions import Permissions
-from bot import crashpoints
 from bot.gate import checks, waiting
 from bot.gate.locks import TrainLock
 from bot.git.candidates import Built, CandidateBuilder, Conflict, NothingToMerge

@@ -224,7 +224,13 @@ class Gate:
         return snapshot, landed, Loaded(train, repo, entries, attempt, members)
 
     async def _ready(self, repo: Repository, entry: Entry, pull: PullRequest, facts: dict[DepRef, DepPull]) -> bool:
-        """Whether a waiting entry may join the queue; says once what it waits for, or why it is blocked."""
+        """Whether a waiting entry may join the queue; says once what it waits for, or why it is blocked.
+
+        Gitea's dependencies and the body's ``Depends-On:`` lines are read afresh each time, so fixing a
+        cause (editing the body, removing a dependency) unblocks the entry without a new command."""
+        native = await self.deps.forge.dependencies(repo.owner, repo.name, pull.number)
+        async with self.deps.sessions.begin() as session:
+            await waiting.refresh_needs(session, entry.id, repo.owner, repo.name, pull.body, native)
         async with self.deps.sessions() as session:
             needs = await waiting.entry_needs(session, entry.id)
             graph = await waiting.waiting_graph(session)

@@ -46,6 +46,32 @@ async def entry_needs(session: AsyncSession, entry_id: int) -> list[DepRef]:
     return [DepRef(owner, repo, number) for owner, repo, number in rows]
 
 
+async def refresh_needs(
+    session: AsyncSession, entry_id: int, owner: str, name: str, body: str, native: list[tuple[str, str, int, bool]]
+) -> None:
+    """Replace the entry's ``native`` and ``body`` dependencies with what the forge says now
+    (``/merge after`` dependencies, from the command, stay as given)."""
+    current = {
+        DepRef(dep_owner.lower(), dep_repo.lower(), number): "native" for dep_owner, dep_repo, number, _ in native
+    }
+    for ref in deps.depends_on(body).refs:
+        current.setdefault(ref.resolve(owner, name), "body")
+    rows = (await session.execute(select(Dependency).where(Dependency.entry_id == entry_id))).scalars().all()
+    kept = set()
+    for row in rows:
+        ref = DepRef(row.owner, row.repo, row.number)
+        if row.source == "command":
+            kept.add(ref)
+        elif current.get(ref) != row.source:
+            await session.delete(row)
+        else:
+            kept.add(ref)
+    for ref, source in current.items():
+        if ref not in kept:
+            assert ref.owner is not None and ref.repo is not None
+            session.add(Dependency(entry_id=entry_id, owner=ref.owner, repo=ref.repo, number=ref.number, source=source))
+
+
 async def dependency_facts(forge: GiteaClient, needs: list[DepRef], cache: dict[DepRef, DepPull]) -> list[DepPull]:
     known = []
     for ref in needs:

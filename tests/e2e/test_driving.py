@@ -175,16 +175,15 @@ async def test_cross_repository_dependency(sim: SimHandle, engine: AsyncEngine, 
 
 async def test_dependency_cycle_blocks_with_a_comment_and_unblocks_when_fixed(world: World) -> None:
     a = await world.open_pr("a", {"a.txt": "1\n"})
-    b = await world.open_pr("b", {"b.txt": "1\n"})
+    b = await world.open_pr("b", {"b.txt": "1\n"}, body=f"Depends-On: #{a}\n")
     await world.queue(a, f"/merge after #{b}")
     await world.in_state(a, "waiting")
-    await world.queue(b, f"/merge after #{a}")
-    await world.says(b, "cycle")
-    # Fix the cause: b's entry is cancelled and queued again without the dependency; a then follows it.
-    await world.queue(b, "/merge cancel")
-    cancelled = await world.final_entry(b)
-    await world.queue(b, "/merge retry")
-    await next_entry(world, b, cancelled.id)
+    await world.queue(b)
+    await world.says(b, "cycle", f"#{a}", f"#{b}")
+    # Fix the cause: drop the Depends-On line from b's description. No new command is needed.
+    await world.sim.api(
+        "PATCH", f"/repos/{world.repo}/pulls/{b}", token=world.alice.token, json={"body": "Standalone."}
+    )
     assert (await world.final_entry(b)).state == "merged"
     assert (await world.final_entry(a)).state == "merged"
 

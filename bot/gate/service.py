@@ -34,6 +34,7 @@ from bot.git.mirror import Mirror, MirrorCache, Pushed, Rejected, Rejection
 from bot.git.runner import GitError, GitRunner
 from bot.logs import get_logger
 from bot.queue import machine, messages
+from bot.queue.checks import latest_per_context as checks_latest
 from bot.queue.commands import DepRef
 from bot.queue.deps import Blocked, DepPull, Ready
 from bot.queue.machine import (
@@ -100,6 +101,7 @@ class Gate:
         self.lock = lock
         self._positions: dict[int, int] = {}
         self._told: dict[int, str] = {}
+        self._mirrored: dict[tuple[int, str], str] = {}
         self._label_id: int | None = None
 
     # -- the loop ---------------------------------------------------------------------------------
@@ -126,6 +128,7 @@ class Gate:
                     reason=decision.reason.value,
                     actions=[type(action).__name__ for action in decision.actions],
                 )
+                await self._mirror_checks(loaded, snapshot)
                 if decision.waits:
                     if not loaded.entries and loaded.attempt is None:
                         return
@@ -656,6 +659,34 @@ class Gate:
             description = messages.status_description(Reason.IDLE, {"position": position})
             await self._status(loaded.repo, pull, entry.approved_sha, "pending", description)
             self._positions[view.id] = position
+
+    async def _mirror_checks(self, loaded: Loaded, snapshot: TrainSnapshot) -> None:
+        """The candidate's CI results, mirrored onto each PR head as ``merge-bot/<context>``, so authors see
+        why without leaving the PR (staging only: with pr-branch, CI already runs on the PR)."""
+        attempt = loaded.attempt
+        if attempt is None or Strategy(attempt.strategy) is not Strategy.STAGING or not attempt.candidate_sha:
+            return
+        own = self.deps.settings.status_context
+        for context, status in checks_latest(snapshot.statuses).items():
+            if context == own or context.startswith(own + "/"):
+                continue
+            for member in loaded.members:
+                key = (member.entry_id, context)
+                if self._mirrored.get(key) == status.state:
+                    continue
+                self._mirrored[key] = status.state
+                entry, _ = loaded.entries[member.entry_id]
+                await self._best_effort(
+                    self.deps.forge.create_status(
+                        loaded.repo.owner,
+                        loaded.repo.name,
+                        entry.approved_sha,
+                        state=status.state,
+                        context=f"{own}/{context}",
+                        description=f"on the queue's candidate {attempt.candidate_sha[:10]}",
+                        target_url=status.target_url,
+                    )
+                )
 
     async def _drop_label(self, repo: Repository, entry: Entry, pull: PullRequest) -> None:
         """A PR queued by the label loses it when its entry ends (the outcome comment says why)."""

@@ -75,3 +75,20 @@ async def test_two_bot_processes_never_run_two_attempts_at_once(world: World) ->
     assert most == 1
     hooks = await world.sim.api("GET", f"/repos/{world.repo}/hooks", token=world.owner.token)
     assert len([hook for hook in hooks if hook["config"]["url"] == world.settings.webhook_url]) == 1
+
+
+async def test_candidate_checks_are_mirrored_onto_the_pr(world: World) -> None:
+    from tests.e2e.conftest import eventually
+
+    await world.sim.set_ci(world.repo, "sh ci.sh", context="ci/test", delay_s=0.5)
+    number = await world.open_pr("feature-a", {"feature-a.flag": "a\n"})
+    await world.sim.push_commit(world.repo, world.owner, "main", {"other.txt": "o\n"}, message="Other")
+    head = (await world.sim.get_pr(world.repo, number))["head"]["sha"]
+    await world.queue(number)
+    assert (await world.final_entry(number)).state == "merged"
+
+    async def mirrored() -> bool:
+        states = [s["status"] for s in await world.statuses(head) if s["context"] == "merge-bot/ci/test"]
+        return "success" in states
+
+    await eventually(mirrored, within=10, what="merge-bot/ci/test on the PR head")

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 pytestmark = pytest.mark.slow
+TOKEN = "tok-5e7c0ffee0ddba11"
 
 
 def free_port() -> int:
@@ -27,6 +28,10 @@ def start(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("MERGE_BOT_")}
     env.update(
         MERGE_BOT_WEBHOOK_SECRET="serve-test-secret",
+        # A token for a forge that is not there: the queue's set-up fails and retries, and logs why.
+        MERGE_BOT_GITEA_TOKEN=TOKEN,
+        MERGE_BOT_GITEA_URL=f"http://127.0.0.1:{free_port()}",
+        MERGE_BOT_REPOS="acme/app",
         MERGE_BOT_DATA_DIR=str(data_dir),
         MERGE_BOT_LISTEN=f"127.0.0.1:{port}",
         MERGE_BOT_LOG_FORMAT="json",
@@ -96,6 +101,12 @@ def test_embedded_database_lifecycle(tmp_path: Path) -> None:
     third = start(data_dir, port, log)
     try:
         wait_healthy(port, third)
+        # The forge is unreachable: the queue's set-up fails, says why, and retries; the token stays secret.
+        deadline = time.monotonic() + 60
+        while '"queue.setup_failed"' not in log.read_text():
+            assert time.monotonic() < deadline, "the bot never reported the unreachable forge"
+            time.sleep(0.2)
+        assert TOKEN not in log.read_text()
     finally:
         third.send_signal(signal.SIGTERM)
         assert third.wait(timeout=60) == 0

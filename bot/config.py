@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
     webhook_max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
+    read_token: SecretStr | None = Field(
+        default=None, description="When set, the queue page, JSON API and /metrics ask for it (private instances)"
+    )
     strategy: Literal["staging", "pr-branch"] = "staging"
     ci_timeout_seconds: int = Field(default=3600, ge=1)
     required_contexts: tuple[str, ...] = ()
@@ -138,6 +141,11 @@ class Settings(BaseSettings):
             raise ValueError("must not be empty")
         return value
 
+    @field_validator("read_token")
+    @classmethod
+    def _read_token(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value is not None and value.get_secret_value().strip() else None
+
     @field_validator("database_url")
     @classmethod
     def _database_url(cls, value: SecretStr | None) -> SecretStr | None:
@@ -163,6 +171,8 @@ class Settings(BaseSettings):
         found = [self.webhook_secret.get_secret_value()]
         if self.gitea_token is not None:
             found.append(self.gitea_token.get_secret_value())
+        if self.read_token is not None:
+            found.append(self.read_token.get_secret_value())
         if self.database_url is not None:
             password = _url_password(self.database_url.get_secret_value())
             if password:

@@ -60,7 +60,7 @@ from bot.queue.model import (
 )
 
 log = get_logger(__name__)
-POSITIONS_SHOWN = 10
+POSITIONS_SHOWN = 5
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,7 @@ class Gate:
         self._positions: dict[int, int] = {}
         self._told: dict[int, str] = {}
         self._mirrored: dict[tuple[int, str], str] = {}
+        self._landed_now: str | None = None
         self._label_id: int | None = None
 
     # -- the loop ---------------------------------------------------------------------------------
@@ -137,6 +138,10 @@ class Gate:
                     continue
                 for action in decision.actions:
                     await self.apply(action, loaded, snapshot)
+                if self._landed_now is not None:
+                    # The forge accepted the fast-forward: that is the fact the next decision needs, so
+                    # decide on it at once instead of re-reading everything (the machine still decides).
+                    await self._decide_landed(snapshot, loaded, self._landed_now)
                 backoff = 1.0
             except (errors.ForgeError, GitError, queries.StaleRow) as exc:
                 # Infrastructure trouble or a race: nothing is assumed, the next snapshot re-reads everything.
@@ -291,6 +296,21 @@ class Gate:
         return await self.deps.mirrors.ensure(self.deps.clone_url(repo))
 
     # -- actions ----------------------------------------------------------------------------------
+
+    async def _decide_landed(self, snapshot: TrainSnapshot, loaded: Loaded, candidate: str) -> None:
+        self._landed_now = None
+        assert snapshot.attempt is not None
+        landed = replace(snapshot, base_tip=candidate, attempt=replace(snapshot.attempt, state=AttemptState.MERGING))
+        decision = machine.decide(landed, candidate_landed=True)
+        log.info(
+            "gate.decision",
+            train=self.train_id,
+            reason=decision.reason.value,
+            after="fast-forward",
+            actions=[type(action).__name__ for action in decision.actions],
+        )
+        for action in decision.actions:
+            await self.apply(action, loaded, landed)
 
     async def apply(self, action: Action, loaded: Loaded, snapshot: TrainSnapshot) -> None:
         if isinstance(action, StartAttempt):
@@ -465,6 +485,7 @@ class Gate:
             # A non-fast-forward refusal means the base moved: the next snapshot sees it and rebuilds.
             if isinstance(result, Pushed):
                 self._crashpoint("base_pushed")
+                self._landed_now = action.candidate_sha
             return
         entry, pull = loaded.entries[loaded.members[0].entry_id]
         try:

@@ -1,0 +1,523 @@
+"""What the queue page, the JSON API and ``merge-bot status`` show: read-only queries → plain dataclasses.
+
+Every view is built from the database alone (no forge call), in a handful of queries per request, and holds
+only what the bot already makes public on the PRs: numbers, titles, authors, approvers, SHAs, check states
+and links, reasons. :func:`jsonable` turns a view into the JSON the API serves (``openapi/merge-bot.yaml``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.db.models import (
+    Attempt,
+    AttemptEntry,
+    CommitStatus,
+    Dependency,
+    Entry,
+    EntryEvent,
+    PullRequest,
+    Repository,
+    Train,
+)
+from bot.db.views import entry_view
+from bot.queue import machine, messages
+from bot.queue.model import ACTIVE_ATTEMPT_STATES, ACTIVE_ENTRY_STATES, EntryState, Reason
+
+RECENT = 10  # finished entries shown per train
+FINAL_ENTRY_STATES = (EntryState.MERGED.value, EntryState.FAILED.value, EntryState.CANCELLED.value)
+_ACTIVE_ENTRIES = [state.value for state in ACTIVE_ENTRY_STATES]
+_ACTIVE_ATTEMPTS = [state.value for state in ACTIVE_ATTEMPT_STATES]
+
+
+@dataclass(frozen=True, slots=True)
+class Links:
+    """Where things live: the forge (PR links) and the bot's own context (dropped from the checks shown)."""
+
+    forge_url: str
+    own_context: str = "merge-bot"
+
+    def pull(self, repository: str, number: int) -> str:
+        return f"{self.forge_url.rstrip('/')}/{repository}/pulls/{number}"
+
+
+@dataclass(frozen=True, slots=True)
+class PullRef:
+    repository: str
+    number: int
+    title: str
+    author: str
+    url: str
+    page: str
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    context: str
+    state: str
+    description: str
+    target_url: str
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class EntryRow:
+    id: int
+    pull: PullRef
+    branch: str
+    state: str
+    position: int | None
+    priority: int
+    approved_by: str
+    approved_sha: str
+    trigger: str
+    method: str
+    queued_at: datetime
+    finished_at: datetime | None
+    reason: str | None
+    reason_text: str | None
+    dependencies: tuple[str, ...]
+    blocked: str | None
+    merged_sha: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRow:
+    id: int
+    branch: str
+    state: str
+    strategy: str
+    base_sha: str
+    candidate_sha: str | None
+    ref: str | None
+    pulls: tuple[PullRef, ...]
+    checks: tuple[Check, ...]
+    created_at: datetime
+    deadline_at: datetime | None
+    finished_at: datetime | None
+    seconds_left: float | None
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TrainRow:
+    id: int
+    repository: str
+    branch: str
+    paused: bool
+    running: AttemptRow | None
+    queue: tuple[EntryRow, ...]
+    waiting: tuple[EntryRow, ...]
+    recent: tuple[EntryRow, ...]
+    depth: int  # active entries: under test, queued and waiting
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    at: datetime
+    kind: str
+    reason: str | None
+    text: str
+    actor: str | None
+    attempt_id: int | None
+    detail: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class EntryHistory:
+    entry: EntryRow
+    events: tuple[Event, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PullHistory:
+    pull: PullRef
+    state: str
+    merged: bool
+    head_sha: str
+    entries: tuple[EntryHistory, ...]
+
+
+# -- words -------------------------------------------------------------------------------------------
+
+
+def reason_text(reason: str | None, detail: Mapping[str, Any] | None, actor: str | None = None) -> str | None:
+    """A reason code in the words the bot uses on the PR (``queue.messages``); unknown codes as they are."""
+    if reason is None:
+        return None
+    try:
+        code = Reason(reason)
+    except ValueError:
+        return reason.replace("_", " ")
+    facts = dict(detail or {})
+    if code is Reason.CANCELLED_BY_USER and (facts.get("by") or actor):
+        return f"cancelled by {facts.get('by') or actor}"
+    if code in (Reason.PR_CLOSED, Reason.PR_MERGED_OUTSIDE):
+        return "PR closed" if code is Reason.PR_CLOSED else "merged outside the queue"
+    if code in (Reason.BASE_MOVED, Reason.PREEMPTED, Reason.DEPENDENCIES_MET):
+        return {
+            Reason.BASE_MOVED: "the base branch moved: rebuilt on the new tip",
+            Reason.PREEMPTED: "made way for an urgent PR",
+            Reason.DEPENDENCIES_MET: "dependencies merged",
+        }[code]
+    return messages.status_description(code, facts)
+
+
+_EVENT_WORDS = {
+    "queued": "queued",
+    "waiting": "queued, waiting for dependencies or approvals",
+    "dependencies_met": "joined the queue",
+    "attempt_started": "test started",
+    "candidate_built": "candidate pushed for CI",
+    "requeued": "back in the queue",
+    "merged": "merged",
+    "failed": "failed",
+    "cancelled": "cancelled",
+}
+
+
+def event_text(event: EntryEvent) -> str:
+    detail = event.detail or {}
+    words = _EVENT_WORDS.get(event.kind, event.kind.replace("_", " "))
+    sha = detail.get("sha")
+    if event.kind in ("queued", "waiting"):
+        extra = [f"at {str(sha)[:10]}" if sha else "", f"by {event.actor}" if event.actor else ""]
+        if detail.get("priority"):
+            extra.append(f"priority {detail['priority']}")
+        if detail.get("after"):
+            extra.append("after " + ", ".join(str(ref) for ref in detail["after"]))
+        return " ".join([words, *[part for part in extra if part]])
+    if event.kind == "candidate_built" and sha:
+        return f"{words}: {str(sha)[:10]} on {str(detail.get('ref', '')).removeprefix('refs/heads/')}"
+    if event.kind == "attempt_started" and detail.get("base"):
+        return f"{words} on {str(detail['base'])[:10]}"
+    if event.reason and event.kind != "dependencies_met":
+        text = reason_text(event.reason, detail, event.actor)
+        return f"{words}: {text}" if text and text != words else words
+    return words
+
+
+# -- queries -----------------------------------------------------------------------------------------
+
+
+async def trains(session: AsyncSession, links: Links, now: datetime, repository: str | None = None) -> list[TrainRow]:
+    """Every train (of one repository when named), with its running attempt, its line and its last outcomes."""
+    query = (
+        select(Train, Repository)
+        .join(Repository, Repository.id == Train.repository_id)
+        .order_by(func.lower(Repository.owner), func.lower(Repository.name), Train.branch)
+    )
+    if repository is not None:
+        owner, _, name = repository.partition("/")
+        query = query.where(func.lower(Repository.owner) == owner.lower(), func.lower(Repository.name) == name.lower())
+    found = (await session.execute(query)).all()
+    if not found:
+        return []
+    ids = [train.id for train, _ in found]
+    names = {train.id: (repo.full_name, train.branch) for train, repo in found}
+    active = await _entry_rows(session, Entry.train_id.in_(ids), Entry.state.in_(_ACTIVE_ENTRIES))
+    recent = await _recent(session, ids)
+    attempts = await _attempts(session, links, now, Attempt.train_id.in_(ids), Attempt.state.in_(_ACTIVE_ATTEMPTS))
+    rows = await _rows(session, links, names, [*active, *recent])
+    by_train: defaultdict[int, list[tuple[Entry, PullRequest]]] = defaultdict(list)
+    for entry, pull in active:
+        by_train[entry.train_id].append((entry, pull))
+    result = []
+    for train, _repo in found:
+        line = machine.queue_order(entry_view(entry, pull) for entry, pull in by_train[train.id])
+        position = {view.id: index for index, view in enumerate(line, start=1)}
+        queued = [dataclasses.replace(rows[view.id], position=position[view.id]) for view in line]
+        waiting = [rows[e.id] for e, _ in by_train[train.id] if e.state == EntryState.WAITING.value]
+        running = next((attempt for attempt in attempts if attempt.train_id == train.id), None)
+        result.append(
+            TrainRow(
+                id=train.id,
+                repository=names[train.id][0],
+                branch=train.branch,
+                paused=train.paused,
+                running=running.row if running else None,
+                queue=tuple(queued),
+                waiting=tuple(waiting),
+                recent=tuple(rows[e.id] for e, _ in recent if e.train_id == train.id),
+                depth=len(by_train[train.id]),
+            )
+        )
+    return result
+
+
+async def entries(
+    session: AsyncSession, links: Links, repository: str, *, states: Sequence[str] = (), limit: int = 50
+) -> list[EntryRow] | None:
+    """A repository's entries, newest first (``None`` when the bot never saw the repository)."""
+    repo = await _repository(session, repository)
+    if repo is None:
+        return None
+    conditions: list[Any] = [PullRequest.repository_id == repo.id]
+    if states:
+        conditions.append(Entry.state.in_(list(states)))
+    found = await _entry_rows(session, *conditions, newest_first=True, limit=limit)
+    names = await _train_names(session, {entry.train_id for entry, _ in found})
+    rows = await _rows(session, links, names, found)
+    return [rows[entry.id] for entry, _ in found]
+
+
+async def attempts(
+    session: AsyncSession, links: Links, now: datetime, repository: str, *, limit: int = 20
+) -> list[AttemptRow] | None:
+    """A repository's attempts, newest first (``None`` when the bot never saw the repository)."""
+    repo = await _repository(session, repository)
+    if repo is None:
+        return None
+    train_ids = select(Train.id).where(Train.repository_id == repo.id).scalar_subquery()
+    found = await _attempts(session, links, now, Attempt.train_id.in_(train_ids), limit=limit)
+    return [attempt.row for attempt in found]
+
+
+async def pull_history(session: AsyncSession, links: Links, repository: str, number: int) -> PullHistory | None:
+    """A PR's every entry, newest first, each with its audit log (``entry_events``) in order."""
+    repo = await _repository(session, repository)
+    if repo is None:
+        return None
+    pull = (
+        await session.execute(
+            select(PullRequest).where(PullRequest.repository_id == repo.id, PullRequest.number == number)
+        )
+    ).scalar_one_or_none()
+    if pull is None:
+        return None
+    found = await _entry_rows(session, Entry.pull_request_id == pull.id, newest_first=True)
+    names = await _train_names(session, {entry.train_id for entry, _ in found})
+    rows = await _rows(session, links, names, found)
+    events: defaultdict[int, list[Event]] = defaultdict(list)
+    if found:
+        query = (
+            select(EntryEvent)
+            .where(EntryEvent.entry_id.in_([entry.id for entry, _ in found]))
+            .order_by(EntryEvent.at, EntryEvent.id)
+        )
+        for event in (await session.execute(query)).scalars():
+            events[event.entry_id].append(
+                Event(
+                    at=event.at,
+                    kind=event.kind,
+                    reason=event.reason,
+                    text=event_text(event),
+                    actor=event.actor,
+                    attempt_id=event.attempt_id,
+                    detail=dict(event.detail or {}),
+                )
+            )
+    return PullHistory(
+        pull=_pull_ref(links, repo.full_name, pull),
+        state="merged" if pull.merged else pull.state,
+        merged=pull.merged,
+        head_sha=pull.head_sha,
+        entries=tuple(EntryHistory(rows[entry.id], tuple(events[entry.id])) for entry, _ in found),
+    )
+
+
+# -- helpers -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    train_id: int
+    row: AttemptRow
+
+
+async def _repository(session: AsyncSession, full_name: str) -> Repository | None:
+    owner, _, name = full_name.partition("/")
+    query = select(Repository).where(
+        func.lower(Repository.owner) == owner.lower(), func.lower(Repository.name) == name.lower()
+    )
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def _train_names(session: AsyncSession, train_ids: Iterable[int]) -> dict[int, tuple[str, str]]:
+    ids = list(train_ids)
+    if not ids:
+        return {}
+    query = select(Train, Repository).join(Repository, Repository.id == Train.repository_id).where(Train.id.in_(ids))
+    return {train.id: (repo.full_name, train.branch) for train, repo in (await session.execute(query)).all()}
+
+
+async def _entry_rows(
+    session: AsyncSession, *conditions: Any, newest_first: bool = False, limit: int | None = None
+) -> list[tuple[Entry, PullRequest]]:
+    query = select(Entry, PullRequest).join(PullRequest, PullRequest.id == Entry.pull_request_id).where(*conditions)
+    query = query.order_by(Entry.id.desc() if newest_first else Entry.id)
+    if limit is not None:
+        query = query.limit(limit)
+    return [(entry, pull) for entry, pull in (await session.execute(query)).all()]
+
+
+async def _recent(session: AsyncSession, train_ids: list[int]) -> list[tuple[Entry, PullRequest]]:
+    """The last ``RECENT`` finished entries of each train, newest first."""
+    ranked = (
+        select(
+            Entry.id.label("id"),
+            func.row_number()
+            .over(partition_by=Entry.train_id, order_by=(Entry.finished_at.desc().nulls_last(), Entry.id.desc()))
+            .label("rank"),
+        )
+        .where(Entry.train_id.in_(train_ids), Entry.state.in_(FINAL_ENTRY_STATES))
+        .subquery()
+    )
+    query = (
+        select(Entry, PullRequest)
+        .join(PullRequest, PullRequest.id == Entry.pull_request_id)
+        .join(ranked, ranked.c.id == Entry.id)
+        .where(ranked.c.rank <= RECENT)
+        .order_by(Entry.finished_at.desc().nulls_last(), Entry.id.desc())
+    )
+    return [(entry, pull) for entry, pull in (await session.execute(query)).all()]
+
+
+async def _rows(
+    session: AsyncSession,
+    links: Links,
+    names: Mapping[int, tuple[str, str]],
+    found: Sequence[tuple[Entry, PullRequest]],
+) -> dict[int, EntryRow]:
+    needs: defaultdict[int, list[str]] = defaultdict(list)
+    if found:
+        query = (
+            select(Dependency)
+            .where(Dependency.entry_id.in_([entry.id for entry, _ in found]))
+            .order_by(Dependency.owner, Dependency.repo, Dependency.number)
+        )
+        for dep in (await session.execute(query)).scalars():
+            needs[dep.entry_id].append(f"{dep.owner}/{dep.repo}#{dep.number}")
+    rows = {}
+    for entry, pull in found:
+        repository, branch = names.get(entry.train_id, ("", ""))
+        here = repository.lower() + "#"
+        detail = entry.reason_detail or {}
+        rows[entry.id] = EntryRow(
+            id=entry.id,
+            pull=_pull_ref(links, repository, pull),
+            branch=branch,
+            state=entry.state,
+            position=None,
+            priority=entry.priority,
+            approved_by=entry.approved_by,
+            approved_sha=entry.approved_sha,
+            trigger=entry.trigger,
+            method=entry.merge_method,
+            queued_at=entry.queued_at,
+            finished_at=entry.finished_at,
+            reason=entry.reason,
+            reason_text=reason_text(entry.reason, detail, entry.cancel_requested_by),
+            dependencies=tuple(
+                "#" + ref.removeprefix(here) if ref.lower().startswith(here) else ref for ref in needs[entry.id]
+            ),
+            blocked=str(detail["blocked"]) if detail.get("blocked") else None,
+            merged_sha=entry.merged_sha,
+        )
+    return rows
+
+
+def _pull_ref(links: Links, repository: str, pull: PullRequest) -> PullRef:
+    return PullRef(
+        repository=repository,
+        number=pull.number,
+        title=pull.title,
+        author=pull.author,
+        url=links.pull(repository, pull.number),
+        page=f"/queue/{repository}/pull/{pull.number}",
+    )
+
+
+async def _attempts(
+    session: AsyncSession, links: Links, now: datetime, *conditions: Any, limit: int | None = None
+) -> list[_Attempt]:
+    query = select(Attempt, Train, Repository).join(Train, Train.id == Attempt.train_id)
+    query = query.join(Repository, Repository.id == Train.repository_id).where(*conditions).order_by(Attempt.id.desc())
+    if limit is not None:
+        query = query.limit(limit)
+    found = (await session.execute(query)).all()
+    if not found:
+        return []
+    members = (
+        await session.execute(
+            select(AttemptEntry.attempt_id, PullRequest)
+            .join(Entry, Entry.id == AttemptEntry.entry_id)
+            .join(PullRequest, PullRequest.id == Entry.pull_request_id)
+            .where(AttemptEntry.attempt_id.in_([attempt.id for attempt, _, _ in found]))
+            .order_by(AttemptEntry.attempt_id, AttemptEntry.position)
+        )
+    ).all()
+    pulls: defaultdict[int, list[PullRequest]] = defaultdict(list)
+    for attempt_id, pull in members:
+        pulls[attempt_id].append(pull)
+    checks = await _checks(session, links, [(repo.id, a.candidate_sha) for a, _, repo in found if a.candidate_sha])
+    result = []
+    for attempt, train, repo in found:
+        left = (attempt.deadline_at - now).total_seconds() if attempt.deadline_at and not attempt.finished_at else None
+        row = AttemptRow(
+            id=attempt.id,
+            branch=train.branch,
+            state=attempt.state,
+            strategy=attempt.strategy,
+            base_sha=attempt.base_sha,
+            candidate_sha=attempt.candidate_sha,
+            ref=attempt.ref.removeprefix("refs/heads/") if attempt.ref else None,
+            pulls=tuple(_pull_ref(links, repo.full_name, pull) for pull in pulls[attempt.id]),
+            checks=tuple(checks.get((repo.id, attempt.candidate_sha or ""), ())),
+            created_at=attempt.created_at,
+            deadline_at=attempt.deadline_at,
+            finished_at=attempt.finished_at,
+            seconds_left=max(0.0, left) if left is not None else None,
+            reason=attempt.reason,
+        )
+        result.append(_Attempt(train.id, row))
+    return result
+
+
+async def _checks(
+    session: AsyncSession, links: Links, shas: list[tuple[int, str]]
+) -> dict[tuple[int, str], list[Check]]:
+    """The latest status per context of each (repository, SHA), the bot's own contexts left out."""
+    found: defaultdict[tuple[int, str], list[Check]] = defaultdict(list)
+    if not shas:
+        return found
+    own = links.own_context
+    query = (
+        select(CommitStatus)
+        .where(
+            CommitStatus.sha.in_([sha for _, sha in shas]),
+            CommitStatus.repository_id.in_({repository for repository, _ in shas}),
+            CommitStatus.context != own,
+            ~CommitStatus.context.startswith(own + "/"),
+        )
+        .order_by(CommitStatus.context)
+    )
+    for status in (await session.execute(query)).scalars():
+        found[(status.repository_id, status.sha)].append(
+            Check(status.context, status.state, status.description, status.target_url, status.updated_at)
+        )
+    return found
+
+
+def jsonable(value: Any) -> Any:
+    """A view (dataclasses, tuples, datetimes, enums) as plain JSON values; datetimes in ISO 8601 with offset."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {field.name: jsonable(getattr(value, field.name)) for field in dataclasses.fields(value)}
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, Mapping):
+        return {str(key): jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(item) for item in value]
+    return value

@@ -117,12 +117,6 @@ class Gate:
             try:
                 snapshot, landed, loaded = await self.snapshot()
                 decision = machine.decide(snapshot, candidate_landed=landed)
-                # The same decision twice in a row means the last attempt at it changed nothing (a refused
-                # push, "try again later"): back off instead of hammering the forge.
-                repeats = repeats + 1 if decision == previous and not decision.waits else 0
-                previous = decision
-                if repeats:
-                    await self._wait(wake, min(0.5 * 2**repeats, 30.0))
                 log.info(
                     "gate.decision",
                     train=self.train_id,
@@ -142,6 +136,12 @@ class Gate:
                     # The forge accepted the fast-forward: that is the fact the next decision needs, so
                     # decide on it at once instead of re-reading everything (the machine still decides).
                     await self._decide_landed(snapshot, loaded, self._landed_now)
+                # The same decision twice in a row means the last try changed nothing (a refused push,
+                # "try again later"): back off before the next fresh snapshot instead of hammering the forge.
+                repeats = repeats + 1 if decision == previous else 0
+                previous = decision
+                if repeats:
+                    await self._wait(wake, min(0.5 * 2**repeats, 30.0))
                 backoff = 1.0
             except (errors.ForgeError, GitError, queries.StaleRow) as exc:
                 # Infrastructure trouble or a race: nothing is assumed, the next snapshot re-reads everything.

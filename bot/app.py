@@ -16,7 +16,7 @@ from bot.db.inbox import DeliveryWriter
 from bot.db.session import make_engine, make_sessionmaker
 from bot.logs import get_logger
 from bot.queue_service import QueueService
-from bot.web import health, webhook
+from bot.web import api, health, metrics, pages, webhook
 from bot.web.keys import CLOCK, ENGINE, SETTINGS, WRITER
 
 log = get_logger(__name__)
@@ -39,6 +39,9 @@ def create_app(
     app[CLOCK] = clock or SystemClock()
     app.add_routes(webhook.routes)
     app.add_routes(health.routes)
+    pages.setup(app)  # the queue page, its static files and the read-token guard
+    api.setup(app)
+    metrics.setup(app)
 
     async def database(app: web.Application) -> AsyncIterator[None]:
         if engine is not None:
@@ -64,6 +67,7 @@ def create_app(
         db_url = url or app[ENGINE].url.render_as_string(hide_password=False)
         async with aiohttp.ClientSession() as http:
             service = QueueService(settings, make_sessionmaker(app[ENGINE]), db_url, app[CLOCK], http, app[ENGINE])
+            app[metrics.QUEUE] = service
             app[WRITER].on_stored = service.wake_inbox
             task = asyncio.create_task(service.run(), name="queue")
             yield

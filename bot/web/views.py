@@ -10,14 +10,16 @@ from __future__ import annotations
 import dataclasses
 import enum
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from bot.config import Settings
 from bot.db.models import (
     Attempt,
     AttemptEntry,
@@ -147,6 +149,18 @@ class PullHistory:
     entries: tuple[EntryHistory, ...]
 
 
+def links(settings: Settings) -> Links:
+    return Links(forge_url=str(settings.gitea_url), own_context=settings.status_context)
+
+
+@asynccontextmanager
+async def reading(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
+    """A read-only session on one snapshot, so a view never mixes two moments of the queue."""
+    async with AsyncSession(engine) as session:
+        await session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
+        yield session
+
+
 # -- words -------------------------------------------------------------------------------------------
 
 
@@ -201,8 +215,8 @@ def event_text(event: EntryEvent) -> str:
     if event.kind == "attempt_started" and detail.get("base"):
         return f"{words} on {str(detail['base'])[:10]}"
     if event.reason and event.kind != "dependencies_met":
-        text = reason_text(event.reason, detail, event.actor)
-        return f"{words}: {text}" if text and text != words else words
+        text = reason_text(event.reason, detail, event.actor) or ""
+        return text if text.startswith(words) else f"{words}: {text}"
     return words
 
 
@@ -402,6 +416,8 @@ async def _rows(
         repository, branch = names.get(entry.train_id, ("", ""))
         here = repository.lower() + "#"
         detail = entry.reason_detail or {}
+        if entry.merged_sha and "sha" not in detail:
+            detail = {**detail, "sha": entry.merged_sha}
         rows[entry.id] = EntryRow(
             id=entry.id,
             pull=_pull_ref(links, repository, pull),

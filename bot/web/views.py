@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from bot.config import Settings
@@ -157,7 +157,7 @@ def links(settings: Settings) -> Links:
 async def reading(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
     """A read-only session on one snapshot, so a view never mixes two moments of the queue."""
     async with AsyncSession(engine) as session:
-        await session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
+        await session.connection(execution_options={"isolation_level": "REPEATABLE READ", "postgresql_readonly": True})
         yield session
 
 

@@ -1,4 +1,4 @@
-"""``merge-bot``: serve | migrate | check-config.
+"""``merge-bot``: serve | migrate | check-config | status | demo.
 
 Errors the operator can fix (a bad setting, a port in use, an unreachable database) end as one line on
 stderr and a non-zero exit, never a traceback.
@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 
 from aiohttp import web
 
-from bot import __version__, logs
+from bot import __version__, demo, logs, status
 from bot.app import create_app
 from bot.config import ConfigError, Settings, load_settings, masked
 from bot.db.migrate import upgrade_async
@@ -37,15 +37,24 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("migrate", help="bring the database schema to the newest version")
     check = commands.add_parser("check-config", help="validate the settings and print them, secrets masked")
     check.add_argument("--json", action="store_true", help="print JSON instead of key = value lines")
+    show = commands.add_parser("status", help="show the queue in the terminal, read from the database")
+    show.add_argument("--json", action="store_true", help="print what GET /api/v1/trains answers")
+    show.add_argument("repository", nargs="?", help="owner/repo (default: every repository)")
+    demo.add_arguments(commands.add_parser("demo", help="run a simulated Gitea, CI and the bot, and queue some PRs"))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = load_settings()
+        if args.command == "demo":
+            return demo.main(args)
+        settings = load_settings(status.environ() if args.command == "status" else None)
         if args.command == "check-config":
             return check_config(settings, as_json=args.json)
+        if args.command == "status":
+            logs.configure("warning", settings.log_format, settings.secrets())
+            return asyncio.run(status.show(settings, database, args.repository, as_json=args.json))
         logs.configure(settings.log_level, settings.log_format, settings.secrets())
         if args.command == "migrate":
             asyncio.run(migrate(settings))

@@ -267,7 +267,10 @@ async def _database(directory: Path) -> AsyncIterator[str]:
     from bot.embedded_pg import EmbeddedPostgres
 
     embedded = EmbeddedPostgres(directory)
-    url = await embedded.astart()
+    try:
+        url = await embedded.astart()
+    except Exception as exc:
+        raise DemoError(f"the embedded PostgreSQL did not start in {directory}: {exc}") from None
     try:
         await upgrade_async(url)
         yield url

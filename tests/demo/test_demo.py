@@ -1,0 +1,63 @@
+"""``merge-bot demo --once``, as a user runs it: a fresh process, no settings, everything embedded. It must
+finish well under a minute with the expected set merged and rejected, and leave nothing behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+EXPECTED = {
+    1: ("merged", "merged"),
+    2: ("merged", "merged"),
+    3: ("failed", "checks_failed"),  # green alone, red on top of #2: the semantic conflict
+    4: ("failed", "conflict"),  # edits the lines #2 renamed
+    5: ("merged", "merged"),  # flaky: failed once, merged after /merge retry
+    6: ("merged", "merged"),  # waited for #5
+}
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A temporary directory with a short path: PostgreSQL's socket path must fit in 107 bytes."""
+    path = Path(tempfile.mkdtemp(prefix="mb-demo-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_demo_once_merges_the_expected_set(short_tmp: Path) -> None:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MERGE_BOT_")}
+    env["TMPDIR"] = str(short_tmp)  # the demo's temporary directory lands here, so leftovers would show
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "demo", "--once", "--port", "0", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    took = time.monotonic() - started
+    print(done.stderr)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout)
+    outcomes = {pull["number"]: (pull["outcome"], pull["reason"]) for pull in summary["pulls"]}
+    assert outcomes == EXPECTED
+    assert summary["ok"] is True
+    assert all(pull["tested_green"] for pull in summary["pulls"] if pull["outcome"] == "merged")
+    assert [pull["retried"] for pull in summary["pulls"]] == [False, False, False, False, True, False]
+    assert summary["queue_page"].startswith("http://127.0.0.1:")
+    assert "Queue page: http://127.0.0.1:" in done.stderr
+    assert "as expected" in done.stderr
+    assert took < 60, f"the demo took {took:.1f} s"
+    assert not list(short_tmp.glob("merge-bot-demo-*")), "the demo left its temporary directory behind"

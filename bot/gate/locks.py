@@ -13,7 +13,8 @@ import contextlib
 
 import asyncpg
 
-NAMESPACE = 0x6D62  # "mb": the first key of every merge-bot advisory lock
+NAMESPACE = 0x6D62  # "mb": the first key of every train lock (the second is the train's id)
+JOBS_NAMESPACE = 0x6D63  # the first key of the scheduler's once-per-cluster job locks: never a train
 
 
 class LockLost(RuntimeError):

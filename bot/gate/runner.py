@@ -27,6 +27,7 @@ class GateRunner:
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._wakes: defaultdict[int, asyncio.Event] = defaultdict(asyncio.Event)
         self._any = asyncio.Event()
+        self.lock_busy = 0  # times a train's lock was held by another process (exported as a metric)
 
     def wake(self, train_id: int) -> None:
         self._wakes[train_id].set()
@@ -58,6 +59,7 @@ class GateRunner:
             log.warning("gate_runner.lock_failed", train=train_id, error=str(exc))
             return
         if lock is None:
+            self.lock_busy += 1
             return
         try:
             await Gate(self._deps, train_id, lock).run(self._wakes[train_id])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -103,6 +104,7 @@ class Gate:
         self._told: dict[int, str] = {}
         self._mirrored: dict[tuple[int, str], str] = {}
         self._landed_now: str | None = None
+        self._seen_status: dict[tuple[str, str], StatusView] = {}
         self._label_id: int | None = None
 
     # -- the loop ---------------------------------------------------------------------------------
@@ -200,6 +202,7 @@ class Gate:
             else:
                 listed = await deps.forge.list_statuses(repo.owner, repo.name, attempt.candidate_sha)
                 statuses = tuple(StatusView(s.context, s.state, s.target_url, s.description) for s in listed)
+                await self._remember_statuses(repo, attempt.candidate_sha, statuses, now)
         own = deps.settings.status_context
         required = await checks.required_checks(
             deps.forge,
@@ -230,6 +233,28 @@ class Gate:
                     lease_expires_at=now + timedelta(seconds=deps.settings.lease_seconds),
                 )
         return snapshot, landed, Loaded(train, repo, entries, attempt, members)
+
+    async def _remember_statuses(
+        self, repo: Repository, sha: str, statuses: tuple[StatusView, ...], now: datetime
+    ) -> None:
+        """Keep the candidate's latest statuses for the queue page (Forgejo sends no status webhooks)."""
+        fresh = {c: st for c, st in checks_latest(statuses).items() if self._seen_status.get((sha, c)) != st}
+        if not fresh:
+            return
+        async with self.deps.sessions.begin() as session:
+            for context, status in fresh.items():
+                await queries.save_status(
+                    session,
+                    repo.id,
+                    sha,
+                    context,
+                    status.state,
+                    target_url=status.target_url,
+                    description=status.description,
+                    now=now,
+                )
+        for context, status in fresh.items():
+            self._seen_status[(sha, context)] = status
 
     async def _ready(self, repo: Repository, entry: Entry, pull: PullRequest, facts: dict[DepRef, DepPull]) -> bool:
         """Whether a waiting entry may join the queue; says once what it waits for, or why it is blocked.
@@ -552,7 +577,7 @@ class Gate:
             )
             await self._drop_label(loaded.repo, entry, pull)
             if deps.settings.delete_branch_after_merge and strategy is Strategy.STAGING and _same_repo(repo, pull):
-                await self._best_effort(deps.forge.delete_branch(repo.owner, repo.name, pull.head_ref))
+                await self._best_effort(deps.forge.delete_branch, repo.owner, repo.name, pull.head_ref)
 
     async def _mark_merged(self, repo: Repository, number: int, sha: str) -> None:
         """Gitea does not mark a PR merged by a push (autodetect is off by default): say so explicitly."""
@@ -667,7 +692,7 @@ class Gate:
         if Strategy(attempt.strategy) is not Strategy.STAGING or not attempt.ref:
             return
         await self._best_effort(
-            self.deps.forge.delete_branch(loaded.repo.owner, loaded.repo.name, attempt.ref.removeprefix("refs/heads/"))
+            self.deps.forge.delete_branch, loaded.repo.owner, loaded.repo.name, attempt.ref.removeprefix("refs/heads/")
         )
 
     # -- what users see ---------------------------------------------------------------------------
@@ -698,15 +723,14 @@ class Gate:
                 self._mirrored[key] = status.state
                 entry, _ = loaded.entries[member.entry_id]
                 await self._best_effort(
-                    self.deps.forge.create_status(
-                        loaded.repo.owner,
-                        loaded.repo.name,
-                        entry.approved_sha,
-                        state=status.state,
-                        context=f"{own}/{context}",
-                        description=f"on the queue's candidate {attempt.candidate_sha[:10]}",
-                        target_url=status.target_url,
-                    )
+                    self.deps.forge.create_status,
+                    loaded.repo.owner,
+                    loaded.repo.name,
+                    entry.approved_sha,
+                    state=status.state,
+                    context=f"{own}/{context}",
+                    description=f"on the queue's candidate {attempt.candidate_sha[:10]}",
+                    target_url=status.target_url,
                 )
 
     async def _drop_label(self, repo: Repository, entry: Entry, pull: PullRequest) -> None:
@@ -720,29 +744,29 @@ class Gate:
             except errors.ForgeError as exc:
                 log.warning("gate.label_lookup_failed", error=str(exc))
         if self._label_id is not None:
-            await self._best_effort(self.deps.forge.remove_label(repo.owner, repo.name, pull.number, self._label_id))
+            await self._best_effort(self.deps.forge.remove_label, repo.owner, repo.name, pull.number, self._label_id)
 
     async def _status(self, repo: Repository, pull: PullRequest, sha: str, state: str, description: str) -> None:
         await self._best_effort(
-            self.deps.forge.create_status(
-                repo.owner,
-                repo.name,
-                sha,
-                state=state,
-                context=self.deps.settings.status_context,
-                description=description,
-                target_url=self.deps.queue_url(repo, pull.number),
-            )
+            self.deps.forge.create_status,
+            repo.owner,
+            repo.name,
+            sha,
+            state=state,
+            context=self.deps.settings.status_context,
+            description=description,
+            target_url=self.deps.queue_url(repo, pull.number),
         )
 
     async def _comment(self, repo: Repository, pull: PullRequest, body: str) -> None:
-        await self._best_effort(self.deps.forge.comment(repo.owner, repo.name, pull.number, body))
+        await self._best_effort(self.deps.forge.comment, repo.owner, repo.name, pull.number, body)
 
-    async def _best_effort(self, call: Any) -> None:
-        """Statuses and comments inform; failing to post one never blocks the queue."""
+    async def _best_effort(self, call: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> None:
+        """Statuses and comments inform; failing to post one never blocks the queue. The call is made only
+        once the lock is proven, so a gate that lost its lock writes nothing."""
         await self.lock.check()
         try:
-            await call
+            await call(*args, **kwargs)
         except errors.ForgeError as exc:
             log.warning("gate.notify_failed", train=self.train_id, error=str(exc))
 

@@ -11,7 +11,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.gate.locks import NAMESPACE
+from bot.gate.locks import JOBS_NAMESPACE
 from bot.logs import get_logger
 
 log = get_logger(__name__)
@@ -24,7 +24,7 @@ def cluster_once(engine: AsyncEngine, key: int, name: str, job: Job) -> Job:
     async def run() -> Any:
         async with engine.connect() as connection, connection.begin():
             got = await connection.scalar(
-                text("SELECT pg_try_advisory_xact_lock(:ns, :key)"), {"ns": NAMESPACE, "key": key}
+                text("SELECT pg_try_advisory_xact_lock(:ns, :key)"), {"ns": JOBS_NAMESPACE, "key": key}
             )
             if not got:
                 log.debug("scheduler.skipped", job=name, reason="another process runs it")

@@ -158,14 +158,11 @@ def process_families(service: QueueService | None) -> list[Metric]:
         heals.add_metric(["pull_closed"], total.pulls_closed)
         heals.add_metric(["command_found"], total.commands_found)
     families.append(heals)
-    # GateRunner.lock_busy: how often this process found a train's gate lock held by another (not yet counted
-    # by every version of the runner, hence the lookup).
-    busy = getattr(service.runner, "lock_busy", None)
-    if isinstance(busy, int):
+    if service.runner is not None:
         counter = CounterMetricFamily(
             "merge_bot_gate_lock_busy", "Times this process found a train's gate lock held by another session"
         )
-        counter.add_metric([], busy)
+        counter.add_metric([], service.runner.lock_busy)
         families.append(counter)
     return families
 

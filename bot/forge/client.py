@@ -300,7 +300,7 @@ class GiteaClient:
         return ("closed" if data.get("state") == "closed" else "open"), isinstance(pull, Mapping)
 
     async def approvals(self, owner: str, repo: str, number: int) -> int:
-        """Approving reviews that still count (official, not dismissed, not stale)."""
+        """Approving reviews that count for branch protection (official, not dismissed, not stale)."""
         reviews = await self._get(f"/repos/{_path(owner, repo)}/pulls/{number}/reviews")
         latest: dict[str, Mapping[str, Any]] = {}
         for review in reviews or ():
@@ -309,7 +309,10 @@ class GiteaClient:
         return sum(
             1
             for review in latest.values()
-            if review.get("state") == "APPROVED" and not review.get("dismissed") and not review.get("stale")
+            if review.get("state") == "APPROVED"
+            and review.get("official", True)
+            and not review.get("dismissed")
+            and not review.get("stale")
         )
 
     async def timeline(self, owner: str, repo: str, number: int, *, max_pages: int = 5) -> list[Mapping[str, Any]]:

@@ -72,11 +72,12 @@ class World:
         author: SimUser | None = None,
         repo: str = "",
         body: str = "",
+        title: str = "",
     ) -> int:
         who = author or self.alice
         where = repo or self.repo
         await self.sim.push_commit(where, who, branch, files, message=f"Change on {branch}", base="main")
-        pr = await self.sim.create_pr(where, who, head=branch, base="main", title=f"PR {branch}", body=body)
+        pr = await self.sim.create_pr(where, who, head=branch, base="main", title=title or f"PR {branch}", body=body)
         return int(pr["number"])
 
     async def queue(self, number: int, command: str = "/merge", *, by: SimUser | None = None, repo: str = "") -> None:

@@ -217,3 +217,40 @@ async def test_gitea_merge_button_is_queued_and_tested(world: World) -> None:
     entry = await world.final_entry(number, within=60)
     assert (entry.state, entry.trigger, entry.approved_by) == ("merged", "button", "maint")
     assert await world.main_sha() == entry.merged_sha
+
+
+async def test_draft_is_refused(world: World) -> None:
+    number = await world.open_pr("feature-a", {"feature-a.flag": "a\n"}, title="WIP: not done yet")
+    await world.queue(number)
+    await world.says(number, "draft")
+    assert await world.entry(number) is None
+
+
+async def approve(world: World, number: int, by: SimUser) -> None:
+    await world.sim.api(
+        "POST", f"/repos/{world.repo}/pulls/{number}/reviews", token=by.token, json={"event": "APPROVED"}
+    )
+
+
+PROTECTED = {"required_approvals": 1, "enable_push": True, "push_whitelist_usernames": ["merge-bot"]}
+
+
+async def test_missing_approvals_are_refused(world: World) -> None:
+    await world.sim.protect(world.repo, "main", **PROTECTED)
+    number = await world.open_pr("feature-a", {"feature-a.flag": "a\n"})
+    await world.queue(number)
+    await world.says(number, "requires 1 approving review")
+    assert await world.entry(number) is None
+    await approve(world, number, world.maint)
+    await world.queue(number)
+    assert (await world.final_entry(number)).state == "merged"
+
+
+async def test_entry_can_wait_for_approvals(sim: SimHandle, engine: AsyncEngine, tmp_path: Path) -> None:
+    async for world in make_world(sim, engine, tmp_path, extra={"MERGE_BOT_WAIT_FOR_APPROVALS": "true"}):
+        await sim.protect(world.repo, "main", **PROTECTED)
+        number = await world.open_pr("feature-a", {"feature-a.flag": "a\n"})
+        await world.queue(number)
+        await world.in_state(number, "waiting")
+        await approve(world, number, world.maint)
+        assert (await world.final_entry(number)).state == "merged"

@@ -107,6 +107,7 @@ class Settings(BaseSettings):
     priority_ceiling: int = Field(default=10, ge=0)
     urgent_priority: int = Field(default=100, ge=1)
     allowed_users: tuple[str, ...] = ()
+    allowed_teams: tuple[str, ...] = ()
     wait_for_approvals: bool = False
     crash_at: str | None = Field(
         default=None, description="Test harness only: SIGKILL this process at the named gate step (crashpoints.py)"
@@ -120,10 +121,18 @@ class Settings(BaseSettings):
     def _listen(cls, value: Any) -> Any:
         return parse_listen(value) if isinstance(value, str) else value
 
-    @field_validator("required_contexts", "allowed_users", mode="before")
+    @field_validator("required_contexts", "allowed_users", "allowed_teams", mode="before")
     @classmethod
     def _contexts(cls, value: Any) -> Any:
         return _split_list(value)
+
+    @field_validator("allowed_teams")
+    @classmethod
+    def _teams(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for team in value:
+            if not REPO_RE.match(team):
+                raise ValueError(f"expected org/team, got {team!r}")
+        return value
 
     @field_validator("repos", mode="before")
     @classmethod

@@ -69,7 +69,9 @@ class QueueService:
         (settings.data_dir / "git-home").mkdir(parents=True, exist_ok=True)
         owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         mirrors = MirrorCache(git, settings.data_dir / "mirrors")
-        permissions = Permissions(forge, self.clock, allowed_users=settings.allowed_users)
+        permissions = Permissions(
+            forge, self.clock, allowed_users=settings.allowed_users, allowed_teams=settings.allowed_teams
+        )
         deps = GateDeps(settings, self.sessions, forge, git, mirrors, self.clock, owner, permissions)
         self.runner = runner = GateRunner(deps, self.database_url)
         enqueuer = Enqueuer(settings, self.sessions, forge, self.clock, permissions, self.wake_train)

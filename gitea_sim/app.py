@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from . import githttp
-from .api import issues, pulls, repo_settings, sim, statuses, users
+from .api import issues, pulls, repo_settings, sim, statuses, teams, users
 from .core import Sim
 from .web import DOER, SIM, ApiError, AuthError, authenticate, error_body, json_response
 
@@ -108,6 +108,7 @@ def create_app(data_dir: Path, admin_token: str, flavour: str = "gitea", base_ur
     app = web.Application(middlewares=[log_and_faults, errors, auth], client_max_size=512 * 1024 ** 2)
     app[SIM] = the_sim
     users.add_routes(app, API)
+    teams.add_routes(app, API)
     repo_settings.add_routes(app, API)
     pulls.add_routes(app, API)
     issues.add_routes(app, API)

@@ -281,6 +281,19 @@ DEFAULT_REPO_SETTINGS: dict[str, Any] = {
 }
 
 
+@dataclass
+class Team:
+    """An organisation's team. Only membership is simulated (for allow-lists), not the repository access a
+    team grants."""
+
+    id: int
+    org_id: int
+    name: str
+    description: str = ""
+    permission: str = "read"
+    members: set[int] = field(default_factory=set)
+
+
 class State:
     """The whole simulated instance."""
 
@@ -292,6 +305,7 @@ class State:
         self.repos: dict[int, Repo] = {}
         self.issues_by_id: dict[int, Issue] = {}
         self.comments_by_id: dict[int, Comment] = {}
+        self.teams: dict[int, Team] = {}
         self._ids: dict[str, itertools.count[int]] = {}
 
     def next_id(self, kind: str) -> int:

@@ -344,6 +344,17 @@ class GiteaClient:
             return "none"
         return str(data.get("permission") or "none")
 
+    async def team_member(self, org: str, team: str, user: str) -> bool:
+        """Whether ``user`` is in the team ``team`` of organisation ``org`` (False when either is unknown)."""
+        try:
+            async for item in self._pages(f"/orgs/{_path(org)}/teams"):
+                if str(item.get("name", "")).lower() == team.lower():
+                    await self._get(f"/teams/{int(item['id'])}/members/{_path(user)}")
+                    return True
+        except NotFound:
+            return False
+        return False
+
     # -- hooks ----------------------------------------------------------------------------------------
 
     async def list_hooks(self, owner: str, repo: str) -> list[Hook]:

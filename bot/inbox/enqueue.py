@@ -75,7 +75,7 @@ class Enqueuer:
                 request,
                 "permission",
                 f"@{request.actor}, only users with write access to {owner}/{name}"
-                + (" on the bot's allow-list" if self.settings.allowed_users else "")
+                + (" on the bot's allow-list" if self.permissions.restricted else "")
                 + f" can queue PRs (your access: {level}).",
             )
         too_high = commands.check_priority(request.priority, self.settings.priority_ceiling, level in ADMINS)

@@ -227,8 +227,9 @@ class Intake:
                 owner,
                 name,
                 number,
-                f"@{event.author}, only users with write access to {owner}/{name} can give the queue commands "
-                f"(your access: {level}).",
+                f"@{event.author}, only users with write access to {owner}/{name}"
+                + (" on the bot's allow-list" if enqueuer.permissions.restricted else "")
+                + f" can give the queue commands (your access: {level}).",
             )
             await self._outcome(command_id, "refused", "permission")
             return True

@@ -254,3 +254,17 @@ async def test_entry_can_wait_for_approvals(sim: SimHandle, engine: AsyncEngine,
         await world.in_state(number, "waiting")
         await approve(world, number, world.maint)
         assert (await world.final_entry(number)).state == "merged"
+
+
+async def test_team_allow_list(sim: SimHandle, engine: AsyncEngine, tmp_path: Path) -> None:
+    async for world in make_world(sim, engine, tmp_path, extra={"MERGE_BOT_ALLOWED_TEAMS": "acme/mergers"}):
+        await sim.create_org(world.owner, "acme")
+        team = await sim.api("POST", "/orgs/acme/teams", token=world.owner.token, json={"name": "mergers"})
+        number = await world.open_pr("feature-a", {"feature-a.flag": "a\n"})
+        await world.queue(number)  # maint has write access, but is not in the team
+        await world.says(number, "allow-list")
+        assert await world.entry(number) is None
+        await sim.api("PUT", f"/teams/{team['id']}/members/maint", token=world.owner.token)
+        await world.queue(number, "/merge p=1")  # a new comment: a refusal is never cached
+        entry = await world.final_entry(number, within=90)
+        assert entry.state == "merged"

@@ -186,6 +186,15 @@ async def walk(g: SimHandle, team: Team) -> None:
     assert status == 200
     org = await g.create_org(team.owner, "acme")
     await g.api("GET", f"/orgs/{org}")
+    crew = await g.api(
+        "POST", f"/orgs/{org}/teams", token=team.owner.token, json={"name": "crew", "permission": "write"}
+    )
+    await g.api("GET", f"/orgs/{org}/teams", token=team.owner.token)
+    await g.api("PUT", f"/teams/{crew['id']}/members/bob", token=team.owner.token)
+    await g.api("GET", f"/teams/{crew['id']}/members/bob", token=team.owner.token)
+    await g.api("GET", f"/teams/{crew['id']}/members/{team.reader.login}", token=team.owner.token, expect=404)
+    await g.api("DELETE", f"/teams/{crew['id']}/members/bob", token=team.owner.token)
+    await g.api("POST", f"/orgs/{org}/teams", token=w.token, json={"name": "nope"}, expect=403)
     await g.api("POST", f"/orgs/{org}/repos", token=team.owner.token, json={"name": "tool", "auto_init": True})
     await g.api("GET", f"/orgs/{org}/repos")
     await g.api("POST", "/admin/users/bob/repos", json={"name": "bobs"})

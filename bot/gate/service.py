@@ -394,13 +394,8 @@ class Gate:
         crashpoints.reached(step, self.deps.settings.crash_at)
 
     def _strategy(self, loaded: Loaded, entry_ids: tuple[int, ...]) -> Strategy:
-        wanted = Strategy(self.deps.settings.strategy)
-        if wanted is Strategy.PR_BRANCH:
-            for entry_id in entry_ids:
-                _, pull = loaded.entries[entry_id]
-                if pull.head_repo and pull.head_repo.lower() != f"{loaded.repo.owner}/{loaded.repo.name}".lower():
-                    return Strategy.STAGING  # the bot never pushes to a fork's branch
-        return wanted
+        heads = [loaded.entries[entry_id][1].head_repo for entry_id in entry_ids]
+        return strategy_for(Strategy(self.deps.settings.strategy), f"{loaded.repo.owner}/{loaded.repo.name}", heads)
 
     async def _build(self, attempt: Attempt, loaded: Loaded) -> None:
         deps = self.deps
@@ -769,6 +764,12 @@ class Gate:
             await call(*args, **kwargs)
         except errors.ForgeError as exc:
             log.warning("gate.notify_failed", train=self.train_id, error=str(exc))
+
+
+def strategy_for(wanted: Strategy, repository: str, head_repos: list[str | None]) -> Strategy:
+    """pr-branch pushes to the PR's own branch: never to a fork's, so a fork PR is tested by staging."""
+    forks = [head for head in head_repos if head and head.lower() != repository.lower()]
+    return Strategy.STAGING if forks else wanted
 
 
 def _same_repo(repo: Repository, pull: PullRequest) -> bool:

@@ -18,17 +18,23 @@ produce the same tree. It cleans up after itself and takes well under a minute.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# `python bench/candidates.py` puts bench/ first on sys.path, where bench/queue.py would shadow the standard
+# library's queue module (asyncio and APScheduler import it): take this directory off the path first.
+if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
+    del sys.path[0]
+
 import argparse
 import asyncio
 import logging
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import structlog
 

@@ -199,7 +199,9 @@ class Gate:
             if attempt.state == AttemptState.MERGING:  # the checks were green; what counts now is the base
                 if base_tip != attempt.candidate_sha:
                     landed = await self._landed(repo, train.branch, attempt.candidate_sha)
-            else:
+            elif attempt.state != AttemptState.BUILDING:
+                # A building candidate is recorded before it is pushed, so after a crash the forge may not know
+                # it (404, or 500 on Gitea): the machine rebuilds it without looking at statuses (FAULTS.md 1).
                 listed = await deps.forge.list_statuses(repo.owner, repo.name, attempt.candidate_sha)
                 statuses = tuple(StatusView(s.context, s.state, s.target_url, s.description) for s in listed)
                 await self._remember_statuses(repo, attempt.candidate_sha, statuses, now)

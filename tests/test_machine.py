@@ -16,6 +16,7 @@ from bot.queue.machine import (
     FinishMerged,
     MergeAttempt,
     PromoteEntry,
+    RequeueEntry,
     StartAttempt,
     WaitUntil,
     decide,
@@ -332,3 +333,13 @@ def test_a_merging_attempt_is_never_preempted() -> None:
         )
     )
     assert decision.reason is Reason.MERGE_RETRY
+
+
+def test_testing_entry_that_no_attempt_carries_goes_back_in_line() -> None:
+    # A crash between abandoning an attempt and moving its entries leaves them 'testing' with no attempt.
+    decision = decide(snap(entry(1, EntryState.TESTING), entry(2)))
+    assert decision == Decision((RequeueEntry(1),), Reason.ORPHANED)
+    other = replace(attempt(ids=(2,)), id=101)
+    assert decide(
+        snap(entry(1, EntryState.TESTING), entry(2, EntryState.TESTING), attempt_=other, statuses=PENDING)
+    ) == (Decision((RequeueEntry(1),), Reason.ORPHANED))

@@ -47,6 +47,7 @@ from bot.queue.machine import (
     FinishMerged,
     MergeAttempt,
     PromoteEntry,
+    RequeueEntry,
     StartAttempt,
 )
 from bot.queue.model import (
@@ -300,6 +301,13 @@ class Gate:
                     reason_detail={**(entry.reason_detail or {}), "blocked": text},
                 )
 
+    async def _requeue(self, action: RequeueEntry, loaded: Loaded) -> None:
+        entry, _ = loaded.entries[action.entry_id]
+        async with self.deps.sessions.begin() as session:
+            await queries.move_entry(session, entry, EntryState.QUEUED.value)
+            queries.record(session, entry.id, "requeued", reason=Reason.ORPHANED.value)
+        log.info("gate.requeued", train=self.train_id, entry=entry.id, reason=Reason.ORPHANED.value)
+
     async def _promote(self, action: PromoteEntry, loaded: Loaded) -> None:
         entry, _ = loaded.entries[action.entry_id]
         async with self.deps.sessions.begin() as session:
@@ -357,6 +365,8 @@ class Gate:
             await self._cancel(action, loaded)
         elif isinstance(action, PromoteEntry):
             await self._promote(action, loaded)
+        elif isinstance(action, RequeueEntry):
+            await self._requeue(action, loaded)
 
     async def _start(self, action: StartAttempt, loaded: Loaded, snapshot: TrainSnapshot) -> None:
         deps = self.deps

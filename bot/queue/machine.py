@@ -15,7 +15,11 @@ Rules, in the order they apply:
 3. An attempt that lost its candidate mid-build is rebuilt.
 4. An attempt under test is rebuilt when the base moved; fails on the first red required check (naming it);
    fails when the deadline passes with checks still pending; goes to merge when all are green.
-5. With no attempt running, the head of the queue — highest priority, then oldest — starts one.
+5. A waiting entry whose dependencies are all merged joins the queue.
+6. With no attempt running, the head of the queue — highest priority, then oldest — starts one.
+
+Before all of these, an entry marked testing that no active attempt carries (a crash between two steps)
+goes back in line.
 """
 
 from __future__ import annotations
@@ -100,6 +104,13 @@ class PromoteEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class RequeueEntry:
+    """An entry marked testing that no active attempt carries (a crash between two steps): back in line."""
+
+    entry_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class WaitUntil:
     """Nothing to do until an event arrives, or until ``at`` (a deadline) passes."""
 
@@ -115,6 +126,7 @@ Action = (
     | MergeAttempt
     | FinishMerged
     | PromoteEntry
+    | RequeueEntry
     | WaitUntil
 )
 
@@ -139,6 +151,14 @@ def queue_order(entries: Iterable[EntryView]) -> list[EntryView]:
 def decide(snapshot: TrainSnapshot, *, candidate_landed: bool = False) -> Decision:
     """The next step for a train. ``candidate_landed``: the attempt's candidate is in the base's history."""
     attempt = snapshot.attempt
+    carried = set(attempt.entry_ids) if attempt is not None else set()
+    orphans = [
+        RequeueEntry(entry.id)
+        for entry in snapshot.entries
+        if entry.state is EntryState.TESTING and entry.id not in carried
+    ]
+    if orphans:
+        return Decision(tuple(orphans), Reason.ORPHANED)
     if attempt is not None:
         decision = _attempt_step(snapshot, attempt, candidate_landed)
         if decision is not None:

@@ -64,6 +64,7 @@ class Reason(enum.StrEnum):
     MERGE_REFUSED = "merge_refused"
     CANCELLED_BY_USER = "cancelled_by_user"
     DEPENDENCIES_MET = "dependencies_met"
+    ORPHANED = "orphaned"
     PREEMPTED = "preempted"
     PERMISSION_REVOKED = "permission_revoked"
 

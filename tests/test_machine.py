@@ -236,8 +236,36 @@ CASES: list[tuple[str, TrainSnapshot, Decision]] = [
     ),
     (
         "merging, base still at the tested base: push the fast-forward again",
-        snap(entry(1, EntryState.TESTING), attempt_=attempt(AttemptState.MERGING)),
+        snap(entry(1, EntryState.TESTING), attempt_=attempt(AttemptState.MERGING), statuses=GREEN),
         Decision((MergeAttempt(100, BASE, CAND),), Reason.MERGE_RETRY),
+    ),
+    (
+        "merging, but a check turned red since the decision: fail, never push",
+        snap(entry(1, EntryState.TESTING), attempt_=attempt(AttemptState.MERGING), statuses=RED),
+        Decision(
+            (
+                FailAttempt(
+                    100,
+                    (1,),
+                    Reason.CHECKS_FAILED,
+                    {
+                        "context": "ci/test",
+                        "state": "failure",
+                        "target_url": "http://ci/run/7",
+                        "description": "2 tests failed",
+                        "sha": CAND,
+                    },
+                ),
+            ),
+            Reason.CHECKS_FAILED,
+            {
+                "context": "ci/test",
+                "state": "failure",
+                "target_url": "http://ci/run/7",
+                "description": "2 tests failed",
+                "sha": CAND,
+            },
+        ),
     ),
     (
         "merging, base moved elsewhere: the fast-forward was refused, rebuild",
@@ -330,6 +358,7 @@ def test_a_merging_attempt_is_never_preempted() -> None:
             entry(2, priority=1000),
             attempt_=attempt(AttemptState.MERGING),
             urgent_priority=1,
+            statuses=GREEN,
         )
     )
     assert decision.reason is Reason.MERGE_RETRY

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
 
-import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -531,11 +530,6 @@ def test_testing_entry_orphaned_by_a_crash_is_picked_up_again() -> None:
     assert train.entries[1].state in FINAL, train.entries[1]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bot/queue/machine.py _merging_step retries MergeAttempt without the statuses (the gate does not read "
-    "them for a merging attempt): a required check that turned red since the decision does not stop the merge",
-)
 def test_a_candidate_turning_red_before_a_retried_merge_is_not_merged() -> None:
     """Found by the state machine: green, the merge decided and recorded, the process dies before the push,
     CI re-runs and reports failure on the candidate, the gate comes back and retries the merge."""

@@ -197,10 +197,10 @@ class Gate:
         statuses: tuple[StatusView, ...] = ()
         landed = False
         if attempt is not None and attempt.candidate_sha:
-            if attempt.state == AttemptState.MERGING:  # the checks were green; what counts now is the base
-                if base_tip != attempt.candidate_sha:
-                    landed = await self._landed(repo, train.branch, attempt.candidate_sha)
-            elif attempt.state != AttemptState.BUILDING:
+            if attempt.state == AttemptState.MERGING and base_tip != attempt.candidate_sha:
+                landed = await self._landed(repo, train.branch, attempt.candidate_sha)
+            if attempt.state != AttemptState.BUILDING and not landed and base_tip != attempt.candidate_sha:
+                # Statuses count until the base is at the candidate: a merge is retried only while still green.
                 # A building candidate is recorded before it is pushed, so after a crash the forge may not know
                 # it (404, or 500 on Gitea): the machine rebuilds it without looking at statuses (FAULTS.md 1).
                 listed = await deps.forge.list_statuses(repo.owner, repo.name, attempt.candidate_sha)

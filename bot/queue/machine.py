@@ -7,7 +7,8 @@ and every fact about the forge come in the snapshot.
 Rules, in the order they apply:
 
 1. An attempt being merged finishes its bookkeeping once its candidate is in the base, retries the
-   fast-forward while the base is still where the candidate was built, and is rebuilt if the base moved
+   fast-forward while the base is still where the candidate was built and its checks are still green (a
+   check that turned red fails it), and is rebuilt if the base moved
    elsewhere (the forge refused the fast-forward, so nothing untested landed).
 2. An entry someone asked to cancel, or whose PR was closed, merged outside the queue, or got a head
    other than the approved one (the bot's own rebase excepted) is cancelled; an attempt carrying it is
@@ -225,7 +226,12 @@ def _merging_step(snapshot: TrainSnapshot, attempt: AttemptView, landed: bool) -
     if snapshot.base_tip == attempt.base_sha:
         if any(_stale(entry, attempt) for entry in snapshot.entries if entry.id in attempt.entry_ids):
             return None  # rule 2 abandons it before anything is pushed
-        return Decision((MergeAttempt(attempt.id, attempt.base_sha, attempt.candidate_sha),), Reason.MERGE_RETRY)
+        # The push is tried again only while the candidate is still green: a check that turned red (or is
+        # running again) since the decision stops it (FAULTS.md 12: the latest status per context wins).
+        checked = _checks_step(snapshot, attempt)
+        if checked.reason is Reason.CHECKS_PASSED:
+            return Decision(checked.actions, Reason.MERGE_RETRY)
+        return checked
     return Decision(
         (AbandonAttempt(attempt.id, Reason.BASE_MOVED, attempt.entry_ids),),
         Reason.BASE_MOVED,

@@ -136,12 +136,6 @@ class RedCandidateMerged(Exception):
     """The base moved to a candidate whose required check was red by then."""
 
 
-@pytest.mark.xfail(
-    raises=RedCandidateMerged,
-    strict=True,
-    reason="bot/queue/machine.py _merging_step retries the merge of a 'merging' attempt without looking at the "
-    "statuses (bot/gate/service.py does not read them in that state)",
-)
 async def test_candidate_turning_red_while_the_bot_is_down_is_not_merged(make_world: MakeWorld) -> None:
     """The merge is decided and recorded, the bot dies before the push, CI re-runs on the candidate and reports
     failure (the latest status per context wins, FAULTS.md 12): the restarted bot must not land it."""

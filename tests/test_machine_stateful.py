@@ -11,8 +11,7 @@ merged by hand; people push to the base, ask to cancel, and the clock runs past 
 
 Invariants, after every step:
 * the bot moves the base only by a fast-forward, to a candidate whose required checks were all green on that
-  very SHA at that moment (checked by an oracle written here, not by ``bot.queue.checks``; while
-  ``KNOWN_MERGE_RETRY_BUG`` stands, "at the moment the merge was decided");
+  very SHA at that moment (checked by an oracle written here, not by ``bot.queue.checks``);
 * no entry is merged twice; at most one attempt is active; every entry an active attempt carries is testing;
 * ``decide`` is deterministic (the same snapshot twice, the same decision).
 And at the end of every history, liveness: once the interference stops and CI answers, asking the machine
@@ -106,7 +105,6 @@ class Attempt:
     strategy: Strategy
     candidate: str | None = None
     deadline: datetime | None = None
-    green_when_merge_decided: bool = False
 
 
 def green(required: RequiredChecks, statuses: list[StatusView]) -> bool:
@@ -178,10 +176,10 @@ class Train:
                 attempt.deadline,
                 attempt.strategy,
             )
-            if attempt.candidate is not None:
-                if attempt.state is AttemptState.MERGING:  # as the gate: the base counts now, not the statuses
-                    landed = self.base != attempt.candidate and attempt.candidate in self.base_history
-                else:
+            if attempt.candidate is not None:  # what the gate reads (bot/gate/service.py, Gate.snapshot)
+                if attempt.state is AttemptState.MERGING and self.base != attempt.candidate:
+                    landed = attempt.candidate in self.base_history
+                if attempt.state is not AttemptState.BUILDING and not landed and self.base != attempt.candidate:
                     statuses = tuple(self.statuses.get(attempt.candidate, ()))
         snapshot = TrainSnapshot(
             train_id=1,
@@ -271,7 +269,6 @@ class Train:
         attempt = self.attempt
         assert attempt is not None and attempt.id == action.attempt_id and attempt.candidate == action.candidate_sha
         if attempt.state is not AttemptState.MERGING:
-            attempt.green_when_merge_decided = green(self.required, self.statuses.get(action.candidate_sha, []))
             self.write()
             attempt.state = AttemptState.MERGING
         self.write()  # the fast-forward; the forge refuses anything else
@@ -279,10 +276,8 @@ class Train:
             return
         if attempt.base != action.base_sha:
             self.violations.append(f"merge of attempt {attempt.id} from {action.base_sha}, built on {attempt.base}")
-        if not attempt.green_when_merge_decided:
-            self.violations.append(f"merge of {action.candidate_sha[:8]} decided while it was not green")
-        elif not green(self.required, self.statuses.get(action.candidate_sha, [])) and not KNOWN_MERGE_RETRY_BUG:
-            self.violations.append(f"the base moved to {action.candidate_sha[:8]}, not green on it any more")
+        if not green(self.required, self.statuses.get(action.candidate_sha, [])):
+            self.violations.append(f"the base moved to {action.candidate_sha[:8]}, not green on it")
         self.base_history.append(action.candidate_sha)
         for entry_id in attempt.entry_ids:
             if self.entries[entry_id].pull.merged:
@@ -477,7 +472,8 @@ class QueueMachine(RuleBasedStateMachine):
             if train.step():
                 continue
             attempt = train.attempt
-            if attempt is not None and attempt.candidate is not None and attempt.state is AttemptState.TESTING:
+            waiting_for_ci = (AttemptState.TESTING, AttemptState.MERGING)
+            if attempt is not None and attempt.candidate is not None and attempt.state in waiting_for_ci:
                 statuses = train.statuses.setdefault(attempt.candidate, [])
                 if not green(train.required, statuses):
                     statuses[:0] = [StatusView(c, "success") for c in CONTEXTS if not c.startswith(OWN)]
@@ -490,13 +486,6 @@ class QueueMachine(RuleBasedStateMachine):
         assert train.attempt is None, (train.attempt, train.entries)
         stuck = {e.id: e.state.value for e in train.entries.values() if e.state not in FINAL}
         assert not stuck, f"entries left without a final state: {stuck}; attempts: {train.attempts}"
-
-
-# A merge retried after a crash (or a refused push) does not look at the statuses again: a required check that
-# turned red in between (a re-run) does not stop it (see test_a_candidate_turning_red_before_a_retried_merge_
-# is_not_merged). Until that is fixed, the invariant above holds the machine to "green when it decided to
-# merge" only; the strict "green at the moment the base moves" is the xfail test's.
-KNOWN_MERGE_RETRY_BUG = True
 
 
 QueueMachine.TestCase.settings = settings(
@@ -531,8 +520,8 @@ def test_testing_entry_orphaned_by_a_crash_is_picked_up_again() -> None:
 
 
 def test_a_candidate_turning_red_before_a_retried_merge_is_not_merged() -> None:
-    """Found by the state machine: green, the merge decided and recorded, the process dies before the push,
-    CI re-runs and reports failure on the candidate, the gate comes back and retries the merge."""
+    """Found by the state machine (the retry used to push without looking): green, the merge decided and
+    recorded, the process dies before the push, CI re-runs and reports failure, the gate retries the merge."""
     train = Train(RequiredChecks(("ci/test",)), Strategy.STAGING, URGENT)
     head = sha("pr", 1)
     train.entries[1] = Entry(1, Pull(1, head), head, T0, 0, EntryState.QUEUED)

@@ -1,7 +1,8 @@
 """SIGKILL at every named step of the gate (FAULTS.md 1-2), restart, and nothing is lost or merged twice.
 
 For each step of ``bot.crashpoints.STEPS`` and each scenario below, the bot runs as a real process with
-``MERGE_BOT_CRASH_AT=<step>``: two PRs are queued, the process kills itself the first time a gate reaches
+``MERGE_BOT_CRASH_AT=<step>``: two PRs are opened, main moves on (so every candidate is a new commit the forge
+only knows once the bot pushed it), both are queued, the process kills itself the first time a gate reaches
 that step, and it is restarted (same port, same data directory) without the setting. Then every entry must
 be final with the scenario's outcome, no attempt active, no staging branch left after a reaper pass, and
 the simulator's log must show main moving only by fast-forwards to SHAs CI had passed, each at most once,
@@ -20,7 +21,8 @@ from sqlalchemy import select
 from bot.crashpoints import STEPS
 from bot.db.models import Attempt
 from tests.crash.conftest import MakeWorld, Report
-from tests.crash.harness import CrashWorld, base_moves, violations
+from tests.crash.harness import CrashWorld, violations
+from tests.crash.invariants import base_moves
 
 pytestmark = pytest.mark.slow
 

@@ -1,10 +1,11 @@
-"""A crash while a ``/merge`` is being taken in: the command must still queue the PR after the restart.
+"""A ``/merge`` whose intake is cut short must still queue the PR (promise 4, FAULTS.md 19 and 23).
 
 The intake records each command under its source (``comment:<id>``) so that a redelivery or a reconciler
 pass acts once, and then reads the forge (permission, the PR, protection, dependencies) before it creates
-the entry. Killed in between, the process leaves a command that is recorded but has no entry; the
-redelivery and the reconciler then see a command they have "seen before" and drop it: the PR is never
-queued (promise 4). A slow permission read holds the intake at exactly that point.
+the entry. Cut short in between — the process killed, or a forge read failing past the client's retries —
+it leaves a command that is recorded but has no entry; the delivery's retry and the reconciler then see a
+command they have "seen before" and drop it: the PR is never queued. A slow (or failing) permission read
+holds the intake at exactly that point. Both tests are strict xfails until that is fixed.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ async def test_merge_command_survives_a_crash_in_the_middle_of_its_intake(make_w
     await world.sim.sim_api("DELETE", "/_sim/faults")
     await bot.start()
 
-    await world.queued(1, within=8)  # the reconciler passes every second; a retried delivery comes after 2 s
+    await world.queued(1, within=6)  # the reconciler passes every second; a retried delivery comes after 2 s
     outcomes = await world.settled(1, within=30)
     assert outcomes == {(repo, number): "merged"}
     assert await violations(world) == []
@@ -71,7 +72,7 @@ async def test_merge_command_survives_a_forge_outage_during_its_intake(make_worl
     )
     await world.queue(repo, number)
 
-    await world.queued(1, within=8)  # the reconciler passes every second; a retried delivery comes after 2 s
+    await world.queued(1, within=6)  # the reconciler passes every second; a retried delivery comes after 2 s
     outcomes = await world.settled(1, within=30)
     assert outcomes == {(repo, number): "merged"}
     assert await violations(world) == []

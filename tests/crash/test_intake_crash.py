@@ -34,7 +34,7 @@ async def test_merge_command_survives_a_crash_in_the_middle_of_its_intake(make_w
     await world.ready(bot)
     await world.reconciled()
     await world.sim.fault(
-        kind="http", method="GET", path="/api/v1/repos/*/collaborators/*/permission", status=0, latency_s=8
+        kind="http", method="GET", path="/api/v1/repos/*/collaborators/*/permission", status=0, latency_s=4
     )
 
     async def command_recorded() -> bool:

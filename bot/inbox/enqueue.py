@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -35,13 +36,37 @@ log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
+class Claim:
+    """A command (a comment's, a press of Gitea's merge button) to record at most once.
+
+    It is recorded in the same transaction as what it did — the entry it created, the cancel it asked for —
+    or, when it did nothing, together with the reason. Cut short before that commit (a crash, a forge read
+    failing), it leaves nothing behind, so the retried delivery or the reconciler's next pass acts on it.
+    """
+
+    owner: str
+    name: str
+    number: int
+    key: str  # comment:<id>, edit:<id>, button:<timeline id>: what makes it the same command when seen again
+    trigger: str
+    kind: str
+    author: str
+    args: dict[str, Any] = field(default_factory=dict)
+    forge_id: int | None = None
+
+
+class _SeenBefore(Exception):
+    """The command was recorded meanwhile (a redelivery or a reconciler pass beat this one to it)."""
+
+
+@dataclass(frozen=True)
 class Request:
     owner: str
     name: str
     number: int
     actor: str
     trigger: str  # comment | label | button
-    command_id: int | None = None
+    claim: Claim | None = None
     comment_id: int | None = None
     priority: int = 0
     method: MergeMethod | None = None
@@ -130,10 +155,15 @@ class Enqueuer:
                 repo = await queries.ensure_repository(session, owner, name)
                 train = await queries.ensure_train(session, repo.id, info.base_ref)
                 pull = await queries.upsert_pull(session, repo.id, info, now)
+                command_id = None
+                if request.claim is not None:
+                    command_id = await record_command(session, request.claim, "accepted", "queued", now)
+                    if command_id is None:
+                        raise _SeenBefore
                 entry = Entry(
                     train_id=train.id,
                     pull_request_id=pull.id,
-                    command_id=request.command_id,
+                    command_id=command_id,
                     state=(EntryState.WAITING if waits else EntryState.QUEUED).value,
                     approved_sha=approved,
                     approved_by=request.actor,
@@ -163,10 +193,12 @@ class Enqueuer:
                         "after": [str(ref.relative_to(owner, name)) for ref, _ in needs],
                     },
                 )
-                if request.command_id is not None:
-                    await set_outcome(session, request.command_id, "accepted", "queued", now)
                 position = await position_of(session, train.id, entry.id)
+        except _SeenBefore:
+            return Outcome(False, "seen")
         except IntegrityError:
+            if request.trigger == "label":
+                return Outcome(False, "already_queued")  # the label again (or twice): it is queued, nothing to say
             return await self._refuse(request, "already_queued", "This PR is already in the queue.")
         log.info(
             "intake.queued",
@@ -199,19 +231,18 @@ class Enqueuer:
             return ""
         return f" Estimated time to merge: about {max(1, round(position * seconds / 60))} min."
 
-    async def cancel(self, owner: str, name: str, number: int, actor: str, command_id: int | None) -> Outcome:
-        async with self.sessions.begin() as session:
-            entry = await _active_entry(session, owner, name, number)
-            if entry is not None:
-                await session.execute(update(Entry).where(Entry.id == entry.id).values(cancel_requested_by=actor))
-            if command_id is not None:
-                await set_outcome(
-                    session,
-                    command_id,
-                    "accepted" if entry else "refused",
-                    "cancel_requested" if entry else "not_queued",
-                    self.clock.now(),
-                )
+    async def cancel(self, owner: str, name: str, number: int, actor: str, claim: Claim | None) -> Outcome:
+        try:
+            async with self.sessions.begin() as session:
+                entry = await _active_entry(session, owner, name, number)
+                if entry is not None:
+                    await session.execute(update(Entry).where(Entry.id == entry.id).values(cancel_requested_by=actor))
+                if claim is not None:
+                    outcome, reason = ("accepted", "cancel_requested") if entry else ("refused", "not_queued")
+                    if await record_command(session, claim, outcome, reason, self.clock.now()) is None:
+                        raise _SeenBefore
+        except _SeenBefore:
+            return Outcome(False, "seen")
         if entry is None:
             await self.reply(owner, name, number, "This PR is not in the queue.")
             return Outcome(False, "not_queued")
@@ -243,9 +274,8 @@ class Enqueuer:
         return entry if entry is not None and entry.state in (EntryState.FAILED, EntryState.CANCELLED) else None
 
     async def _refuse(self, request: Request, reason: str, text: str) -> Outcome:
-        if request.command_id is not None:
-            async with self.sessions.begin() as session:
-                await set_outcome(session, request.command_id, "refused", reason, self.clock.now())
+        if request.claim is not None and not await self.record(request.claim, "refused", reason):
+            return Outcome(False, "seen")
         log.info(
             "intake.refused",
             repo=f"{request.owner}/{request.name}",
@@ -256,6 +286,20 @@ class Enqueuer:
         )
         await self.reply(request.owner, request.name, request.number, text)
         return Outcome(False, reason)
+
+    async def record(self, claim: Claim, outcome: str, reason: str) -> bool:
+        """Record a command that did nothing but answer; False when it was recorded before (do not answer)."""
+        async with self.sessions.begin() as session:
+            return await record_command(session, claim, outcome, reason, self.clock.now()) is not None
+
+    async def seen(self, claim: Claim) -> bool:
+        """Whether the command was recorded before: a cheap check that saves the forge reads of a redelivery."""
+        async with self.sessions() as session:
+            repo = await queries.find_repository(session, f"{claim.owner}/{claim.name}")
+            if repo is None:
+                return False
+            query = select(Command.id).where(Command.repository_id == repo.id, Command.source_key == claim.key)
+            return (await session.execute(query)).first() is not None
 
     async def reply(self, owner: str, name: str, number: int, body: str) -> None:
         try:
@@ -270,10 +314,27 @@ class Enqueuer:
             log.warning("intake.react_failed", comment=comment_id, error=str(exc))
 
 
-async def set_outcome(session: AsyncSession, command_id: int, outcome: str, reason: str, now: Any) -> None:
-    await session.execute(
-        update(Command).where(Command.id == command_id).values(outcome=outcome, outcome_reason=reason, processed_at=now)
+async def record_command(session: AsyncSession, claim: Claim, outcome: str, reason: str, now: Any) -> int | None:
+    """Insert the command with its outcome; None when it is there already (each command acts at most once)."""
+    repo = await queries.ensure_repository(session, claim.owner, claim.name, claim.forge_id)
+    statement = (
+        insert(Command)
+        .values(
+            repository_id=repo.id,
+            number=claim.number,
+            source_key=claim.key,
+            trigger=claim.trigger,
+            kind=claim.kind,
+            args=claim.args,
+            author=claim.author,
+            outcome=outcome,
+            outcome_reason=reason,
+            processed_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["repository_id", "source_key"])
+        .returning(Command.id)
     )
+    return (await session.execute(statement)).scalar_one_or_none()
 
 
 async def _pull_row(session: AsyncSession, owner: str, name: str, number: int) -> PullRequest | None:

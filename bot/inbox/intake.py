@@ -1,8 +1,9 @@
 """One delivery's effects, through the same path whether it came from a webhook or the reconciler.
 
 Facts (a PR's state, labels, a commit status) are upserted; a ``/merge`` comment becomes a command row
-(keyed by the comment id, so a redelivered webhook or a reconciler pass acts at most once) and, through the
-:class:`~bot.inbox.enqueue.Enqueuer`, an entry bound to the PR head at that moment. The queue label works
+(keyed by the comment id, so a redelivered webhook or a reconciler pass acts at most once) recorded in the
+same transaction as its effect — through the :class:`~bot.inbox.enqueue.Enqueuer`, an entry bound to the PR
+head at that moment — so that a command cut short is not lost. The queue label works
 the same way: adding it queues, removing it cancels, keyed by the label's transition in the cached PR row.
 Then the train's gate is woken.
 """
@@ -10,20 +11,19 @@ Then the train's gate is woken.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import Clock
 from bot.config import Settings
 from bot.db import queries
-from bot.db.models import Command, Dependency, Entry, PullRequest, Train
+from bot.db.models import Dependency, Entry, PullRequest, Train
 from bot.forge import events
 from bot.forge.client import GiteaClient
-from bot.inbox.enqueue import Enqueuer, Request, set_outcome
+from bot.inbox.enqueue import Claim, Enqueuer, Request
 from bot.logs import get_logger
 from bot.queue import commands
 from bot.queue.model import ACTIVE_ENTRY_STATES
@@ -141,7 +141,8 @@ class Intake:
             return 0
         owner, name = event.repo.owner, event.repo.name
         if event.action == "edited":
-            if await self._claim(event, f"edit:{event.comment_id}", "edited", {}):
+            claim = self._claim(event, f"edit:{event.comment_id}", "edited", {})
+            if await self.enqueuer.record(claim, "ignored", "edited"):
                 await self.enqueuer.reply(
                     owner,
                     name,
@@ -157,49 +158,28 @@ class Intake:
     ) -> bool:
         """Gitea's "merge when checks succeed" was pressed (or its cancel): queue (or cancel) once per press."""
         kind = "queue" if scheduled else "cancel"
-        command_id = await self.claim(repo_ref, number, f"button:{timeline_id}", "button", kind, {}, user)
-        if command_id is None:
+        claim = Claim(repo_ref.owner, repo_ref.name, number, f"button:{timeline_id}", "button", kind, user)
+        claim = replace(claim, forge_id=repo_ref.forge_id)
+        if await self.enqueuer.seen(claim):
             return False
         owner, name = repo_ref.owner, repo_ref.name
         if scheduled:
-            await self.enqueuer.queue(Request(owner, name, number, user, "button", command_id))
+            outcome = await self.enqueuer.queue(Request(owner, name, number, user, "button", claim))
         else:
-            await self.enqueuer.cancel(owner, name, number, user, command_id)
-        return True
+            outcome = await self.enqueuer.cancel(owner, name, number, user, claim)
+        return outcome.reason != "seen"
 
-    async def _claim(self, event: events.CommentEvent, key: str, kind: str, args: dict[str, Any]) -> int | None:
-        return await self.claim(event.repo, event.number, key, "comment", kind, args, event.author)
-
-    async def claim(
-        self,
-        repo_ref: events.RepoRef,
-        number: int,
-        key: str,
-        trigger: str,
-        kind: str,
-        args: dict[str, Any],
-        author: str,
-    ) -> int | None:
-        """Record the command; None when this command was seen before (each acts at most once)."""
-        async with self.deps.sessions.begin() as session:
-            repo = await queries.ensure_repository(session, repo_ref.owner, repo_ref.name, repo_ref.forge_id)
-            statement = (
-                insert(Command)
-                .values(
-                    repository_id=repo.id,
-                    number=number,
-                    source_key=key,
-                    trigger=trigger,
-                    kind=kind,
-                    args=args,
-                    author=author,
-                )
-                .on_conflict_do_nothing(index_elements=["repository_id", "source_key"])
-                .returning(Command.id)
-            )
-            return (await session.execute(statement)).scalar_one_or_none()
+    @staticmethod
+    def _claim(event: events.CommentEvent, key: str, kind: str, args: dict[str, Any]) -> Claim:
+        repo = event.repo
+        return Claim(repo.owner, repo.name, event.number, key, "comment", kind, event.author, args, repo.forge_id)
 
     async def _command(self, event: events.CommentEvent, command: commands.Command) -> bool:
+        """Act on one command; False when it was acted on before (a redelivery, a reconciler pass).
+
+        Nothing is recorded until the command's outcome is: the forge reads in between may fail or the
+        process may die, and then the next pass must find the command still to do (see :class:`Claim`).
+        """
         kind = type(command).__name__.lower()
         args: dict[str, Any] = {}
         if isinstance(command, commands.Queue):
@@ -208,21 +188,25 @@ class Intake:
                 "method": command.method.value if command.method else None,
                 "after": [str(ref.resolve(event.repo.owner, event.repo.name)) for ref in command.after],
             }
-        command_id = await self._claim(event, f"comment:{event.comment_id}", kind, args)
-        if command_id is None:
-            return False  # seen before: a redelivery or a reconciler pass
-        owner, name, number = event.repo.owner, event.repo.name, event.number
+        claim = self._claim(event, f"comment:{event.comment_id}", kind, args)
         enqueuer = self.enqueuer
+        if await enqueuer.seen(claim):
+            return False
+        owner, name, number = event.repo.owner, event.repo.name, event.number
         if isinstance(command, commands.Invalid):
+            if not await enqueuer.record(claim, "refused", "invalid"):
+                return False
             await enqueuer.reply(owner, name, number, f"I did not understand `{command.line}`: {command.reason}.")
-            await self._outcome(command_id, "refused", "invalid")
             return True
         if isinstance(command, commands.StatusQuery):
+            if not await enqueuer.record(claim, "accepted", "status"):
+                return False
             await enqueuer.status(owner, name, number)
-            await self._outcome(command_id, "accepted", "status")
             return True
         if not await enqueuer.permissions.may_merge(owner, name, event.author):
             level = await enqueuer.permissions.level(owner, name, event.author)
+            if not await enqueuer.record(claim, "refused", "permission"):
+                return False
             await enqueuer.reply(
                 owner,
                 name,
@@ -231,41 +215,26 @@ class Intake:
                 + (" on the bot's allow-list" if enqueuer.permissions.restricted else "")
                 + f" can give the queue commands (your access: {level}).",
             )
-            await self._outcome(command_id, "refused", "permission")
             return True
         if isinstance(command, commands.Cancel):
-            await enqueuer.cancel(owner, name, number, event.author, command_id)
+            outcome = await enqueuer.cancel(owner, name, number, event.author, claim)
+            if outcome.reason == "seen":
+                return False
             await enqueuer.react(owner, name, event.comment_id)
-        elif isinstance(command, commands.Retry):
-            if await enqueuer.latest_final(owner, name, number) is None:
-                await enqueuer.reply(owner, name, number, "There is no failed or cancelled entry to retry.")
-                await self._outcome(command_id, "refused", "nothing_to_retry")
-            else:
-                await enqueuer.queue(
-                    Request(owner, name, number, event.author, "comment", command_id, event.comment_id)
-                )
-        elif isinstance(command, commands.Queue):
+            return True
+        if isinstance(command, commands.Retry) and await enqueuer.latest_final(owner, name, number) is None:
+            if not await enqueuer.record(claim, "refused", "nothing_to_retry"):
+                return False
+            await enqueuer.reply(owner, name, number, "There is no failed or cancelled entry to retry.")
+            return True
+        request = Request(owner, name, number, event.author, "comment", claim, event.comment_id)
+        if isinstance(command, commands.Queue):
             approved = event.pull.head_sha if event.pull is not None else None
-            await enqueuer.queue(
-                Request(
-                    owner,
-                    name,
-                    number,
-                    event.author,
-                    "comment",
-                    command_id,
-                    event.comment_id,
-                    priority=command.priority,
-                    method=command.method,
-                    after=command.after,
-                    approved_sha=approved,
-                )
+            request = replace(
+                request, priority=command.priority, method=command.method, after=command.after, approved_sha=approved
             )
-        return True
-
-    async def _outcome(self, command_id: int, outcome: str, reason: str) -> None:
-        async with self.deps.sessions.begin() as session:
-            await set_outcome(session, command_id, outcome, reason, self.deps.clock.now())
+        outcome = await enqueuer.queue(request)
+        return outcome.reason != "seen"
 
 
 async def _dependents(session: AsyncSession, owner: str, name: str, number: int) -> set[int]:

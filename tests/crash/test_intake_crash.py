@@ -1,11 +1,11 @@
 """A ``/merge`` whose intake is cut short must still queue the PR (promise 4, FAULTS.md 19 and 23).
 
 The intake records each command under its source (``comment:<id>``) so that a redelivery or a reconciler
-pass acts once, and then reads the forge (permission, the PR, protection, dependencies) before it creates
-the entry. Cut short in between — the process killed, or a forge read failing past the client's retries —
-it leaves a command that is recorded but has no entry; the delivery's retry and the reconciler then see a
-command they have "seen before" and drop it: the PR is never queued. A slow (or failing) permission read
-holds the intake at exactly that point. Both tests are strict xfails until that is fixed.
+pass acts once; it reads the forge (permission, the PR, protection, dependencies) before it creates the
+entry. Cut short in between — the process killed, or a forge read failing past the client's retries — it
+must leave nothing that makes the next pass think the command was done: the command is recorded in the
+transaction that creates the entry. (It used not to be: the command was committed first, and these two
+tests failed.) A slow (or failing) permission read holds the intake at exactly that point.
 """
 
 from __future__ import annotations
@@ -20,11 +20,6 @@ from tests.crash.harness import eventually, violations
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bot/inbox/intake.py Intake.claim commits the command before Enqueuer.queue creates the entry; "
-    "a crash (or an exception) in between loses the /merge for good — see the crash suite's report",
-)
 async def test_merge_command_survives_a_crash_in_the_middle_of_its_intake(make_world: MakeWorld) -> None:
     world = await make_world()
     repo = world.repos[0]
@@ -53,11 +48,6 @@ async def test_merge_command_survives_a_crash_in_the_middle_of_its_intake(make_w
     assert await violations(world) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bot/inbox/intake.py: the delivery is retried after the failed intake, but its command counts as "
-    "seen, so the retry does nothing — see the crash suite's report",
-)
 async def test_merge_command_survives_a_forge_outage_during_its_intake(make_world: MakeWorld) -> None:
     world = await make_world()
     repo = world.repos[0]

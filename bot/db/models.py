@@ -145,6 +145,8 @@ class Entry(Base):
     version: Mapped[int] = mapped_column(Integer, server_default=text("1"))
     queued_at: Mapped[datetime] = mapped_column(server_default=_now())
     finished_at: Mapped[datetime | None]
+    told_at: Mapped[datetime | None]  # the PR was told the outcome (status, comment): see migration 0002
+    tell_after: Mapped[datetime | None]  # telling it failed: not again before this
 
     __table_args__ = (
         _one_of("state", EntryState),
@@ -157,6 +159,7 @@ class Entry(Base):
             postgresql_where=text(ACTIVE_ENTRY_STATES_SQL),
         ),
         Index("ix_entries_train_id_state", "train_id", "state"),
+        Index("ix_entries_untold", "train_id", postgresql_where=text("finished_at IS NOT NULL AND told_at IS NULL")),
     )
 
 

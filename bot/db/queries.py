@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -131,10 +131,20 @@ async def active_attempt(session: AsyncSession, train_id: int) -> tuple[Attempt,
 
 
 async def trains_with_work(session: AsyncSession) -> list[int]:
+    """Trains with an active entry or attempt, or a final entry whose PR is still to be told (and due)."""
     entries = select(Entry.train_id).where(Entry.state.in_([s.value for s in ACTIVE_ENTRY_STATES]))
     attempts = select(Attempt.train_id).where(Attempt.state.in_([s.value for s in ACTIVE_ATTEMPT_STATES]))
-    rows = await session.execute(entries.union(attempts))
+    rows = await session.execute(entries.union(attempts, select(Entry.train_id).where(untold_due())))
     return sorted(int(row[0]) for row in rows)
+
+
+def untold_due() -> ColumnElement[bool]:
+    """Final entries whose PR was not told the outcome yet, and whose next try is due."""
+    return and_(
+        Entry.finished_at.is_not(None),
+        Entry.told_at.is_(None),
+        or_(Entry.tell_after.is_(None), Entry.tell_after <= func.now()),
+    )
 
 
 async def trains_testing(session: AsyncSession, repository_id: int, sha: str) -> list[int]:

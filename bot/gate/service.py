@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,6 +29,7 @@ from bot.forge.client import GiteaClient
 from bot.forge.permissions import Permissions
 from bot.gate import checks, waiting
 from bot.gate.locks import TrainLock
+from bot.gate.notices import Notices
 from bot.git.candidates import Built, CandidateBuilder, Conflict, NothingToMerge
 from bot.git.mirror import Mirror, MirrorCache, Pushed, Rejected, Rejection
 from bot.git.runner import GitError, GitRunner
@@ -106,7 +106,7 @@ class Gate:
         self._mirrored: dict[tuple[int, str], str] = {}
         self._landed_now: str | None = None
         self._seen_status: dict[tuple[str, str], StatusView] = {}
-        self._label_id: int | None = None
+        self.notices = Notices(deps.settings, deps.sessions, deps.forge, deps.clock, lock, train_id, deps.queue_url)
 
     # -- the loop ---------------------------------------------------------------------------------
 
@@ -118,6 +118,7 @@ class Gate:
         while True:
             await self.lock.check()
             try:
+                await self.notices.tell_untold()
                 snapshot, landed, loaded = await self.snapshot()
                 decision = machine.decide(snapshot, candidate_landed=landed)
                 log.info(
@@ -288,9 +289,9 @@ class Gate:
         if self._told.get(entry.id) == text:
             return
         self._told[entry.id] = text
-        await self._status(repo, pull, entry.approved_sha, "pending", text)
+        await self.notices.status(repo, pull, entry.approved_sha, "pending", text)
         if blocked and (entry.reason_detail or {}).get("blocked") != text:
-            await self._comment(
+            await self.notices.comment(
                 repo, pull, f"This PR is queued but {text}. Fixing that unblocks it; no new command is needed."
             )
             async with self.deps.sessions.begin() as session:
@@ -468,7 +469,7 @@ class Gate:
         for entry_id in entry_ids:
             e, p = loaded.entries[entry_id]
             head = result.sha if strategy is Strategy.PR_BRANCH else e.approved_sha
-            await self._status(
+            await self.notices.status(
                 loaded.repo, p, head, "pending", messages.status_description(Reason.STARTED, {"ref": short_ref})
             )
 
@@ -550,6 +551,7 @@ class Gate:
         self._crashpoint("marked_merged")
         await self._delete_staging(attempt, loaded)
         now = deps.clock.now()
+        detail = {"sha": action.candidate_sha, "base": loaded.train.branch, "strategy": strategy.value}
         async with deps.sessions.begin() as session:
             await queries.move_attempt(session, attempt, state=AttemptState.DONE.value, finished_at=now, intent=None)
             for entry_id in action.entry_ids:
@@ -561,6 +563,7 @@ class Gate:
                     merged_sha=action.candidate_sha,
                     finished_at=now,
                     reason=Reason.MERGED.value,
+                    reason_detail=detail,
                 )
                 queries.record(
                     session,
@@ -574,17 +577,7 @@ class Gate:
         self._crashpoint("merge_recorded")
         for entry_id in action.entry_ids:
             entry, pull = loaded.entries[entry_id]
-            head = action.candidate_sha if strategy is Strategy.PR_BRANCH else entry.approved_sha
-            detail = {"sha": action.candidate_sha, "base": loaded.train.branch}
-            await self._status(loaded.repo, pull, head, "success", messages.status_description(Reason.MERGED, detail))
-            await self._comment(
-                loaded.repo,
-                pull,
-                messages.outcome_comment(Reason.MERGED, detail, queue_url=deps.queue_url(repo, pull.number)),
-            )
-            await self._drop_label(loaded.repo, entry, pull)
-            if deps.settings.delete_branch_after_merge and strategy is Strategy.STAGING and _same_repo(repo, pull):
-                await self._best_effort(deps.forge.delete_branch, repo.owner, repo.name, pull.head_ref)
+            await self.notices.tell(repo, entry, pull)
 
     async def _mark_merged(self, repo: Repository, number: int, sha: str) -> None:
         """Gitea does not mark a PR merged by a push (autodetect is off by default): say so explicitly."""
@@ -619,9 +612,14 @@ class Gate:
                     intent=None,
                 )
             for entry_id in entry_ids:
-                entry, _ = loaded.entries[entry_id]
+                entry, pull = loaded.entries[entry_id]
                 await queries.move_entry(
-                    session, entry, EntryState.FAILED.value, reason=reason.value, reason_detail=detail, finished_at=now
+                    session,
+                    entry,
+                    EntryState.FAILED.value,
+                    reason=reason.value,
+                    reason_detail={**detail, "status_sha": pull.head_sha},  # where the failure shows
+                    finished_at=now,
                 )
                 queries.record(
                     session,
@@ -634,13 +632,7 @@ class Gate:
         log.info("gate.failed", train=self.train_id, reason=reason.value, entries=list(entry_ids))
         for entry_id in entry_ids:
             entry, pull = loaded.entries[entry_id]
-            await self._status(loaded.repo, pull, pull.head_sha, "failure", messages.status_description(reason, detail))
-            await self._comment(
-                loaded.repo,
-                pull,
-                messages.outcome_comment(reason, detail, queue_url=deps.queue_url(loaded.repo, pull.number)),
-            )
-            await self._drop_label(loaded.repo, entry, pull)
+            await self.notices.tell(loaded.repo, entry, pull)
         if attempt is not None:
             await self._delete_staging(attempt, loaded)
 
@@ -682,23 +674,14 @@ class Gate:
             )
             queries.record(session, entry.id, "cancelled", reason=action.reason.value, detail=detail)
         log.info("gate.cancelled", train=self.train_id, entry=entry.id, reason=action.reason.value)
-        if action.reason is not Reason.PR_MERGED_OUTSIDE:
-            await self._status(
-                loaded.repo, pull, entry.approved_sha, "failure", messages.status_description(action.reason, detail)
-            )
-        await self._comment(
-            loaded.repo,
-            pull,
-            messages.outcome_comment(action.reason, detail, queue_url=deps.queue_url(loaded.repo, pull.number)),
-        )
-        await self._drop_label(loaded.repo, entry, pull)
+        await self.notices.tell(loaded.repo, entry, pull)
 
     async def _delete_staging(self, attempt: Attempt, loaded: Loaded) -> None:
         """Delete the attempt's staging branch. Its name is unique to the attempt and only the lock holder
         writes it, so a plain branch delete through the API is safe (and cheaper than a git push)."""
         if Strategy(attempt.strategy) is not Strategy.STAGING or not attempt.ref:
             return
-        await self._best_effort(
+        await self.notices.best_effort(
             self.deps.forge.delete_branch, loaded.repo.owner, loaded.repo.name, attempt.ref.removeprefix("refs/heads/")
         )
 
@@ -710,7 +693,7 @@ class Gate:
                 continue  # beyond the first few, a position is posted once: the queue moves by one each merge
             entry, pull = loaded.entries[view.id]
             description = messages.status_description(Reason.IDLE, {"position": position})
-            await self._status(loaded.repo, pull, entry.approved_sha, "pending", description)
+            await self.notices.status(loaded.repo, pull, entry.approved_sha, "pending", description)
             self._positions[view.id] = position
 
     async def _mirror_checks(self, loaded: Loaded, snapshot: TrainSnapshot) -> None:
@@ -729,7 +712,7 @@ class Gate:
                     continue
                 self._mirrored[key] = status.state
                 entry, _ = loaded.entries[member.entry_id]
-                await self._best_effort(
+                await self.notices.best_effort(
                     self.deps.forge.create_status,
                     loaded.repo.owner,
                     loaded.repo.name,
@@ -740,49 +723,8 @@ class Gate:
                     target_url=status.target_url,
                 )
 
-    async def _drop_label(self, repo: Repository, entry: Entry, pull: PullRequest) -> None:
-        """A PR queued by the label loses it when its entry ends (the outcome comment says why)."""
-        label = self.deps.settings.queue_label
-        if entry.trigger != "label" or label not in (pull.labels or []):
-            return
-        if self._label_id is None:
-            try:
-                self._label_id = (await self.deps.forge.label_ids(repo.owner, repo.name)).get(label)
-            except errors.ForgeError as exc:
-                log.warning("gate.label_lookup_failed", error=str(exc))
-        if self._label_id is not None:
-            await self._best_effort(self.deps.forge.remove_label, repo.owner, repo.name, pull.number, self._label_id)
-
-    async def _status(self, repo: Repository, pull: PullRequest, sha: str, state: str, description: str) -> None:
-        await self._best_effort(
-            self.deps.forge.create_status,
-            repo.owner,
-            repo.name,
-            sha,
-            state=state,
-            context=self.deps.settings.status_context,
-            description=description,
-            target_url=self.deps.queue_url(repo, pull.number),
-        )
-
-    async def _comment(self, repo: Repository, pull: PullRequest, body: str) -> None:
-        await self._best_effort(self.deps.forge.comment, repo.owner, repo.name, pull.number, body)
-
-    async def _best_effort(self, call: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> None:
-        """Statuses and comments inform; failing to post one never blocks the queue. The call is made only
-        once the lock is proven, so a gate that lost its lock writes nothing."""
-        await self.lock.check()
-        try:
-            await call(*args, **kwargs)
-        except errors.ForgeError as exc:
-            log.warning("gate.notify_failed", train=self.train_id, error=str(exc))
-
 
 def strategy_for(wanted: Strategy, repository: str, head_repos: list[str | None]) -> Strategy:
     """pr-branch pushes to the PR's own branch: never to a fork's, so a fork PR is tested by staging."""
     forks = [head for head in head_repos if head and head.lower() != repository.lower()]
     return Strategy.STAGING if forks else wanted
-
-
-def _same_repo(repo: Repository, pull: PullRequest) -> bool:
-    return not pull.head_repo or pull.head_repo.lower() == f"{repo.owner}/{repo.name}".lower()

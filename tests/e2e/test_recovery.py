@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import func, select
 
 from bot.db.models import Command, Entry
@@ -67,3 +69,37 @@ async def test_reaper_deletes_leftover_staging_branches_only(world: World) -> No
 
     await eventually(reaped, within=30, what="the reaper to delete the leftover staging branch")
     assert "merge-bot-docs" in await names()
+
+
+async def test_outcome_the_forge_refused_to_take_is_told_later_once(world: World) -> None:
+    """The merge lands while the forge refuses statuses and comments: the PR is told once it takes them again
+    (``told_at`` stays empty until then), with exactly one outcome comment."""
+    from tests.e2e.conftest import eventually
+
+    await world.sim.set_ci(world.repo, "sh ci.sh", context="ci/test", delay_s=1.0)
+    number = await world.open_pr("feature-a", {"feature-a.flag": "a\n"})
+    await world.queue(number)
+    testing = await world.in_state(number, "testing")
+    for path in ("/api/v1/repos/*/issues/*/comments", "/api/v1/repos/*/statuses/*"):
+        await world.sim.fault(kind="http", method="POST", path=path, status=500, count=-1)
+    entry = await world.final_entry(number, within=60)
+    assert entry.state == "merged"
+
+    async def deferred() -> Any:
+        found = await world.entry(number)
+        return found if found is not None and found.tell_after is not None else None
+
+    later = await deferred() or await eventually(deferred, within=10, what="the telling to be deferred")
+    assert later.told_at is None
+    assert not [body for body in await world.comments(number) if body.startswith("Merged by the queue")]
+    await world.sim.sim_api("DELETE", "/_sim/faults")
+
+    async def told() -> Any:
+        found = await world.entry(number)
+        return found if found is not None and found.told_at is not None else None
+
+    await eventually(told, within=30, what="the PR to be told once the forge takes comments again")
+    merged = [body for body in await world.comments(number) if body.startswith("Merged by the queue")]
+    assert len(merged) == 1 and f"merge-bot outcome of entry {entry.id} " in merged[0]
+    statuses = await world.sim.api("GET", f"/repos/{world.repo}/commits/{testing.approved_sha}/statuses")
+    assert next(s["status"] for s in statuses if s["context"] == "merge-bot") == "success"

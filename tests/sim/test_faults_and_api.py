@@ -11,8 +11,9 @@ from .conftest import Team
 
 async def test_fail_next_call_before_it_runs(gitea: SimHandle, team: Team) -> None:
     await gitea.fault(method="POST", path="/api/v1/repos/*/labels", status=503, count=1)
-    status, body, _ = await gitea.request("POST", f"/api/v1/repos/{team.repo}/labels", token=team.owner.token,
-                                          json={"name": "x", "color": "#000000"})
+    status, body, _ = await gitea.request(
+        "POST", f"/api/v1/repos/{team.repo}/labels", token=team.owner.token, json={"name": "x", "color": "#000000"}
+    )
     assert status == 503 and body["message"] == "injected fault"
     assert await gitea.api("GET", f"/repos/{team.repo}/labels") == []
     await gitea.create_label(team.repo, "x")  # the fault was used up
@@ -79,7 +80,8 @@ async def test_log_records_api_calls_and_deliveries(gitea: SimHandle, team: Team
     await gitea.api("GET", f"/repos/{team.repo}", token=team.writer.token)
     entries = await gitea.log("api", since=before)
     assert [(e["method"], e["path"], e["status"], e["user"]) for e in entries] == [
-        ("GET", f"/api/v1/repos/{team.repo}", 200, "bob")]
+        ("GET", f"/api/v1/repos/{team.repo}", 200, "bob")
+    ]
 
 
 async def test_sim_api_needs_the_admin_token(gitea: SimHandle, team: Team) -> None:
@@ -92,16 +94,18 @@ async def test_sim_api_needs_the_admin_token(gitea: SimHandle, team: Team) -> No
 async def test_pagination_with_total_count(gitea: SimHandle, team: Team) -> None:
     for i in range(7):
         await gitea.create_label(team.repo, f"l{i}")
-    status, page, headers = await gitea.request("GET", f"/api/v1/repos/{team.repo}/labels?limit=3&page=3",
-                                                token=team.owner.token)
+    status, page, headers = await gitea.request(
+        "GET", f"/api/v1/repos/{team.repo}/labels?limit=3&page=3", token=team.owner.token
+    )
     assert status == 200 and len(page) == 1
     assert headers["X-Total-Count"] == "7"
     _, big, _ = await gitea.request("GET", f"/api/v1/repos/{team.repo}/labels?limit=500", token=team.owner.token)
     assert len(big) == 7
     for i in range(55):
         await gitea.create_label(team.repo, f"m{i:02}")
-    _, capped, headers = await gitea.request("GET", f"/api/v1/repos/{team.repo}/labels?limit=500",
-                                             token=team.owner.token)
+    _, capped, headers = await gitea.request(
+        "GET", f"/api/v1/repos/{team.repo}/labels?limit=500", token=team.owner.token
+    )
     assert len(capped) == 50 and headers["X-Total-Count"] == "62"
     assert 'rel="next"' in headers["Link"]
     _, default, _ = await gitea.request("GET", f"/api/v1/repos/{team.repo}/labels", token=team.owner.token)
@@ -114,20 +118,30 @@ async def test_permission_denials(gitea: SimHandle, team: Team) -> None:
     pr = await gitea.create_pr(team.repo, team.writer, "feat")
     r, n = f"/api/v1/repos/{team.repo}", pr["number"]
     reader = team.reader.token
-    assert (await gitea.request("POST", f"{r}/issues/{n}/labels", token=reader, json={"labels": [label["id"]]}))[0] \
-        == 403
-    assert (await gitea.request("POST", f"{r}/statuses/{pr['head']['sha']}", token=reader,
-                                json={"state": "success"}))[0] == 403
-    assert (await gitea.request("PUT", f"{r}/collaborators/rita", token=team.writer.token,
-                                json={"permission": "admin"}))[0] == 403
-    assert (await gitea.request("POST", f"{r}/branch_protections", token=team.writer.token,
-                                json={"rule_name": "main"}))[0] == 403
+    assert (await gitea.request("POST", f"{r}/issues/{n}/labels", token=reader, json={"labels": [label["id"]]}))[
+        0
+    ] == 403
+    assert (await gitea.request("POST", f"{r}/statuses/{pr['head']['sha']}", token=reader, json={"state": "success"}))[
+        0
+    ] == 403
+    assert (
+        await gitea.request("PUT", f"{r}/collaborators/rita", token=team.writer.token, json={"permission": "admin"})
+    )[0] == 403
+    assert (
+        await gitea.request("POST", f"{r}/branch_protections", token=team.writer.token, json={"rule_name": "main"})
+    )[0] == 403
     # a reader may comment and react
     comment = await gitea.comment(team.repo, n, team.reader, "looks good")
-    assert (await gitea.request("POST", f"{r}/issues/comments/{comment['id']}/reactions", token=reader,
-                                json={"content": "heart"}))[0] == 201
-    assert (await gitea.request("POST", f"{r}/issues/comments/{comment['id']}/reactions", token=reader,
-                                json={"content": "party"}))[0] == 403
+    assert (
+        await gitea.request(
+            "POST", f"{r}/issues/comments/{comment['id']}/reactions", token=reader, json={"content": "heart"}
+        )
+    )[0] == 201
+    assert (
+        await gitea.request(
+            "POST", f"{r}/issues/comments/{comment['id']}/reactions", token=reader, json={"content": "party"}
+        )
+    )[0] == 403
     perm = await gitea.api("GET", f"/repos/{team.repo}/collaborators/rita/permission", token=reader)
     assert (perm["permission"], perm["role_name"]) == ("read", "read")
     owner = await gitea.api("GET", f"/repos/{team.repo}/collaborators/alice/permission")
@@ -139,17 +153,17 @@ async def test_permission_denials(gitea: SimHandle, team: Team) -> None:
 
 
 async def test_tokens_need_basic_auth_and_admin_api_needs_admin(gitea: SimHandle, team: Team) -> None:
-    status, _, _ = await gitea.request("POST", "/api/v1/users/bob/tokens", token=team.writer.token,
-                                       json={"name": "t2"})
+    status, _, _ = await gitea.request("POST", "/api/v1/users/bob/tokens", token=team.writer.token, json={"name": "t2"})
     assert status == 401
-    status, _, _ = await gitea.request("POST", "/api/v1/users/bob/tokens", basic=("bob", "wrong"),
-                                       json={"name": "t2"})
+    status, _, _ = await gitea.request("POST", "/api/v1/users/bob/tokens", basic=("bob", "wrong"), json={"name": "t2"})
     assert status == 401
-    status, _, _ = await gitea.request("POST", "/api/v1/users/alice/tokens", basic=("bob", team.writer.password),
-                                       json={"name": "t2"})
+    status, _, _ = await gitea.request(
+        "POST", "/api/v1/users/alice/tokens", basic=("bob", team.writer.password), json={"name": "t2"}
+    )
     assert status == 403
-    status, _, _ = await gitea.request("POST", "/api/v1/admin/users", token=team.writer.token,
-                                       json={"username": "eve", "email": "eve@x.invalid"})
+    status, _, _ = await gitea.request(
+        "POST", "/api/v1/admin/users", token=team.writer.token, json={"username": "eve", "email": "eve@x.invalid"}
+    )
     assert status == 403
     status, _, _ = await gitea.request("GET", "/api/v1/user", token="not-a-token")
     assert status == 401

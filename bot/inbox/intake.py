@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import Clock
@@ -52,7 +52,9 @@ class Intake:
             return
         if isinstance(event, events.CommentEvent):
             await self.comment_seen(event)
-        elif isinstance(event, (events.PullRequestEvent, events.LabelsChanged, events.ReviewEvent)):
+        elif isinstance(event, events.LabelsChanged):
+            await self.pull_seen(event.repo, event.pull, actor=event.sender, labeller=event.sender)
+        elif isinstance(event, (events.PullRequestEvent, events.ReviewEvent)):
             await self.pull_seen(event.repo, event.pull, actor=event.sender)
         elif isinstance(event, events.StatusEvent):
             await self._status(event)
@@ -61,38 +63,80 @@ class Intake:
 
     # -- facts ------------------------------------------------------------------------------------
 
-    async def pull_seen(self, repo_ref: events.RepoRef, info: events.PullRequestInfo, *, actor: str | None) -> None:
-        """Record a PR's state; act on the queue label's arrival or departure; wake whoever depends on it."""
+    async def pull_seen(
+        self,
+        repo_ref: events.RepoRef,
+        info: events.PullRequestInfo,
+        *,
+        actor: str | None,
+        labeller: str | None = None,
+    ) -> None:
+        """Record a PR's state; act on the queue label's arrival or departure; wake whoever depends on it.
+
+        ``labeller`` is who changed the labels, when the event says so (a label event); otherwise the queue
+        label's arrival is attributed from the PR's timeline. The label is recorded only with what came of
+        it (the entry, or the answer why not): a crash or a forge failure in between leaves the arrival to
+        be seen again, by the retried delivery or the reconciler.
+        """
         label = self.deps.settings.queue_label
         async with self.deps.sessions.begin() as session:
             repo = await queries.ensure_repository(session, repo_ref.owner, repo_ref.name, repo_ref.forge_id)
-            before = (
+            cached = (
                 await session.execute(
-                    select(PullRequest.labels)
+                    select(PullRequest.id, PullRequest.labels)
                     .where(PullRequest.repository_id == repo.id, PullRequest.number == info.number)
                     .with_for_update()
                 )
-            ).scalar_one_or_none()
-            pull = await queries.upsert_pull(session, repo.id, info, self.deps.clock.now())
-            entry = await queries.active_entry_for(session, pull.id)
+            ).first()
+            had = cached is not None and label in (cached.labels or [])
+            has = label in info.labels
+            entry = await queries.active_entry_for(session, cached.id) if cached is not None else None
+            arrived = has and not had and entry is None and info.state == "open" and not info.merged
+            recorded = replace(info, labels=tuple(x for x in info.labels if x != label)) if arrived else info
+            await queries.upsert_pull(session, repo.id, recorded, self.deps.clock.now())
             dependents = await _dependents(session, repo_ref.owner, repo_ref.name, info.number)
-        had = label in (before or [])
-        has = label in info.labels
-        if has and not had and entry is None and info.state == "open" and not info.merged:
-            if actor:
-                await self.enqueuer.queue(Request(repo_ref.owner, repo_ref.name, info.number, actor, "label"))
-            else:
-                await self.enqueuer.reply(
-                    repo_ref.owner,
-                    repo_ref.name,
-                    info.number,
-                    f"The `{label}` label was added while I was not listening, and I cannot tell by whom: "
-                    "remove it and add it again (or comment `/merge`) to queue this PR.",
-                )
+        if arrived:
+            await self._label_arrived(repo_ref, info, labeller)
         elif had and not has and entry is not None and entry.trigger == "label" and actor != self.deps.bot_login:
             await self.enqueuer.cancel(repo_ref.owner, repo_ref.name, info.number, actor or "someone", None)
         for train_id in {*(t for t in [entry.train_id if entry else None] if t), *dependents}:
             self.deps.wake(train_id)
+
+    async def _label_arrived(
+        self, repo_ref: events.RepoRef, info: events.PullRequestInfo, labeller: str | None
+    ) -> None:
+        owner, name, number = repo_ref.owner, repo_ref.name, info.number
+        label = self.deps.settings.queue_label
+        who = labeller or await self.labeller(owner, name, number)
+        if who:
+            await self.enqueuer.queue(Request(owner, name, number, who, "label"))
+        else:
+            await self.enqueuer.reply(
+                owner,
+                name,
+                number,
+                f"The `{label}` label was added while I was not listening, and I cannot tell by whom: "
+                "remove it and add it again (or comment `/merge`) to queue this PR.",
+            )
+        async with self.deps.sessions.begin() as session:  # the arrival is dealt with: now it is a fact
+            repo = await queries.ensure_repository(session, owner, name, repo_ref.forge_id)
+            await session.execute(
+                update(PullRequest)
+                .where(PullRequest.repository_id == repo.id, PullRequest.number == number)
+                .values(labels=list(info.labels))
+            )
+
+    async def labeller(self, owner: str, name: str, number: int) -> str | None:
+        """Who added the queue label, from the PR's timeline (Gitea records a label added with body "1")."""
+        label = self.deps.settings.queue_label
+        changes = [
+            item
+            for item in await self.deps.forge.timeline(owner, name, number)
+            if item.get("type") == "label" and (item.get("label") or {}).get("name") == label
+        ]
+        if not changes or changes[-1].get("body") != "1":
+            return None
+        return str((changes[-1].get("user") or {}).get("login") or "") or None
 
     async def _status(self, event: events.StatusEvent) -> None:
         own = self.deps.settings.status_context

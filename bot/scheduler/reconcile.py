@@ -1,9 +1,10 @@
 """The reconciler: brings the database in line with the forge, through the same path as webhooks.
 
 For each managed repository, within a bounded number of API calls: every open PR is observed (head, state,
-labels); PRs with active entries that are no longer open are read one by one (closed or merged while the
-bot was not listening); comments newer than the last one seen go through the intake as if their webhook had
-arrived (commands are keyed by comment id, so nothing acts twice); then every train with work is woken.
+the queue label — whose arrival is attributed from the PR's timeline); PRs with active entries that are no
+longer open are read one by one (closed or merged while the bot was not listening); comments newer than the
+last one seen go through the intake as if their webhook had arrived (commands are keyed by comment id, so
+nothing acts twice); then every train with work is woken.
 The first pass on a repository only records where the comments stand: it does not act on history.
 """
 
@@ -84,14 +85,15 @@ class Reconciler:
         started = self._clock.now()
         async with self._sessions.begin() as session:
             repo = await queries.ensure_repository(session, owner, name)
-            cached = await _cached_heads(session, repo.id)
+            cached = await _cached_heads(session, repo.id, self._settings.queue_label)
             active = await _active_numbers(session, repo.id)
         ref = events.RepoRef(owner, name, repo.forge_id)
         open_numbers = set()
         pulls = await self._forge.list_pulls(owner, name, "open")
+        label = self._settings.queue_label
         for info in pulls:
             open_numbers.add(info.number)
-            if cached.get(info.number) != (info.head_sha, "open"):
+            if cached.get(info.number) != (info.head_sha, "open", label in info.labels):
                 healed.pulls_changed += 1
                 await self._intake.pull_seen(ref, info, actor=None)
         for number in sorted(active - open_numbers):
@@ -157,13 +159,14 @@ class Reconciler:
             )
 
 
-async def _cached_heads(session: AsyncSession, repository_id: int) -> dict[int, tuple[str, str]]:
+async def _cached_heads(session: AsyncSession, repository_id: int, label: str) -> dict[int, tuple[str, str, bool]]:
+    """Each cached PR's head, state and whether it carries the queue label: what a pass compares."""
     rows = await session.execute(
-        select(PullRequest.number, PullRequest.head_sha, PullRequest.state).where(
+        select(PullRequest.number, PullRequest.head_sha, PullRequest.state, PullRequest.labels).where(
             PullRequest.repository_id == repository_id
         )
     )
-    return {number: (head, state) for number, head, state in rows}
+    return {number: (head, state, label in (labels or [])) for number, head, state, labels in rows}
 
 
 async def _active_numbers(session: AsyncSession, repository_id: int) -> set[int]:

@@ -11,13 +11,30 @@ tests failed.) A slow (or failing) permission read holds the intake at exactly t
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import func, select
 
-from bot.db.models import Command
 from tests.crash.conftest import MakeWorld
-from tests.crash.harness import eventually, violations
+from tests.crash.harness import BotProcess, CrashWorld, eventually, violations
 
 pytestmark = pytest.mark.slow
+
+
+async def hold_permission_reads(world: CrashWorld) -> None:
+    """Every permission read (the webhook's intake and the reconciler's alike) hangs 4 s until the faults go."""
+    await world.sim.fault(
+        kind="http", method="GET", path="/api/v1/repos/*/collaborators/*/permission", status=0, latency_s=4, count=-1
+    )
+
+
+async def kill_mid_intake(world: CrashWorld, bot: BotProcess) -> None:
+    """Kill the bot once an intake waits on a permission read, prove that nothing was queued, heal the forge."""
+
+    async def held() -> bool:
+        return any(fault["hits"] for fault in await world.sim.sim_api("GET", "/_sim/faults"))
+
+    await eventually(held, within=15, what="an intake to wait for a permission read")
+    await bot.kill()
+    assert await world.entries() == [], "the crash must land before the entry exists"
+    await world.sim.sim_api("DELETE", "/_sim/faults")
 
 
 async def test_merge_command_survives_a_crash_in_the_middle_of_its_intake(make_world: MakeWorld) -> None:
@@ -28,18 +45,9 @@ async def test_merge_command_survives_a_crash_in_the_middle_of_its_intake(make_w
     await bot.start()
     await world.ready(bot)
     await world.reconciled()
-    await world.sim.fault(
-        kind="http", method="GET", path="/api/v1/repos/*/collaborators/*/permission", status=0, latency_s=4
-    )
-
-    async def command_recorded() -> bool:
-        async with world.engine.connect() as connection:
-            return bool(await connection.scalar(select(func.count()).select_from(Command)))
-
+    await hold_permission_reads(world)
     await world.queue(repo, number)
-    await eventually(command_recorded, within=15, what="the /merge command to be recorded")
-    await bot.kill()  # the intake is waiting for the permission read: the entry does not exist yet
-    await world.sim.sim_api("DELETE", "/_sim/faults")
+    await kill_mid_intake(world, bot)
     await bot.start()
 
     await world.queued(1, within=6)  # the reconciler passes every second; a retried delivery comes after 2 s
@@ -65,4 +73,30 @@ async def test_merge_command_survives_a_forge_outage_during_its_intake(make_worl
     await world.queued(1, within=6)  # the reconciler passes every second; a retried delivery comes after 2 s
     outcomes = await world.settled(1, within=30)
     assert outcomes == {(repo, number): "merged"}
+    assert await violations(world) == []
+
+
+async def test_queue_label_survives_a_crash_in_the_middle_of_its_intake(make_world: MakeWorld) -> None:
+    """The same for the queue label: its arrival is recorded only with the entry, so after the restart the
+    reconciler sees it again and attributes it to the labeller from the PR's timeline."""
+    world = await make_world()
+    repo = world.repos[0]
+    [number] = await world.open_prs(repo, [("feature-a", {"a.txt": "a\n"})])
+    await world.sim.create_label(repo, "merge-queue")
+    bot = world.bot_process()
+    await bot.start()
+    await world.ready(bot)
+    await world.reconciled()
+    await hold_permission_reads(world)
+    await world.sim.api(
+        "POST", f"/repos/{repo}/issues/{number}/labels", token=world.maint.token, json={"labels": ["merge-queue"]}
+    )
+    await kill_mid_intake(world, bot)
+    await bot.start()
+
+    await world.queued(1, within=10)
+    outcomes = await world.settled(1, within=30)
+    assert outcomes == {(repo, number): "merged"}
+    [entry] = await world.entries()
+    assert (entry.trigger, entry.approved_by) == ("label", "maint")
     assert await violations(world) == []

@@ -70,6 +70,23 @@ async def test_label_queues_and_is_removed_after_the_merge(world: World) -> None
     await eventually(gone, within=10, what="the bot to remove the queue label")
 
 
+async def test_label_whose_webhook_was_lost_is_queued_as_the_labeller(world: World) -> None:
+    """The label event is dropped; the owner then edits the PR (an event whose sender is not the labeller).
+    The arrival of the label must be attributed to who added it (the PR's timeline), never to that sender."""
+    await world.sim.create_label(world.repo, "merge-queue")
+    number = await world.open_pr("feature-a", {"feature-a.flag": "a\n"})
+    await world.reconciled()
+    await world.sim.fault(kind="webhook", action="drop", event="pull_request_label", count=1)
+    await label(world, number, "merge-queue", world.maint)
+    await world.sim.api(
+        "PATCH", f"/repos/{world.repo}/pulls/{number}", token=world.owner.token, json={"title": "Feature A"}
+    )
+    entry = await world.final_entry(number, within=60)
+    assert (entry.state, entry.trigger, entry.approved_by) == ("merged", "label", "maint")
+    assert [e for e in await world.sim.log("delivery_fault") if e["action"] == "drop"]
+    assert not [body for body in await world.comments(number) if "not listening" in body]
+
+
 async def test_label_from_a_reader_changes_nothing(world: World) -> None:
     await world.sim.create_label(world.repo, "merge-queue")
     number = await world.open_pr("feature-a", {"feature-a.flag": "a\n"})

@@ -96,6 +96,15 @@ class Loaded:
     members: list[AttemptEntry]
 
 
+@dataclass(frozen=True)
+class Pass:
+    """What one pass of the gate decided; ``idle``: nothing is active, the gate may stop."""
+
+    decision: machine.Decision
+    idle: bool
+    now: datetime
+
+
 class Gate:
     def __init__(self, deps: GateDeps, train_id: int, lock: TrainLock) -> None:
         self.deps = deps
@@ -118,32 +127,16 @@ class Gate:
         while True:
             await self.lock.check()
             try:
-                await self.notices.tell_untold()
-                snapshot, landed, loaded = await self.snapshot()
-                decision = machine.decide(snapshot, candidate_landed=landed)
-                log.info(
-                    "gate.decision",
-                    train=self.train_id,
-                    reason=decision.reason.value,
-                    actions=[type(action).__name__ for action in decision.actions],
-                )
-                await self._mirror_checks(loaded, snapshot)
-                if decision.waits:
-                    if not loaded.entries and loaded.attempt is None:
+                done = await self.step()
+                if done.decision.waits:
+                    if done.idle:
                         return
-                    await self._post_positions(loaded, snapshot)
-                    await self._sleep(wake, decision.actions, snapshot.now)
+                    await self._sleep(wake, done.decision.actions, done.now)
                     continue
-                for action in decision.actions:
-                    await self.apply(action, loaded, snapshot)
-                if self._landed_now is not None:
-                    # The forge accepted the fast-forward: that is the fact the next decision needs, so
-                    # decide on it at once instead of re-reading everything (the machine still decides).
-                    await self._decide_landed(snapshot, loaded, self._landed_now)
                 # The same decision twice in a row means the last try changed nothing (a refused push,
                 # "try again later"): back off before the next fresh snapshot instead of hammering the forge.
-                repeats = repeats + 1 if decision == previous else 0
-                previous = decision
+                repeats = repeats + 1 if done.decision == previous else 0
+                previous = done.decision
                 if repeats:
                     await self._wait(wake, min(0.5 * 2**repeats, 30.0))
                 backoff = 1.0
@@ -152,6 +145,32 @@ class Gate:
                 log.warning("gate.retry", train=self.train_id, error=str(exc), error_type=type(exc).__name__)
                 await self._wait(wake, backoff)
                 backoff = min(backoff * 2, 30.0)
+
+    async def step(self) -> Pass:
+        """One pass: tell the outcomes still untold, snapshot, decide, act (or, when the decision is to wait,
+        show the waiting entries their positions)."""
+        await self.notices.tell_untold()
+        snapshot, landed, loaded = await self.snapshot()
+        decision = machine.decide(snapshot, candidate_landed=landed)
+        log.info(
+            "gate.decision",
+            train=self.train_id,
+            reason=decision.reason.value,
+            actions=[type(action).__name__ for action in decision.actions],
+        )
+        await self._mirror_checks(loaded, snapshot)
+        if decision.waits:
+            idle = not loaded.entries and loaded.attempt is None
+            if not idle:
+                await self._post_positions(loaded, snapshot)
+            return Pass(decision, idle, snapshot.now)
+        for action in decision.actions:
+            await self.apply(action, loaded, snapshot)
+        if self._landed_now is not None:
+            # The forge accepted the fast-forward: that is the fact the next decision needs, so
+            # decide on it at once instead of re-reading everything (the machine still decides).
+            await self._decide_landed(snapshot, loaded, self._landed_now)
+        return Pass(decision, False, snapshot.now)
 
     async def _sleep(self, wake: asyncio.Event, actions: tuple[Action, ...], now: datetime) -> None:
         timeout = self.deps.settings.gate_poll_seconds

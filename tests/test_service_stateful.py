@@ -1,0 +1,517 @@
+"""The gate service itself (``bot/gate/service.py`` with the enqueuer) driven by hypothesis, against the
+simulator (real git, a CI that runs the repository's script on every push) and a real PostgreSQL.
+
+Where ``tests/test_machine_stateful.py`` models the forge, this one has the real thing, so it checks what the
+model cannot: the SQL, the git plumbing, the forge calls and their order. Each example gets a repository of its
+own; its rules open PRs (clean, conflicting, green alone but red together, always red), queue and cancel them,
+push to PR heads and to the base as a human, close PRs, let CI finish, and run one pass of the gate — which
+may be cut short by a crash at any forge write or git push, before it or after it (the seams, ``GiteaClient``
+and ``GitRunner``, raise where the process would have died; the gate is dropped with its lock and a new one
+takes over, as after a restart).
+
+Invariants after every rule, from the simulator's log and the database: the bot moves the base only by a
+fast-forward to a SHA whose CI was green before the push, never twice to the same SHA; no PR merged twice;
+at most one active attempt and one live staging branch. At the end of every example, liveness: with the
+interference over, passes of the gate (and one reaper pass) bring every entry to a final state with its PR
+told, leave no staging branch, and the database agrees with the forge about what merged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import secrets
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Coroutine, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import aiohttp
+import asyncpg
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+from pydantic import SecretStr
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bot.clock import SystemClock
+from bot.config import Settings, load_settings
+from bot.db.migrate import upgrade_async
+from bot.db.models import Attempt, Entry, PullRequest, Repository, Train
+from bot.db.queries import StaleRow
+from bot.db.session import make_engine, make_sessionmaker
+from bot.forge.client import GiteaClient
+from bot.forge.errors import ForgeError
+from bot.forge.permissions import Permissions
+from bot.gate.locks import TrainLock
+from bot.gate.service import Gate, GateDeps
+from bot.git.mirror import MirrorCache
+from bot.git.runner import GitError, GitResult, GitRunner, Identity
+from bot.inbox.enqueue import Enqueuer, Request
+from bot.queue.model import ACTIVE_ATTEMPT_STATES, ACTIVE_ENTRY_STATES
+from bot.scheduler.reap import Reaper
+from bot.setup import ensure_merge_styles
+from gitea_sim.testing import SimHandle, SimUser, running_sim
+from tests.conftest import asyncpg_dsn, with_database
+from tests.crash.invariants import ZERO_SHA, database_disagrees, merged_twice, overlapping_attempts
+from tests.e2e.conftest import CI_SCRIPT
+
+pytestmark = pytest.mark.slow
+T = TypeVar("T")
+_repos = itertools.count()
+SEEN: Counter[str] = Counter()  # what the examples did, printed at the end (and checked: they must do things)
+
+
+class Crash(Exception):
+    """The process dies here: raised by a seam, never caught by the bot (it catches forge and git errors)."""
+
+
+@dataclass
+class Crasher:
+    """Counts the boundaries around writes (before and after each forge write or git push); armed with ``n``,
+    the n-th boundary from now raises :class:`Crash`."""
+
+    countdown: int | None = None
+    crashes: int = 0
+
+    def boundary(self) -> None:
+        if self.countdown is None:
+            return
+        if self.countdown == 0:
+            self.countdown = None
+            self.crashes += 1
+            raise Crash
+        self.countdown -= 1
+
+
+class CrashingForge(GiteaClient):
+    def __init__(self, crasher: Crasher, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.crasher = crasher
+
+    async def _request(
+        self, method: str, path: str, *, json: Any = None, params: Mapping[str, str | int] | None = None
+    ) -> tuple[int, Any, Mapping[str, str]]:
+        if method == "GET":
+            return await super()._request(method, path, json=json, params=params)
+        self.crasher.boundary()
+        answer = await super()._request(method, path, json=json, params=params)
+        self.crasher.boundary()
+        return answer
+
+
+class CrashingGit(GitRunner):
+    def __init__(self, crasher: Crasher, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.crasher = crasher
+
+    async def run(self, cwd: Path | str, *args: str, **kwargs: Any) -> GitResult:
+        if "push" not in args:
+            return await super().run(cwd, *args, **kwargs)
+        self.crasher.boundary()
+        result = await super().run(cwd, *args, **kwargs)
+        self.crasher.boundary()
+        return result
+
+
+@dataclass
+class Harness:
+    """What every example shares: an event loop, the simulator, users, a database, an HTTP session."""
+
+    loop: asyncio.AbstractEventLoop
+    sim: SimHandle
+    owner: SimUser
+    bot: SimUser
+    maint: SimUser
+    database_url: str
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    http: aiohttp.ClientSession
+    data_dir: Path
+
+    def run(self, work: Coroutine[Any, Any, T]) -> T:
+        return self.loop.run_until_complete(work)
+
+
+@dataclass
+class World:
+    """One example: a repository, the bot's parts wired as ``bot.queue_service`` wires them, a gate."""
+
+    harness: Harness
+    repo: str
+    settings: Settings
+    deps: GateDeps
+    enqueuer: Enqueuer
+    crasher: Crasher
+    prs: list[tuple[int, str]] = field(default_factory=list)  # (number, branch)
+    gate: Gate | None = None
+    lock: TrainLock | None = None
+    edits: itertools.count[int] = field(default_factory=itertools.count)
+
+    @property
+    def sim(self) -> SimHandle:
+        return self.harness.sim
+
+    async def train_id(self) -> int | None:
+        async with self.harness.sessions() as session:
+            query = (
+                select(Train.id)
+                .join(Repository, Repository.id == Train.repository_id)
+                .where(Repository.owner + "/" + Repository.name == self.repo)
+            )
+            return (await session.execute(query)).scalar_one_or_none()
+
+    async def step(self, crash_at: int | None) -> bool:
+        """One pass of the gate; False when it had nothing to do. A crash drops the gate and its lock."""
+        train_id = await self.train_id()
+        if train_id is None:
+            return False
+        if self.gate is None:
+            self.lock = await TrainLock.try_acquire(self.harness.database_url, train_id)
+            assert self.lock is not None, "nobody else holds this train"
+            self.gate = Gate(self.deps, train_id, self.lock)
+        self.crasher.countdown = crash_at
+        try:
+            done = await self.gate.step()
+        except Crash:
+            await self.restart()
+            return True
+        except (ForgeError, GitError, StaleRow):
+            return True  # as Gate.run: nothing is assumed, the next pass re-reads everything
+        finally:
+            self.crasher.countdown = None
+        return not done.idle
+
+    async def restart(self) -> None:
+        if self.lock is not None:
+            await self.lock.release()
+        self.gate, self.lock = None, None
+
+    async def entries(self) -> list[Any]:
+        async with self.harness.engine.connect() as connection:
+            query = (
+                select(Entry.__table__, Repository.owner, Repository.name.label("repo_name"), PullRequest.number)
+                .join(PullRequest, PullRequest.id == Entry.pull_request_id)
+                .join(Repository, Repository.id == PullRequest.repository_id)
+                .where(Repository.owner + "/" + Repository.name == self.repo)
+                .order_by(Entry.id)
+            )
+            return list((await connection.execute(query)).all())
+
+    async def active_attempts(self) -> int:
+        async with self.harness.engine.connect() as connection:
+            query = (
+                select(func.count())
+                .select_from(Attempt)
+                .join(Train, Train.id == Attempt.train_id)
+                .join(Repository, Repository.id == Train.repository_id)
+                .where(
+                    Repository.owner + "/" + Repository.name == self.repo,
+                    Attempt.state.in_([s.value for s in ACTIVE_ATTEMPT_STATES]),
+                )
+            )
+            return int(await connection.scalar(query) or 0)
+
+    async def log(self) -> list[dict[str, Any]]:
+        return [e for e in await self.sim.log() if e.get("repo") in (None, self.repo)]
+
+
+def untested_bot_moves(log: list[dict[str, Any]], repo: str, bot: str) -> list[str]:
+    """The bot's moves of main that were not a fast-forward from the tip, or not to a SHA CI had passed before
+    the push, or to a SHA it had moved main to before (people push to main too: their moves set the tip)."""
+    found: list[str] = []
+    green: set[str] = set()
+    moved_to: set[str] = set()
+    tip: str | None = None
+    for event in log:
+        if event["kind"] == "ci" and event.get("repo") == repo and event.get("phase") == "done":
+            if event.get("state") == "success":
+                green.add(event["sha"])
+            continue
+        if event["kind"] != "push" or event.get("repo") != repo or event["ref"] != "refs/heads/main":
+            continue
+        if event.get("pusher") == bot:
+            where = f"push #{event['seq']} {event['before'][:10]}→{event['after'][:10]}"
+            if event["after"] == ZERO_SHA:
+                found.append(f"{where}: main deleted")
+            if tip is not None and event["before"] != tip:
+                found.append(f"{where}: not from the tip {tip[:10]}")
+            if event["after"] not in green:
+                found.append(f"{where}: CI had not passed on it")
+            if event["after"] in moved_to:
+                found.append(f"{where}: main moved there a second time")
+            moved_to.add(event["after"])
+        tip = event["after"]
+    return found
+
+
+FILES = {
+    "plain": lambda i: {f"plain-{i}.txt": f"{i}\n"},
+    "feature-a": lambda i: {"feature-a.flag": f"{i}\n"},  # green alone, red with feature-b (CI_SCRIPT)
+    "feature-b": lambda i: {"feature-b.flag": f"{i}\n"},
+    "broken": lambda i: {"broken.flag": f"{i}\n"},  # always red
+    "conflict": lambda i: {"app.txt": f"app, changed by {i}\n"},  # conflicts with every other change of app.txt
+}
+
+
+class GateServiceMachine(RuleBasedStateMachine):
+    harness: ClassVar[Harness]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.world: World
+
+    def run(self, work: Coroutine[Any, Any, T]) -> T:
+        return self.harness.run(work)
+
+    @initialize(
+        strategy=st.sampled_from(["staging", "pr-branch"]),
+        kinds=st.lists(st.sampled_from(sorted(FILES)), min_size=2, max_size=3),
+    )
+    def setup(self, strategy: str, kinds: list[str]) -> None:
+        """A repository with two or three PRs in the queue, so that every history has work to interfere with."""
+        self.world = self.run(new_world(self.harness, strategy))
+        for kind in kinds:
+            self.open_pr(kind)
+            self.queue(len(self.world.prs) - 1)
+
+    # -- people and CI ------------------------------------------------------------------------------
+
+    @precondition(lambda self: len(self.world.prs) < 5)
+    @rule(kind=st.sampled_from(sorted(FILES)))
+    def open_pr(self, kind: str) -> None:
+        world, sim = self.world, self.world.sim
+        i = len(world.prs)
+        branch = f"{kind}-{i}"
+
+        async def work() -> None:
+            await sim.push_commit(world.repo, self.harness.maint, branch, FILES[kind](i), base="main")
+            pr = await sim.create_pr(world.repo, self.harness.maint, head=branch, base="main", title=branch)
+            world.prs.append((int(pr["number"]), branch))
+
+        self.run(work())
+
+    @precondition(lambda self: bool(self.world.prs))
+    @rule(pick=st.integers(0, 3))
+    def queue(self, pick: int) -> None:
+        number, _ = self.world.prs[pick % len(self.world.prs)]
+        owner, name = self.world.repo.split("/")
+        self.run(self.world.enqueuer.queue(Request(owner, name, number, "maint", "comment")))
+
+    @precondition(lambda self: bool(self.world.prs))
+    @rule(pick=st.integers(0, 3))
+    def cancel(self, pick: int) -> None:
+        number, _ = self.world.prs[pick % len(self.world.prs)]
+        owner, name = self.world.repo.split("/")
+        self.run(self.world.enqueuer.cancel(owner, name, number, "maint", None))
+
+    @precondition(lambda self: bool(self.world.prs))
+    @rule(pick=st.integers(0, 3))
+    def push_to_pr(self, pick: int) -> None:
+        world = self.world
+        number, branch = world.prs[pick % len(world.prs)]
+        edit = next(world.edits)
+
+        async def work() -> None:
+            pull = await world.sim.api("GET", f"/repos/{world.repo}/pulls/{number}")
+            if pull["state"] == "open":
+                files = {f"more-{edit}.txt": f"{edit}\n"}
+                await world.sim.push_commit(world.repo, self.harness.maint, branch, files)
+
+        self.run(work())
+
+    @rule(conflicting=st.booleans())
+    def push_to_main(self, conflicting: bool) -> None:
+        edit = next(self.world.edits)
+        files = {"app.txt": f"app, changed on main {edit}\n"} if conflicting else {f"main-{edit}.txt": "main\n"}
+        self.run(self.world.sim.push_commit(self.world.repo, self.harness.owner, "main", files))
+
+    @precondition(lambda self: bool(self.world.prs))
+    @rule(pick=st.integers(0, 3))
+    def close_pr(self, pick: int) -> None:
+        number, _ = self.world.prs[pick % len(self.world.prs)]
+        path = f"/repos/{self.world.repo}/pulls/{number}"
+        self.run(self.world.sim.api("PATCH", path, token=self.harness.owner.token, json={"state": "closed"}))
+
+    @rule()
+    def ci_finishes(self) -> None:
+        self.run(self.world.sim.wait_idle())
+
+    # -- the bot ------------------------------------------------------------------------------------
+
+    @rule(crash_at=st.none() | st.integers(0, 5))
+    def gate_pass(self, crash_at: int | None) -> None:
+        self.run(self.world.step(crash_at))
+
+    @rule(crash_at=st.none() | st.integers(0, 3))
+    def ci_then_gate_pass(self, crash_at: int | None) -> None:
+        """The common case, weighted up: CI has answered when the gate looks."""
+        self.run(self.world.sim.wait_idle())
+        self.run(self.world.step(crash_at))
+
+    # -- promises -----------------------------------------------------------------------------------
+
+    @invariant()
+    def base_holds_only_tested_commits(self) -> None:
+        log = self.run(self.world.log())
+        assert untested_bot_moves(log, self.world.repo, self.harness.bot.login) == []
+        assert merged_twice(log) == []
+        assert self.run(self.world.active_attempts()) <= 1
+        if not self.world.crasher.crashes:
+            # Each attempt's staging branch goes before the next one is pushed; after a crash a dead attempt's
+            # may be left for the reaper (run at the end of the example, which must leave none).
+            assert overlapping_attempts(log) == []
+
+    def teardown(self) -> None:
+        if hasattr(self, "world"):
+            self.run(settle(self.world))
+
+
+async def settle(world: World) -> None:
+    """Liveness: no more interference, CI answers; passes of the gate end every entry, and tell it."""
+    try:
+        for _ in range(80):
+            await world.sim.wait_idle()
+            busy = await world.step(None)
+            rows = await world.entries()
+            final = all(row.state not in ACTIVE_ENTRY_STATES for row in rows)
+            if not busy and final and all(row.told_at is not None for row in rows):
+                break
+        rows = await world.entries()
+        assert [row.state for row in rows if row.state in ACTIVE_ENTRY_STATES] == []
+        assert [row.id for row in rows if row.told_at is None] == [], "every final entry's PR is told"
+        assert await world.active_attempts() == 0
+        sessions, forge, clock = world.harness.sessions, world.deps.forge, world.deps.clock
+        await Reaper(world.settings, sessions, forge, clock, lambda _train: None).run()
+        branches = await world.sim.api("GET", f"/repos/{world.repo}/branches")
+        assert [b["name"] for b in branches if b["name"].startswith("merge-bot/")] == []
+        pulls = {
+            (world.repo, int(p["number"])): p
+            for p in await world.sim.api("GET", f"/repos/{world.repo}/pulls", params={"state": "all"})
+        }
+        log = await world.log()
+        history = {world.repo: {e["after"] for e in log if e["kind"] == "push" and e["ref"] == "refs/heads/main"}}
+        assert database_disagrees(rows, pulls, history) == []
+        assert untested_bot_moves(log, world.repo, world.harness.bot.login) == []
+        SEEN.update(f"entry {row.state}" for row in rows)
+        SEEN["examples"] += 1
+        SEEN["crashes"] += world.crasher.crashes
+        SEEN["base moves by the bot"] += sum(
+            1 for e in log if e["kind"] == "push" and e["ref"] == "refs/heads/main" and e.get("pusher") == "merge-bot"
+        )
+    finally:
+        await world.restart()
+
+
+async def new_world(harness: Harness, strategy: str) -> World:
+    sim, owner = harness.sim, harness.owner
+    repo = await sim.create_repo(owner, f"app{next(_repos)}")
+    await sim.add_collaborator(repo, harness.bot.login, "admin", as_user=owner)
+    await sim.add_collaborator(repo, harness.maint.login, "write", as_user=owner)
+    await sim.push_commit(repo, owner, "main", {"ci.sh": CI_SCRIPT, "app.txt": "app\n"}, message="Initial")
+    await sim.set_ci(repo, "sh ci.sh", context="ci/test")
+    settings = load_settings(
+        {
+            "MERGE_BOT_GITEA_URL": sim.url,
+            "MERGE_BOT_GITEA_TOKEN": harness.bot.token,
+            "MERGE_BOT_WEBHOOK_SECRET": secrets.token_hex(16),
+            "MERGE_BOT_REPOS": repo,
+            "MERGE_BOT_DATA_DIR": str(harness.data_dir),
+            "MERGE_BOT_STRATEGY": strategy,
+            "MERGE_BOT_CI_TIMEOUT_SECONDS": "600",
+        }
+    )
+    crasher = Crasher()
+    clock = SystemClock()
+    token = SecretStr(harness.bot.token)
+    forge = CrashingForge(crasher, harness.http, sim.url, token, backoff=0.01)
+    git = CrashingGit(
+        crasher,
+        committer=Identity(harness.bot.login, f"{harness.bot.login}@merge-bot.invalid"),
+        token=token,
+        auth_url=sim.url,
+        home=harness.data_dir / "git-home",
+    )
+    permissions = Permissions(forge, clock)
+    mirrors = MirrorCache(git, harness.data_dir / "mirrors")
+    deps = GateDeps(settings, harness.sessions, forge, git, mirrors, clock, "stateful", permissions)
+    enqueuer = Enqueuer(settings, harness.sessions, forge, clock, permissions, lambda _train: None)
+    await ensure_merge_styles(forge, settings)  # as the bot's setup does (no webhooks here: the test drives it)
+    return World(harness, repo, settings, deps, enqueuer, crasher)
+
+
+async def start_harness(loop: asyncio.AbstractEventLoop, pg_server_url: str, tmp: Path) -> tuple[Harness, Any]:
+    sim_context = running_sim(tmp / "sim")
+    sim = await sim_context.__aenter__()
+    name = f"merge_bot_stateful_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(asyncpg_dsn(pg_server_url))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = with_database(pg_server_url, name)
+    await upgrade_async(url)
+    engine = make_engine(url, pool_size=4)
+    owner = await sim.create_user("owner")
+    bot = await sim.create_user("merge-bot")
+    maint = await sim.create_user("maint")
+    (tmp / "bot" / "git-home").mkdir(parents=True)
+    harness = Harness(
+        loop, sim, owner, bot, maint, url, engine, make_sessionmaker(engine), aiohttp.ClientSession(), tmp / "bot"
+    )
+    return harness, sim_context
+
+
+async def stop_harness(harness: Harness, sim_context: Any, pg_server_url: str) -> None:
+    await harness.http.close()
+    await harness.engine.dispose()
+    await sim_context.__aexit__(None, None, None)
+    admin = await asyncpg.connect(asyncpg_dsn(pg_server_url))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{harness.database_url.rsplit("/", 1)[1]}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+def workdir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="merge-bot-stateful-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def test_gate_service_under_hostile_histories(pg_server_url: str, workdir: Path) -> None:
+    loop = asyncio.new_event_loop()
+    harness, sim_context = loop.run_until_complete(start_harness(loop, pg_server_url, workdir))
+    try:
+        GateServiceMachine.harness = harness
+        run_state_machine_as_test(
+            GateServiceMachine,
+            settings=settings(
+                max_examples=int(os.environ.get("MERGE_BOT_STATEFUL_EXAMPLES", "8")),
+                stateful_step_count=30,
+                deadline=None,
+                database=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+            ),
+        )
+    finally:
+        loop.run_until_complete(stop_harness(harness, sim_context, pg_server_url))
+        loop.close()
+    print("gate service state machine:", dict(sorted(SEEN.items())))
+    assert SEEN["entry merged"] and SEEN["crashes"], "the examples must merge PRs and crash along the way"

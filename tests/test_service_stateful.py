@@ -503,7 +503,7 @@ def test_gate_service_under_hostile_histories(pg_server_url: str, workdir: Path)
         run_state_machine_as_test(
             GateServiceMachine,
             settings=settings(
-                max_examples=int(os.environ.get("MERGE_BOT_STATEFUL_EXAMPLES", "8")),
+                max_examples=int(os.environ.get("MERGE_BOT_STATEFUL_EXAMPLES", "12")),
                 stateful_step_count=30,
                 deadline=None,
                 database=None,

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import Clock
@@ -86,30 +86,34 @@ class Notices:
         reason = Reason(entry.reason) if entry.reason else Reason.MERGED
         detail = dict(entry.reason_detail or {})
         strategy = Strategy(detail["strategy"]) if detail.get("strategy") else None
+        body = messages.outcome_comment(reason, detail, queue_url=self.queue_url(repo, pull.number))
+        marker = outcome_marker(entry.id)
+        # Told late, the PR may have been queued again since: its status and label are the new entry's now.
+        superseded = again and await self._superseded(entry)
         posted = True
         sha = status_target(entry, pull, strategy)
-        if sha:
+        if sha and not superseded:
             state = "success" if entry.state == EntryState.MERGED else "failure"
             posted &= await self.status(repo, pull, sha, state, messages.status_description(reason, detail))
-        marker = outcome_marker(entry.id)
-        if not (again and await self._commented(repo, pull, marker)):
-            body = messages.outcome_comment(reason, detail, queue_url=self.queue_url(repo, pull.number))
+        if not (again and await self._commented(repo, pull, body, marker)):
             posted &= await self.comment(repo, pull, f"{body}\n\n{marker}")
-        await self._drop_label(repo, entry, pull)
+        if not superseded:
+            await self._drop_label(repo, entry, pull)
         if (
             entry.state == EntryState.MERGED
             and self.settings.delete_branch_after_merge
             and strategy is Strategy.STAGING
             and _same_repo(repo, pull)
         ):
-            await self.best_effort(self.forge.delete_branch, repo.owner, repo.name, pull.head_ref)
+            await self._delete_merged_branch(repo, pull, entry.approved_sha)
         now = self.clock.now()
         finished = entry.finished_at or now
         values: dict[str, Any] = {"told_at": now}
         if not posted and now - finished < GIVE_UP_AFTER:
-            # Tried again later (whoever holds the train then), spaced out as the outcome gets older.
+            # Tried again later (whoever holds the train then), spaced out as the outcome gets older; on the
+            # database's clock, which is the one that decides when it is due (``queries.untold_due``).
             delay = min(max(now - finished, RETRY_FIRST), RETRY_MAX)
-            values = {"tell_after": now + delay}
+            values = {"tell_after": func.now() + delay}
             log.warning("gate.tell_deferred", train=self.train_id, entry=entry.id, retry_in_s=delay.total_seconds())
         elif not posted:
             log.warning("gate.tell_gave_up", train=self.train_id, entry=entry.id, since=finished.isoformat())
@@ -136,13 +140,33 @@ class Notices:
             told += await self.tell(repo, entry, pull, again=True)
         return told
 
-    async def _commented(self, repo: Repository, pull: PullRequest, marker: str) -> bool:
+    async def _commented(self, repo: Repository, pull: PullRequest, body: str, marker: str) -> bool:
+        """Whether the outcome comment is there already: with its marker, or (posted by a version of the bot
+        from before the markers, during a rolling upgrade) as exactly the same text."""
         try:
             found = await self.forge.list_comments(repo.owner, repo.name, pull.number)
         except errors.ForgeError as exc:
             log.warning("gate.comments_unreadable", train=self.train_id, pull=pull.number, error=str(exc))
             return False  # a second comment is better than none
-        return any(marker in comment.body for comment in found)
+        return any(marker in comment.body or comment.body.strip() == body.strip() for comment in found)
+
+    async def _superseded(self, entry: Entry) -> bool:
+        async with self.sessions() as session:
+            query = select(Entry.id).where(Entry.pull_request_id == entry.pull_request_id, Entry.id > entry.id)
+            return (await session.execute(query.limit(1))).first() is not None
+
+    async def _delete_merged_branch(self, repo: Repository, pull: PullRequest, merged_head: str) -> None:
+        """``delete_branch_after_merge``: only while the branch still holds the head that was merged, so a
+        branch pushed again (or re-created under the same name) since is never deleted."""
+        try:
+            head = await self.forge.branch_sha(repo.owner, repo.name, pull.head_ref)
+        except errors.NotFound:
+            return
+        except errors.ForgeError as exc:
+            log.warning("gate.branch_unreadable", train=self.train_id, branch=pull.head_ref, error=str(exc))
+            return
+        if head == merged_head:
+            await self.best_effort(self.forge.delete_branch, repo.owner, repo.name, pull.head_ref)
 
     async def _drop_label(self, repo: Repository, entry: Entry, pull: PullRequest) -> None:
         """A PR queued by the label loses it when its entry ends (the outcome comment says why)."""

@@ -29,6 +29,7 @@ from bot.queue import commands
 from bot.queue.model import ACTIVE_ENTRY_STATES
 
 log = get_logger(__name__)
+LABEL_TIMELINE_PAGES = 20  # timeline pages read to find who added the queue label (Gitea lists oldest first)
 
 
 @dataclass(frozen=True)
@@ -52,9 +53,7 @@ class Intake:
             return
         if isinstance(event, events.CommentEvent):
             await self.comment_seen(event)
-        elif isinstance(event, events.LabelsChanged):
-            await self.pull_seen(event.repo, event.pull, actor=event.sender, labeller=event.sender)
-        elif isinstance(event, (events.PullRequestEvent, events.ReviewEvent)):
+        elif isinstance(event, (events.PullRequestEvent, events.LabelsChanged, events.ReviewEvent)):
             await self.pull_seen(event.repo, event.pull, actor=event.sender)
         elif isinstance(event, events.StatusEvent):
             await self._status(event)
@@ -63,20 +62,16 @@ class Intake:
 
     # -- facts ------------------------------------------------------------------------------------
 
-    async def pull_seen(
-        self,
-        repo_ref: events.RepoRef,
-        info: events.PullRequestInfo,
-        *,
-        actor: str | None,
-        labeller: str | None = None,
-    ) -> None:
+    async def pull_seen(self, repo_ref: events.RepoRef, info: events.PullRequestInfo, *, actor: str | None) -> None:
         """Record a PR's state; act on the queue label's arrival or departure; wake whoever depends on it.
 
-        ``labeller`` is who changed the labels, when the event says so (a label event); otherwise the queue
-        label's arrival is attributed from the PR's timeline. The label is recorded only with what came of
-        it (the entry, or the answer why not): a crash or a forge failure in between leaves the arrival to
-        be seen again, by the retried delivery or the reconciler.
+        The queue label's arrival is attributed from the PR's timeline, never from the event: Gitea's label
+        events carry the whole label set, so the sender of the one that reveals the queue label may have
+        added some other label (and the queue label's own event may have been lost). The label is recorded
+        only with what came of it (the entry, or the answer why not): a crash or a forge failure in between
+        leaves the arrival to be seen again, by the retried delivery or the reconciler. Its departure is a
+        state, not an event: a PR queued by the label that no longer carries it is dequeued, whenever that
+        is seen.
         """
         label = self.deps.settings.queue_label
         async with self.deps.sessions.begin() as session:
@@ -96,18 +91,16 @@ class Intake:
             await queries.upsert_pull(session, repo.id, recorded, self.deps.clock.now())
             dependents = await _dependents(session, repo_ref.owner, repo_ref.name, info.number)
         if arrived:
-            await self._label_arrived(repo_ref, info, labeller)
-        elif had and not has and entry is not None and entry.trigger == "label" and actor != self.deps.bot_login:
+            await self._label_arrived(repo_ref, info)
+        elif not has and entry is not None and entry.trigger == "label" and entry.cancel_requested_by is None:
             await self.enqueuer.cancel(repo_ref.owner, repo_ref.name, info.number, actor or "someone", None)
         for train_id in {*(t for t in [entry.train_id if entry else None] if t), *dependents}:
             self.deps.wake(train_id)
 
-    async def _label_arrived(
-        self, repo_ref: events.RepoRef, info: events.PullRequestInfo, labeller: str | None
-    ) -> None:
+    async def _label_arrived(self, repo_ref: events.RepoRef, info: events.PullRequestInfo) -> None:
         owner, name, number = repo_ref.owner, repo_ref.name, info.number
         label = self.deps.settings.queue_label
-        who = labeller or await self.labeller(owner, name, number)
+        who = await self.labeller(owner, name, number)
         if who:
             await self.enqueuer.queue(Request(owner, name, number, who, "label"))
         else:
@@ -127,11 +120,12 @@ class Intake:
             )
 
     async def labeller(self, owner: str, name: str, number: int) -> str | None:
-        """Who added the queue label, from the PR's timeline (Gitea records a label added with body "1")."""
+        """Who added the queue label, from the PR's timeline (Gitea records a label added with body "1");
+        None when its last change there is not an addition (or is beyond what is read of a long timeline)."""
         label = self.deps.settings.queue_label
         changes = [
             item
-            for item in await self.deps.forge.timeline(owner, name, number)
+            for item in await self.deps.forge.timeline(owner, name, number, max_pages=LABEL_TIMELINE_PAGES)
             if item.get("type") == "label" and (item.get("label") or {}).get("name") == label
         ]
         if not changes or changes[-1].get("body") != "1":

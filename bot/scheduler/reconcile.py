@@ -93,9 +93,13 @@ class Reconciler:
         label = self._settings.queue_label
         for info in pulls:
             open_numbers.add(info.number)
-            if cached.get(info.number) != (info.head_sha, "open", label in info.labels):
-                healed.pulls_changed += 1
-                await self._intake.pull_seen(ref, info, actor=None)
+            changed = cached.get(info.number) != (info.head_sha, "open", label in info.labels)
+            if changed or info.number in active:  # an active entry's PR is held to its state every pass
+                healed.pulls_changed += changed
+                try:
+                    await self._intake.pull_seen(ref, info, actor=None)
+                except Exception as exc:  # one PR's trouble (e.g. the forge refusing its reads) never stops the rest
+                    log.warning("reconcile.pull_failed", repo=f"{owner}/{name}", pull=info.number, error=str(exc))
         for number in sorted(active - open_numbers):
             info = await self._forge.get_pull(owner, name, number)
             healed.pulls_closed += 1

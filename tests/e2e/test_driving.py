@@ -87,6 +87,40 @@ async def test_label_whose_webhook_was_lost_is_queued_as_the_labeller(world: Wor
     assert not [body for body in await world.comments(number) if "not listening" in body]
 
 
+async def test_queue_label_is_credited_to_who_added_it_not_to_the_next_labeller(world: World) -> None:
+    """Gitea's label events carry the whole label set: the one that reveals the queue label (its own event was
+    lost) may come from someone who added another label. maint adds the queue label and loses write access;
+    alice (write) then adds `bug`: the PR must be refused as maint's, not queued as alice's."""
+    await world.sim.create_label(world.repo, "merge-queue")
+    await world.sim.create_label(world.repo, "bug")
+    number = await world.open_pr("feature-a", {"feature-a.flag": "a\n"})
+    await world.reconciled()
+    await world.sim.fault(kind="webhook", action="drop", event="pull_request_label", count=1)
+    await label(world, number, "merge-queue", world.maint)
+    await world.sim.add_collaborator(world.repo, "maint", "read", as_user=world.owner)
+    await label(world, number, "bug", world.alice)
+    await world.says(number, "@maint", "write access")
+    assert await world.entry(number) is None
+
+
+async def test_queue_label_removed_while_its_webhook_was_lost_still_dequeues(world: World) -> None:
+    """The label's departure is a state: a PR queued by the label that no longer carries it is dequeued
+    when the reconciler next looks, even though the removal's own event never arrived."""
+    await world.sim.set_ci(world.repo, "sh ci.sh", context="ci/test", delay_s=4.0)
+    await world.sim.create_label(world.repo, "merge-queue")
+    number = await world.open_pr("feature-a", {"feature-a.flag": "a\n"})
+    await label(world, number, "merge-queue", world.maint)
+    await world.in_state(number, "testing")
+    await world.sim.fault(kind="webhook", action="drop", event="pull_request_label", count=1)
+    ids = {item["name"]: item["id"] for item in await world.sim.api("GET", f"/repos/{world.repo}/labels")}
+    await world.sim.api(
+        "DELETE", f"/repos/{world.repo}/issues/{number}/labels/{ids['merge-queue']}", token=world.maint.token
+    )
+    entry = await world.final_entry(number)
+    assert (entry.state, entry.reason) == ("cancelled", "cancelled_by_user")
+    assert [e for e in await world.sim.log("delivery_fault") if e["action"] == "drop"]
+
+
 async def test_label_from_a_reader_changes_nothing(world: World) -> None:
     await world.sim.create_label(world.repo, "merge-queue")
     number = await world.open_pr("feature-a", {"feature-a.flag": "a\n"})

@@ -12,17 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.db.models import WebhookDelivery
 from bot.db.session import make_sessionmaker
 from bot.inbox.worker import InboxWorker
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.at = datetime(2026, 1, 1, tzinfo=UTC)
-
-    def now(self) -> datetime:
-        return self.at
-
-    def monotonic(self) -> float:
-        return self.at.timestamp()
+from tests.clocks import StillClock
 
 
 async def store(engine: AsyncEngine, uuid: str, at: datetime) -> None:
@@ -41,7 +31,7 @@ async def rows(engine: AsyncEngine) -> dict[str, Any]:
 
 
 async def test_a_failing_delivery_is_retried_with_backoff_then_parked(engine: AsyncEngine) -> None:
-    clock = FakeClock()
+    clock = StillClock(datetime(2026, 1, 1, tzinfo=UTC))
     handled: list[str] = []
 
     async def handler(event_type: str, payload: Any) -> None:
@@ -71,7 +61,7 @@ async def test_a_failing_delivery_is_retried_with_backoff_then_parked(engine: As
 
 
 async def test_two_workers_never_handle_the_same_delivery(engine: AsyncEngine) -> None:
-    clock = FakeClock()
+    clock = StillClock(datetime(2026, 1, 1, tzinfo=UTC))
     seen: list[str] = []
     gate = asyncio.Event()
     both_busy = asyncio.Event()

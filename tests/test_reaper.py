@@ -3,7 +3,7 @@ one only wakes the train, whose gate must then win the train's lock — which a 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import aiohttp
 from sqlalchemy import select
@@ -16,24 +16,14 @@ from bot.db.session import make_sessionmaker
 from bot.forge.client import GiteaClient
 from bot.gate.locks import TrainLock
 from bot.scheduler.reap import Reaper
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.at = datetime.now(UTC)
-
-    def now(self) -> datetime:
-        return self.at
-
-    def monotonic(self) -> float:
-        return self.at.timestamp()
+from tests.clocks import StillClock
 
 
 async def test_fresh_lease_is_left_alone_and_an_expired_one_only_wakes_the_train(
     engine: AsyncEngine, database_url: str, settings: Settings
 ) -> None:
     sessions = make_sessionmaker(engine)
-    clock = FakeClock()
+    clock = StillClock()
     async with sessions.begin() as session:
         repo = await queries.ensure_repository(session, "example", "example")
         train = await queries.ensure_train(session, repo.id, "main")

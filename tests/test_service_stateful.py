@@ -66,7 +66,7 @@ from bot.scheduler.reap import Reaper
 from bot.setup import ensure_merge_styles
 from gitea_sim.testing import SimHandle, SimUser, running_sim
 from tests.conftest import asyncpg_dsn, with_database
-from tests.crash.invariants import ZERO_SHA, database_disagrees, merged_twice, overlapping_attempts
+from tests.crash.invariants import database_disagrees, merged_twice, overlapping_attempts, untested_base_moves
 from tests.e2e.conftest import CI_SCRIPT
 
 pytestmark = pytest.mark.slow
@@ -244,35 +244,6 @@ class World:
         return [e for e in await self.sim.log() if e.get("repo") in (None, self.repo)]
 
 
-def untested_bot_moves(log: list[dict[str, Any]], repo: str, bot: str) -> list[str]:
-    """The bot's moves of main that were not a fast-forward from the tip, or not to a SHA CI had passed before
-    the push, or to a SHA it had moved main to before (people push to main too: their moves set the tip)."""
-    found: list[str] = []
-    green: set[str] = set()
-    moved_to: set[str] = set()
-    tip: str | None = None
-    for event in log:
-        if event["kind"] == "ci" and event.get("repo") == repo and event.get("phase") == "done":
-            if event.get("state") == "success":
-                green.add(event["sha"])
-            continue
-        if event["kind"] != "push" or event.get("repo") != repo or event["ref"] != "refs/heads/main":
-            continue
-        if event.get("pusher") == bot:
-            where = f"push #{event['seq']} {event['before'][:10]}→{event['after'][:10]}"
-            if event["after"] == ZERO_SHA:
-                found.append(f"{where}: main deleted")
-            if tip is not None and event["before"] != tip:
-                found.append(f"{where}: not from the tip {tip[:10]}")
-            if event["after"] not in green:
-                found.append(f"{where}: CI had not passed on it")
-            if event["after"] in moved_to:
-                found.append(f"{where}: main moved there a second time")
-            moved_to.add(event["after"])
-        tip = event["after"]
-    return found
-
-
 FILES = {
     "plain": lambda i: {f"plain-{i}.txt": f"{i}\n"},
     "feature-a": lambda i: {"feature-a.flag": f"{i}\n"},  # green alone, red with feature-b (CI_SCRIPT)
@@ -388,7 +359,7 @@ class GateServiceMachine(RuleBasedStateMachine):
     @invariant()
     def base_holds_only_tested_commits(self) -> None:
         log = self.run(self.world.log())
-        assert untested_bot_moves(log, self.world.repo, self.harness.bot.login) == []
+        assert untested_base_moves(log, 0, pusher=self.harness.bot.login) == []
         assert merged_twice(log) == []
         assert self.run(self.world.active_attempts()) <= 1
         assert self.run(self.world.commands_acting_twice()) == []
@@ -430,7 +401,7 @@ async def settle(world: World) -> None:
         log = await world.log()
         history = {world.repo: {e["after"] for e in log if e["kind"] == "push" and e["ref"] == "refs/heads/main"}}
         assert database_disagrees(rows, pulls, history) == []
-        assert untested_bot_moves(log, world.repo, world.harness.bot.login) == []
+        assert untested_base_moves(log, 0, pusher=world.harness.bot.login) == []
         SEEN.update(f"entry {row.state}" for row in rows)
         SEEN["examples"] += 1
         SEEN["crashes"] += world.crasher.crashes

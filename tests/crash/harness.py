@@ -19,11 +19,11 @@ import signal
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -42,23 +42,9 @@ from tests.crash.invariants import (
     overlapping_attempts,
     untested_base_moves,
 )
-from tests.e2e.conftest import CI_SCRIPT
+from tests.e2e.conftest import CI_SCRIPT, eventually
 
-T = TypeVar("T")
-POLL_SECONDS = 0.05
 FINAL_STATES = ("merged", "failed", "cancelled")
-
-
-async def eventually(check: Callable[[], Awaitable[T | None]], *, within: float = 60.0, what: str = "") -> T:
-    """Poll ``check`` until it returns something truthy, or fail after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within} s waiting for {what or check}")
-        await asyncio.sleep(POLL_SECONDS)
 
 
 # -- the bot as a process --------------------------------------------------------------------------------

@@ -27,10 +27,16 @@ def base_moves(log: Iterable[dict[str, Any]], since: int, branch: str = "main") 
 
 
 def untested_base_moves(
-    log: list[dict[str, Any]], since: int, *, context: str = "ci/test", branch: str = "main"
+    log: list[dict[str, Any]],
+    since: int,
+    *,
+    context: str = "ci/test",
+    branch: str = "main",
+    pusher: str | None = None,
 ) -> list[str]:
     """Moves of the base to a SHA without a prior green run of ``context`` on it, non-fast-forward moves
-    (the push's old value is not where the base was), deletions, and second moves to the same SHA."""
+    (the push's old value is not where the base was), deletions, and second moves to the same SHA.
+    With ``pusher``, only that user's moves are judged: the others (people pushing to the base) set the tip."""
     violations: list[str] = []
     green: dict[tuple[str, str], int] = {}  # (repo, sha) → seq of the first success
     tip: dict[str, str] = {}
@@ -44,7 +50,7 @@ def untested_base_moves(
         if event["kind"] != "push" or event["ref"] != ref:
             continue
         repo, before, after = event["repo"], event["before"], event["after"]
-        if event["seq"] <= since:
+        if event["seq"] <= since or (pusher is not None and event.get("pusher") != pusher):
             tip[repo] = after
             continue
         where = f"{repo} push #{event['seq']} {before[:10]}→{after[:10]}"

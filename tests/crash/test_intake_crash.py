@@ -18,6 +18,18 @@ from tests.crash.harness import BotProcess, CrashWorld, eventually, violations
 pytestmark = pytest.mark.slow
 
 
+async def one_pr_and_a_bot(make_world: MakeWorld) -> tuple[CrashWorld, str, int, BotProcess]:
+    """A repository with one green PR, and the bot running, listening and past its first reconciler pass."""
+    world = await make_world()
+    repo = world.repos[0]
+    [number] = await world.open_prs(repo, [("feature-a", {"a.txt": "a\n"})])
+    bot = world.bot_process()
+    await bot.start()
+    await world.ready(bot)
+    await world.reconciled()
+    return world, repo, number, bot
+
+
 async def hold_permission_reads(world: CrashWorld) -> None:
     """Every permission read (the webhook's intake and the reconciler's alike) hangs 4 s until the faults go."""
     await world.sim.fault(
@@ -38,13 +50,7 @@ async def kill_mid_intake(world: CrashWorld, bot: BotProcess) -> None:
 
 
 async def test_merge_command_survives_a_crash_in_the_middle_of_its_intake(make_world: MakeWorld) -> None:
-    world = await make_world()
-    repo = world.repos[0]
-    [number] = await world.open_prs(repo, [("feature-a", {"a.txt": "a\n"})])
-    bot = world.bot_process()
-    await bot.start()
-    await world.ready(bot)
-    await world.reconciled()
+    world, repo, number, bot = await one_pr_and_a_bot(make_world)
     await hold_permission_reads(world)
     await world.queue(repo, number)
     await kill_mid_intake(world, bot)
@@ -57,13 +63,7 @@ async def test_merge_command_survives_a_crash_in_the_middle_of_its_intake(make_w
 
 
 async def test_merge_command_survives_a_forge_outage_during_its_intake(make_world: MakeWorld) -> None:
-    world = await make_world()
-    repo = world.repos[0]
-    [number] = await world.open_prs(repo, [("feature-a", {"a.txt": "a\n"})])
-    bot = world.bot_process()
-    await bot.start()
-    await world.ready(bot)
-    await world.reconciled()
+    world, repo, number, _bot = await one_pr_and_a_bot(make_world)
     # Every try of the intake's permission read fails (the client's GET retries included), then the forge heals.
     await world.sim.fault(
         kind="http", method="GET", path="/api/v1/repos/*/collaborators/*/permission", status=503, count=5
@@ -79,14 +79,8 @@ async def test_merge_command_survives_a_forge_outage_during_its_intake(make_worl
 async def test_queue_label_survives_a_crash_in_the_middle_of_its_intake(make_world: MakeWorld) -> None:
     """The same for the queue label: its arrival is recorded only with the entry, so after the restart the
     reconciler sees it again and attributes it to the labeller from the PR's timeline."""
-    world = await make_world()
-    repo = world.repos[0]
-    [number] = await world.open_prs(repo, [("feature-a", {"a.txt": "a\n"})])
+    world, repo, number, bot = await one_pr_and_a_bot(make_world)
     await world.sim.create_label(repo, "merge-queue")
-    bot = world.bot_process()
-    await bot.start()
-    await world.ready(bot)
-    await world.reconciled()
     await hold_permission_reads(world)
     await world.sim.api(
         "POST", f"/repos/{repo}/issues/{number}/labels", token=world.maint.token, json={"labels": ["merge-queue"]}

@@ -30,21 +30,11 @@ from bot.db.models import (
     Train,
     WebhookDelivery,
 )
+from tests.clocks import StillClock
 
 Client = TestClient[web.Request, web.Application]
 NOW = datetime(2026, 3, 2, 12, 0, 0, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class StillClock:
-    def __init__(self, now: datetime = NOW) -> None:
-        self.at = now
-
-    def now(self) -> datetime:
-        return self.at
-
-    def monotonic(self) -> float:
-        return self.at.timestamp()
 
 
 def web_settings(tmp_path: Path, **extra: str) -> Settings:
@@ -272,4 +262,4 @@ async def seeded(engine: AsyncEngine) -> Seeded:
 async def client(
     aiohttp_client: Callable[[web.Application], Awaitable[Client]], engine: AsyncEngine, tmp_path: Path
 ) -> Client:
-    return await aiohttp_client(create_app(web_settings(tmp_path), engine=engine, clock=StillClock()))
+    return await aiohttp_client(create_app(web_settings(tmp_path), engine=engine, clock=StillClock(NOW)))

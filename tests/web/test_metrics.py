@@ -11,8 +11,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.app import create_app
+from tests.clocks import StillClock
 from tests.test_webhook import PR_OPENED, headers_for
-from tests.web.conftest import Client, Seeded, StillClock, web_settings
+from tests.web.conftest import NOW, Client, Seeded, web_settings
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -69,7 +70,7 @@ async def test_webhook_answers_are_counted_by_outcome(
     aiohttp_client: Callable[[web.Application], Awaitable[Client]], engine: AsyncEngine, tmp_path: Path
 ) -> None:
     settings = web_settings(tmp_path, MERGE_BOT_REPOS="example/example")
-    client = await aiohttp_client(create_app(settings, engine=engine, clock=StillClock()))
+    client = await aiohttp_client(create_app(settings, engine=engine, clock=StillClock(NOW)))
     secret = settings.webhook_secret.get_secret_value()
     headers = headers_for(secret, PR_OPENED)
     assert (await client.post("/webhook", data=PR_OPENED, headers=headers)).status == 202

@@ -10,8 +10,9 @@ from aiohttp import web
 from openapi_spec_validator import validate
 
 from bot.app import create_app
+from tests.clocks import StillClock
 from tests.web import spec
-from tests.web.conftest import Client, Seeded, StillClock, web_settings
+from tests.web.conftest import NOW, Client, Seeded, web_settings
 
 
 def app_routes(app: web.Application) -> set[tuple[str, str]]:
@@ -83,7 +84,7 @@ async def test_other_answers_fit_their_documentation(client: Client, seeded: See
 
 async def test_401_answers_fit_their_documentation(aiohttp_client: object, engine: object, tmp_path: Path) -> None:
     settings = web_settings(tmp_path, MERGE_BOT_READ_TOKEN="let-me-read")
-    client: Client = await aiohttp_client(create_app(settings, engine=engine, clock=StillClock()))  # type: ignore[operator]
+    client: Client = await aiohttp_client(create_app(settings, engine=engine, clock=StillClock(NOW)))  # type: ignore[operator]
     await answer(client, "/api/v1/trains", "/api/v1/trains")
     await answer(client, "/", "/")
     await answer(client, "/metrics", "/metrics")

@@ -13,7 +13,8 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.app import create_app
-from tests.web.conftest import Client, Seeded, StillClock, web_settings
+from tests.clocks import StillClock
+from tests.web.conftest import NOW, Client, Seeded, web_settings
 
 
 def text_of(html: str) -> str:
@@ -105,7 +106,7 @@ async def private(
     aiohttp_client: Callable[[web.Application], Awaitable[Client]], engine: AsyncEngine, tmp_path: Path
 ) -> Client:
     settings = web_settings(tmp_path, MERGE_BOT_READ_TOKEN="s3cret-read")
-    return await aiohttp_client(create_app(settings, engine=engine, clock=StillClock()))
+    return await aiohttp_client(create_app(settings, engine=engine, clock=StillClock(NOW)))
 
 
 @pytest.mark.parametrize("path", ["/", "/queue/acme/app", "/queue/acme/app/pull/2", "/api/v1/trains", "/metrics"])

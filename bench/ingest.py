@@ -2,7 +2,7 @@
 
 What it measures
     Signed Gitea ``pull_request`` deliveries (the real body of
-    ``../shared/gitea/payloads/gitea-pull_request-opened.json``, read at run time, never copied here) are
+    ``tests/contract/gitea/payloads/gitea-pull_request-opened.json``, read at run time) are
     posted to ``/webhook`` by N concurrent keep-alive connections (a closed loop: each connection sends its
     next delivery when the previous one is answered) for a fixed time after a short warm-up. Every request
     carries the headers Gitea sends, a valid signature and its own delivery UUID. Per server it reports:
@@ -92,7 +92,7 @@ from bot.forge.signature import sign, verify
 
 SCRIPT = Path(__file__).resolve()
 ROOT = SCRIPT.parents[1]
-DEFAULT_PAYLOAD = ROOT.parent / "shared" / "gitea" / "payloads" / "gitea-pull_request-opened.json"
+DEFAULT_PAYLOAD = ROOT / "tests" / "contract" / "gitea" / "payloads" / "gitea-pull_request-opened.json"
 HOST = "127.0.0.1"
 SECRET_ENV = "MERGE_BOT_WEBHOOK_SECRET"
 DATABASE_ENV = "MERGE_BOT_DATABASE_URL"
@@ -206,7 +206,7 @@ def percentile(ordered: Sequence[float], q: float) -> float:
 
 
 def delivery_headers(delivery: str, signature: str, event: str) -> dict[str, str]:
-    """The headers a Gitea webhook carries (tests/test_webhook.py, ../shared/gitea/payloads)."""
+    """The headers a Gitea webhook carries (tests/test_webhook.py, tests/contract/gitea/payloads)."""
     return {
         "Content-Type": "application/json",
         "X-Gitea-Delivery": delivery,

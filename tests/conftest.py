@@ -22,8 +22,9 @@ from bot.db.session import make_engine
 from bot.embedded_pg import EmbeddedPostgres
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-PAYLOADS = SHARED / "gitea" / "payloads"
+CONTRACT = ROOT / "tests" / "contract" / "gitea"
+PAYLOADS = CONTRACT / "payloads"
+SWAGGER = CONTRACT / "gitea-swagger-v1.25.4.json"
 TEMPLATE = "merge_bot_test_template"
 _counter = itertools.count()
 

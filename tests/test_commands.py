@@ -25,8 +25,7 @@ from bot.queue.commands import (
     parse_ref,
 )
 from bot.queue.model import MergeMethod
-
-PAYLOADS = Path(__file__).resolve().parents[2] / "shared" / "gitea" / "payloads"
+from tests.conftest import PAYLOADS
 
 
 @dataclass(frozen=True)
@@ -217,7 +216,7 @@ def test_grammar(name: str, body: str, expected: list[Expected]) -> None:
     assert all(matches(f, e) for f, e in zip(found, expected, strict=True)), found
 
 
-# -- real comments (../shared/gitea/payloads): none holds a command; a command added below one does
+# -- real comments (tests/contract/gitea/payloads): none holds a command; a command added below one does
 
 
 def comment_payloads() -> list[Path]:

@@ -26,8 +26,7 @@ from bot.queue.deps import (
     depends_on,
     find_cycle,
 )
-
-PAYLOADS = Path(__file__).resolve().parents[2] / "shared" / "gitea" / "payloads"
+from tests.conftest import PAYLOADS
 
 
 def pr(number: int, repo: str = "acme/app") -> DepRef:

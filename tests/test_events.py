@@ -1,4 +1,4 @@
-"""Every captured Gitea/Forgejo payload parses into the right typed event (../shared/gitea/payloads)."""
+"""Every captured Gitea/Forgejo payload parses into the right typed event (tests/contract/gitea/payloads)."""
 
 from __future__ import annotations
 

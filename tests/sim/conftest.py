@@ -15,11 +15,6 @@ from aiohttp import web
 
 from gitea_sim.testing import SimHandle, SimUser, free_port, running_sim
 
-ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT.parent / "shared"
-PAYLOADS = SHARED / "gitea" / "payloads"
-SWAGGER = SHARED / "gitea" / "gitea-swagger-v1.25.4.json"
-
 
 @pytest.fixture
 async def gitea(tmp_path: Path) -> AsyncIterator[SimHandle]:

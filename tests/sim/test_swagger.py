@@ -19,8 +19,9 @@ import pytest
 
 from gitea_sim.app import create_app
 from gitea_sim.testing import SimHandle
+from tests.conftest import SWAGGER
 
-from .conftest import SWAGGER, Team
+from .conftest import Team
 
 SPEC: dict[str, Any] = json.loads(SWAGGER.read_text())
 API = "/api/v1"
@@ -55,7 +56,7 @@ NULLABLE: dict[str, set[str]] = {
 # convert.ToCombinedStatus also leaves State "" when a commit has no status; the spec's enum has no "".
 EMPTY_STRING_ALLOWED = {"CombinedStatus": {"state"}}
 
-# Fields real Gitea emits that its spec leaves out (checked against the captures in ../shared/gitea/payloads).
+# Fields real Gitea emits that its spec leaves out (checked against the captures in tests/contract/gitea/payloads).
 NOT_IN_SPEC: dict[str, dict[str, str]] = {
     "User": {"username": "UserName is `swagger:ignore` in modules/structs/user.go; every capture has it"},
 }

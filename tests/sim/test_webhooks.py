@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from gitea_sim.testing import SimHandle
+from tests.conftest import PAYLOADS
 
-from .conftest import PAYLOADS, Receiver, Team, make_team
+from .conftest import Receiver, Team, make_team
 
 SECRET = "hook-secret"
 

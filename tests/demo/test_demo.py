@@ -1,5 +1,6 @@
 """``merge-bot demo --once``, as a user runs it: a fresh process, no settings, everything embedded. It must
-finish well under a minute with the expected set merged and rejected, and leave nothing behind."""
+end with the expected set merged and rejected, and leave nothing behind. How long it takes is
+``bench/demo.py``'s output, not asserted here."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,7 +38,6 @@ def short_tmp() -> Iterator[Path]:
 def test_demo_once_merges_the_expected_set(short_tmp: Path) -> None:
     env = {key: value for key, value in os.environ.items() if not key.startswith("MERGE_BOT_")}
     env["TMPDIR"] = str(short_tmp)  # the demo's temporary directory lands here, so leftovers would show
-    started = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", "bot", "demo", "--once", "--port", "0", "--json"],
         env=env,
@@ -47,7 +46,6 @@ def test_demo_once_merges_the_expected_set(short_tmp: Path) -> None:
         timeout=120,
         check=False,
     )
-    took = time.monotonic() - started
     print(done.stderr)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout)
@@ -59,5 +57,4 @@ def test_demo_once_merges_the_expected_set(short_tmp: Path) -> None:
     assert summary["queue_page"].startswith("http://127.0.0.1:")
     assert "Queue page: http://127.0.0.1:" in done.stderr
     assert "as expected" in done.stderr
-    assert took < 60, f"the demo took {took:.1f} s"
     assert not list(short_tmp.glob("merge-bot-demo-*")), "the demo left its temporary directory behind"

@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import statistics
-import time
 
 from gitea_sim.testing import SimHandle
 
@@ -77,17 +75,17 @@ async def test_semantic_conflict_fails_for_real(gitea: SimHandle) -> None:
     assert combined["state"] == "failure"
 
 
-async def test_pr_round_trip_time(gitea: SimHandle, capsys) -> None:
-    """push -> CI pending/success (real `sh` run in a checkout) -> merge with head_commit_id, repeated."""
+async def test_pr_round_trips_push_ci_merge(gitea: SimHandle) -> None:
+    """push -> CI pending/success (real `sh` run in a checkout) -> merge with head_commit_id, five times over.
+    How long a round trip takes is benchmark output (`bench/queue.py` measures it as its baseline), not
+    asserted here."""
     team = await make_team(gitea)
     repo = team.repo
     await gitea.push_commit(repo, team.owner, "main", {"ci.sh": "test -f README.md\n"})
     await gitea.protect(repo, "main", enable_status_check=True, status_check_contexts=["ci/test"])
     await gitea.set_ci(repo, "sh ci.sh", delay_s=0)
     await gitea.clone(repo, team.writer)
-    times = []
     for i in range(5):
-        started = time.monotonic()
         sha = await gitea.push_commit(repo, team.writer, f"rt{i}", {f"f{i}.txt": "x\n"}, base="main")
         pr = await gitea.create_pr(repo, team.writer, f"rt{i}")
         while True:
@@ -97,11 +95,7 @@ async def test_pr_round_trip_time(gitea: SimHandle, capsys) -> None:
                 break
             await asyncio.sleep(0.01)
         assert await gitea.merge(repo, pr["number"], team.writer, "merge", head_commit_id=sha) == 200
-        times.append(time.monotonic() - started)
-    median = statistics.median(times)
-    with capsys.disabled():
-        print(
-            f"\nPR round trip (push -> CI success -> merge), 5 runs: median {median * 1000:.0f} ms, "
-            f"max {max(times) * 1000:.0f} ms"
-        )
-    assert median < 2.0  # typically 0.3-0.8 s; the bound leaves room for a loaded CI machine
+        merged = await gitea.get_pr(repo, pr["number"])
+        assert merged["merged"] is True
+        main = await gitea.api("GET", f"/repos/{repo}/branches/main")
+        assert main["commit"]["id"] == merged["merge_commit_sha"]

@@ -1,5 +1,9 @@
 """The simulated CI (`PUT /_sim/ci/{owner}/{repo}`): on each push to a matching branch it checks the commit out,
-runs the repository's own command and posts pending then success/failure under its context, as user `ci`."""
+runs the repository's own command and posts pending then success/failure under its context, as user `ci`.
+
+A configuration may have a runner limit (``runners``): like a real CI's capacity, runs beyond it wait in line
+(their ``pending`` status is posted when they are queued, as Gitea Actions shows "Waiting to run") and the
+delay and the command run only once a runner is free, so a run costs its full time whatever waits beside it."""
 
 from __future__ import annotations
 
@@ -45,6 +49,7 @@ class CIRunner:
         self.runs: dict[int, CIRun] = {}
         self._ids = itertools.count(1)
         self._workdir: Path | None = None
+        self._runners: dict[tuple[int, str], asyncio.Semaphore] = {}
 
     async def close(self) -> None:
         if self._workdir is not None:
@@ -52,6 +57,15 @@ class CIRunner:
 
     def configure(self, repo: Repo, config: CIConfig) -> None:
         repo.ci = [c for c in repo.ci if c.context != config.context] + [config]
+        self._runners.pop((repo.id, config.context), None)
+
+    def _slot(self, repo: Repo, config: CIConfig) -> asyncio.Semaphore | None:
+        if config.runners <= 0:
+            return None
+        key = (repo.id, config.context)
+        if key not in self._runners:
+            self._runners[key] = asyncio.Semaphore(config.runners)
+        return self._runners[key]
 
     def on_push(self, repo: Repo, branch: str, sha: str) -> None:
         for config in repo.ci:
@@ -78,10 +92,16 @@ class CIRunner:
         if action == "pending_forever":
             run.state = "silent"
             return
-        if config.delay_s:
-            await asyncio.sleep(config.delay_s)
+        slot = self._slot(repo, config)
+        async with slot if slot is not None else contextlib.nullcontext():  # a runner is busy until it reports
+            await self._work(repo, config, run, action)
+
+    async def _work(self, repo: Repo, config: CIConfig, run: CIRun, action: str) -> None:
+        self.sim.log.add("ci", run=run.id, repo=run.repo, sha=run.sha, context=run.context, phase="running")
         run.state = "running"
         started = time.monotonic()
+        if config.delay_s:
+            await asyncio.sleep(config.delay_s)
         if action in ("fail", "error"):
             code, output = 1, f"injected CI fault: {action}\n"
         else:
@@ -95,7 +115,7 @@ class CIRunner:
         else:
             state, desc = "failure", f"Failing after {took:.1f}s (exit {code})"
         run.state = state
-        await self.sim.add_status(repo, run.sha, state, config.context, desc, self.run_url(run), ci)
+        await self.sim.add_status(repo, run.sha, state, config.context, desc, self.run_url(run), self.sim.ci_user())
         self.sim.log.add("ci", run=run.id, repo=run.repo, sha=run.sha, context=run.context, phase="done",
                          state=state, exit_code=code)
 
@@ -108,7 +128,7 @@ class CIRunner:
             await run_git(["-C", str(checkout), "checkout", "--quiet", "--detach", run.sha])
             env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
             env.update({"CI": "true", "CI_COMMIT_SHA": run.sha, "CI_COMMIT_BRANCH": run.branch,
-                        "CI_REPO": run.repo})
+                        "CI_REPO": run.repo, "CI_RUN_ID": str(run.id)})
             proc = await asyncio.create_subprocess_exec(
                 "sh", "-c", run.command, cwd=str(checkout), env=env, stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True)

@@ -226,6 +226,7 @@ class CIConfig:
     delay_s: float
     branches: list[str]
     description_pending: str = "Running"
+    runners: int = 0  # how many runs of this configuration may run at once (0: no limit); the rest wait in line
 
 
 @dataclass

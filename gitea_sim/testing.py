@@ -169,9 +169,9 @@ class SimHandle:
 
     # --- the simulator's own surface ---
     async def set_ci(self, repo: str, command: str, context: str = "ci/test", delay_s: float = 0,
-                     branches: list[str] | None = None) -> None:
+                     branches: list[str] | None = None, runners: int = 0) -> None:
         await self.sim_api("PUT", f"/_sim/ci/{repo}", {"command": command, "context": context, "delay_s": delay_s,
-                                                      "branches": branches or ["*"]})
+                                                      "branches": branches or ["*"], "runners": runners})
 
     async def fault(self, **spec: Any) -> dict[str, Any]:
         data: dict[str, Any] = await self.sim_api("POST", "/_sim/faults", spec)

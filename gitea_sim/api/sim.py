@@ -29,8 +29,11 @@ async def put_ci(request: web.Request) -> web.Response:
     branches = body.get("branches", ["*"])
     if not isinstance(branches, list) or not all(isinstance(b, str) for b in branches):
         raise ApiError(422, "branches must be a list of globs")
+    runners = body.get("runners", 0)
+    if not isinstance(runners, int) or isinstance(runners, bool) or runners < 0:
+        raise ApiError(422, "runners must be a whole number >= 0 (0: no limit)")
     config = CIConfig(command=command, context=str(body.get("context") or "ci/test"),
-                      delay_s=float(body.get("delay_s") or 0), branches=branches)
+                      delay_s=float(body.get("delay_s") or 0), branches=branches, runners=runners)
     sim.ci.configure(repo, config)
     return json_response(asdict(config))
 

@@ -75,6 +75,32 @@ async def test_ci_runs_only_on_matching_branches(gitea: SimHandle, team: Team) -
     assert (await gitea.api("GET", f"/repos/{team.repo}/commits/{staged}/status"))["state"] == "success"
 
 
+async def test_ci_runner_limit_makes_runs_wait_in_line(gitea: SimHandle, team: Team) -> None:
+    """With `runners: 1`, a second push's run is queued (pending at once) and starts only when the first is done;
+    each run sees its own id in CI_RUN_ID."""
+    await gitea.set_ci(team.repo, 'echo "run $CI_RUN_ID"', delay_s=0.3, runners=1)
+    first = await gitea.push_commit(team.repo, team.writer, "a", {"a": "1"}, base="main")
+    second = await gitea.push_commit(team.repo, team.writer, "b", {"b": "1"}, base="main")
+    third = await gitea.push_commit(team.repo, team.writer, "c", {"c": "1"}, base="main")
+    await gitea.wait_idle()
+    phases = [(e["sha"], e["phase"]) for e in await gitea.log("ci") if e["phase"] in ("running", "done")]
+    assert phases == [(first, "running"), (first, "done"), (second, "running"), (second, "done"),
+                      (third, "running"), (third, "done")]
+    for sha in (first, second, third):
+        statuses = await gitea.api("GET", f"/repos/{team.repo}/commits/{sha}/statuses")
+        assert [s["status"] for s in statuses] == ["success", "pending"]
+        run = await gitea.sim_api("GET", statuses[0]["target_url"].split(gitea.url, 1)[1])
+        assert run["output"] == f"run {run['id']}\n"
+
+
+async def test_ci_runner_limit_must_be_a_count(gitea: SimHandle, team: Team) -> None:
+    for bad in (-1, "2", 1.5, True):
+        status, body, _ = await gitea.request("PUT", f"/_sim/ci/{team.repo}", token=gitea.admin_token,
+                                              json={"command": "true", "runners": bad})
+        assert status == 422, (bad, body)
+    assert await gitea.sim_api("GET", f"/_sim/ci/{team.repo}") == []
+
+
 async def test_log_records_api_calls_and_deliveries(gitea: SimHandle, team: Team) -> None:
     before = (await gitea.log())[-1]["seq"]
     await gitea.api("GET", f"/repos/{team.repo}", token=team.writer.token)

@@ -95,6 +95,7 @@ class EntryView:
     method: MergeMethod = MergeMethod.REBASE
     cancel_requested_by: str | None = None
     ready: bool = False  # a waiting entry whose dependencies (and approvals) are all there
+    single: bool = False  # ``/merge single``: tested in a batch of its own
 
 
 @dataclass(frozen=True, slots=True)

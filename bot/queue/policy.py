@@ -1,0 +1,81 @@
+"""How a train forms candidates, as a value the pure machine is handed (never flags threaded through it).
+
+:class:`QueuePolicy` comes from the settings today (and from the repository's own file later); the gate puts
+it in the snapshot. The functions here are the batch rules, pure like the machine that calls them:
+
+- :func:`next_batch` — the head of the line starts an attempt of up to ``batch_max`` entries, in line order.
+  An entry marked ``single`` (``/merge single``), or queued at or above the urgent priority, goes alone: it
+  neither joins a batch nor takes others into its own. With fewer entries waiting than the batch could take,
+  the batch waits up to ``batch_wait_seconds`` after the earliest of them was queued, for more to arrive;
+  it never waits when it is full or when the next entry in line could not join it anyway.
+- :func:`halves` — how a red batch is bisected: the first half, then the second, order (so priority) kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from bot.queue.model import EntryView
+
+
+@dataclass(frozen=True, slots=True)
+class QueuePolicy:
+    batch_max: int = 1
+    batch_wait_seconds: float = 0.0
+    bisect: bool = True
+    urgent_priority: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.batch_max < 1:
+            raise ValueError(f"batch_max must be at least 1, not {self.batch_max}")
+        if self.batch_wait_seconds < 0:
+            raise ValueError(f"batch_wait_seconds must not be negative, not {self.batch_wait_seconds}")
+
+    def alone(self, entry: EntryView) -> bool:
+        """Whether this entry is tested in a batch of its own."""
+        return entry.single or (self.urgent_priority is not None and entry.priority >= self.urgent_priority)
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """The entries the next attempt carries, in order, and when it may start (``None``: now)."""
+
+    entries: tuple[EntryView, ...]
+    wait_until: datetime | None = None
+
+    @property
+    def entry_ids(self) -> tuple[int, ...]:
+        return tuple(entry.id for entry in self.entries)
+
+
+def next_batch(
+    line: Sequence[EntryView], policy: QueuePolicy, now: datetime, *, capacity: int | None = None
+) -> Batch | None:
+    """The batch the head of ``line`` (queued entries in test order) starts, or ``None`` for an empty line.
+
+    ``capacity`` caps the batch below ``batch_max`` (a strategy that tests a PR's own branch carries one)."""
+    if not line:
+        return None
+    head = line[0]
+    limit = policy.batch_max if capacity is None else max(1, min(policy.batch_max, capacity))
+    if limit == 1 or policy.alone(head):
+        return Batch((head,))
+    taken = [head]
+    for entry in line[1:]:
+        if len(taken) == limit or policy.alone(entry):
+            return Batch(tuple(taken))  # full, or the next one cannot join: waiting would gain nothing
+        taken.append(entry)
+    if len(taken) == limit or policy.batch_wait_seconds <= 0:
+        return Batch(tuple(taken))
+    ready = min(entry.queued_at for entry in taken) + timedelta(seconds=policy.batch_wait_seconds)
+    return Batch(tuple(taken), None if now >= ready else ready)
+
+
+def halves(entry_ids: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """A red batch's two parts, in order: the first half (the larger one when odd), then the rest."""
+    if len(entry_ids) < 2:
+        raise ValueError("only a batch of two or more entries can be split")
+    middle = (len(entry_ids) + 1) // 2
+    return tuple(entry_ids[:middle]), tuple(entry_ids[middle:])

@@ -78,6 +78,12 @@ CASES: list[tuple[str, str, list[Expected]]] = [
         [Queue(after=(here(3), here(4), DepRef("other", "repo", 5)))],
     ),
     ("a repeated reference counts once", "/merge after #3 #3", [Queue(after=(here(3),))]),
+    ("single: tested alone", "/merge single", [Queue(single=True)]),
+    (
+        "single among the options, after ends before it",
+        "/merge p=2 after #3 single method=merge",
+        [Queue(priority=2, method=MergeMethod.MERGE, after=(here(3),), single=True)],
+    ),
     (
         "owner and repository compare without case",
         "/merge after Org/Repo#3",
@@ -169,6 +175,9 @@ CASES: list[tuple[str, str, list[Expected]]] = [
     ("priority twice, two spellings", "/merge p=1 priority=1", [Refused("/merge p=1 priority=1", "given twice")]),
     ("method twice", "/merge method=merge method=squash", [Refused("/merge method=merge method=squash", "twice")]),
     ("after twice", "/merge after #1 after #2", [Refused("/merge after #1 after #2", "`after` is given twice")]),
+    ("single twice", "/merge single single", [Refused("/merge single single", "`single` is given twice")]),
+    ("single in capitals", "/merge Single", [Refused("/merge Single", "write `single`")]),
+    ("single with a value", "/merge single=yes", [Refused("/merge single=yes", "unknown option `single`")]),
     ("negative priority (after everything else)", "/merge p=-5", [Queue(priority=-5)]),
     ("the highest priority", "/merge p=1000000", [Queue(priority=1_000_000)]),
     ("the lowest priority", "/merge p=-1000000", [Queue(priority=-1_000_000)]),

@@ -23,8 +23,9 @@ What counts as a command (each rule is a row in ``tests/test_commands.py``):
 Forms: ``/merge`` queues the PR at its current head; ``/merge cancel``, ``/merge retry`` and
 ``/merge status`` do what they say and take nothing after them. Options after ``/merge``, in any order and
 each at most once: ``p=N`` (or ``priority=N``; a whole number within ±``PRIORITY_LIMIT``), ``method=rebase|
-merge|squash`` and ``after REF...`` where each REF is ``#N`` (this repository) or ``owner/repo#N``,
-separated by spaces or commas; the references run up to the next ``key=value`` option.
+merge|squash``, ``single`` (test this PR in a batch of its own) and ``after REF...`` where each REF is
+``#N`` (this repository) or ``owner/repo#N``, separated by spaces or commas; the references run up to the
+next ``key=value`` option or ``single``.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ _NAME = r"[A-Za-z0-9_.-]+"
 _REF = re.compile(rf"(?:({_NAME})/({_NAME}))?#([0-9]{{1,10}})", re.ASCII)
 _PRIORITY = re.compile(r"-?[0-9]{1,7}", re.ASCII)
 _REF_SEPARATOR = re.compile(r"[\s,]+")
-_EXPECTED = "expected p=N, method=rebase|merge|squash, after #N, or one of cancel, retry, status"
+_EXPECTED = "expected p=N, method=rebase|merge|squash, single, after #N, or one of cancel, retry, status"
+_FLAGS = frozenset({"single"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +95,7 @@ class Queue:
     priority: int = 0
     method: MergeMethod | None = None
     after: tuple[DepRef, ...] = ()
+    single: bool = False  # tested alone, never in a batch with other PRs
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,7 +254,7 @@ def parse_line(line: str) -> Command:
 
 
 def _queue(line: str, args: Sequence[str]) -> Command:
-    """``p=N``, ``method=M`` and ``after REF...``, in any order, each at most once."""
+    """``p=N``, ``method=M``, ``single`` and ``after REF...``, in any order, each at most once."""
     given: dict[str, str] = {}  # option → the text that gave it
     after: tuple[DepRef, ...] = ()
     index = 0
@@ -259,7 +262,10 @@ def _queue(line: str, args: Sequence[str]) -> Command:
         word = args[index]
         index += 1
         if word == "after":  # the references run up to the next key=value option
-            end = next((i for i in range(index, len(args)) if "=" in args[i] or args[i] == "after"), len(args))
+            end = next(
+                (i for i in range(index, len(args)) if "=" in args[i] or args[i] == "after" or args[i] in _FLAGS),
+                len(args),
+            )
             text, index = " ".join(args[index:end]), end
             if "after" in given:
                 return Invalid(line, "`after` is given twice")
@@ -268,6 +274,11 @@ def _queue(line: str, args: Sequence[str]) -> Command:
             if bad or not refs:
                 return Invalid(line, _bad_refs(bad))
             after = refs
+            continue
+        if word in _FLAGS:
+            if word in given:
+                return Invalid(line, f"`{word}` is given twice")
+            given[word] = word
             continue
         key, sep, _ = word.partition("=")
         option = _OPTIONS.get(key) if sep else None
@@ -296,14 +307,14 @@ def _options(line: str, given: dict[str, str], after: tuple[DepRef, ...]) -> Com
         if value not in _METHODS:
             return Invalid(line, f"method must be rebase, merge or squash, got `{value}`")
         method = MergeMethod(value)
-    return Queue(priority=priority, method=method, after=after)
+    return Queue(priority=priority, method=method, after=after, single="single" in given)
 
 
 def _unknown(line: str, word: str) -> Invalid:
     key, sep, _ = word.partition("=")
     if word in _VERBS:
         return Invalid(line, f"`{word}` is a command of its own: `/merge {word}`")
-    if word.lower() == "after" or (sep and key.lower() in _OPTIONS):
+    if word.lower() == "after" or word.lower() in _FLAGS or (sep and key.lower() in _OPTIONS):
         return _lowercase(line, word.lower())
     if sep:
         return Invalid(line, f"unknown option `{key}`; {_EXPECTED}")

@@ -1,5 +1,5 @@
-"""The reaper never rescues a slow but alive gate (FAULTS.md 8): a fresh lease is left alone, and an expired
-one only wakes the train, whose gate must then win the train's lock — which a live holder keeps."""
+"""The reaper never rescues a slow but alive gate (docs/faults.md #8): a fresh lease is left alone, and an
+expired one only wakes the train, whose gate must then win the train's lock — which a live holder keeps."""
 
 from __future__ import annotations
 

@@ -3,7 +3,8 @@
 Every call passes :meth:`GiteaClient._request`, the one choke point: token in the ``Authorization``
 header (never in a URL), HTTP status → typed error (``bot.forge.errors``), and retries for GETs only —
 with exponential backoff, jitter and ``Retry-After`` — on 429, 5xx and connection failures. A failed
-POST/PUT/PATCH/DELETE is never repeated here: the caller re-reads the state and decides (FAULTS.md 19).
+POST/PUT/PATCH/DELETE is never repeated here: the caller re-reads the state and decides
+(docs/faults.md #19).
 """
 
 from __future__ import annotations

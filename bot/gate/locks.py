@@ -3,7 +3,8 @@
 The connection is not from the pool (a session lock on a pooled connection would be re-entrant for its
 next user) and lives exactly as long as the gate's run: losing it means losing the lock. A heartbeat
 pings it; :meth:`TrainLock.check` raises :class:`LockLost` the moment it is gone, and the gate calls it
-before every write to the forge, so a gate that lost its lock stops writing at once (FAULTS.md 5 and 7).
+before every write to the forge, so a gate that lost its lock stops writing at once
+(docs/faults.md #5 and #7).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ database transitions check the row's version (``queries.move_*``), and forge wri
 SHAs — the staging ref is written with a lease on its old value, the base only by a fast-forward push or
 ``Do=fast-forward-only`` with ``head_commit_id``. Before each forge write the gate records its intent and
 proves it still holds the lock; after a crash the next gate re-reads the forge and the machine decides
-from what it sees (the base already at the candidate → finish the bookkeeping, FAULTS.md 1-3).
+from what it sees (the base already at the candidate → finish the bookkeeping, docs/faults.md #1-#3).
 """
 
 from __future__ import annotations
@@ -222,7 +222,8 @@ class Gate:
             if attempt.state != AttemptState.BUILDING and not landed and base_tip != attempt.candidate_sha:
                 # Statuses count until the base is at the candidate: a merge is retried only while still green.
                 # A building candidate is recorded before it is pushed, so after a crash the forge may not know
-                # it (404, or 500 on Gitea): the machine rebuilds it without looking at statuses (FAULTS.md 1).
+                # it (404, or 500 on Gitea): the machine rebuilds it without looking at statuses
+                # (docs/faults.md #1).
                 listed = await deps.forge.list_statuses(repo.owner, repo.name, attempt.candidate_sha)
                 statuses = tuple(StatusView(s.context, s.state, s.target_url, s.description) for s in listed)
                 await self._remember_statuses(repo, attempt.candidate_sha, statuses, now)

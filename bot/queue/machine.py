@@ -227,7 +227,7 @@ def _merging_step(snapshot: TrainSnapshot, attempt: AttemptView, landed: bool) -
         if any(_stale(entry, attempt) for entry in snapshot.entries if entry.id in attempt.entry_ids):
             return None  # rule 2 abandons it before anything is pushed
         # The push is tried again only while the candidate is still green: a check that turned red (or is
-        # running again) since the decision stops it (FAULTS.md 12: the latest status per context wins).
+        # running again) since the decision stops it (docs/faults.md #12: the latest status per context wins).
         checked = _checks_step(snapshot, attempt)
         if checked.reason is Reason.CHECKS_PASSED:
             return Decision(checked.actions, Reason.MERGE_RETRY)

@@ -2,8 +2,9 @@
 
 It never takes an attempt over itself: it wakes the gate runner for a train whose attempt's lease has
 expired, and the runner's gate must win the train's lock first — which a live holder keeps — so a slow
-but alive gate is never "rescued" (FAULTS.md 8). A staging branch is deleted only when no active attempt
-names it; the gate records a staging ref before it pushes one, so a branch being created is never reaped.
+but alive gate is never "rescued" (docs/faults.md #8). A staging branch is deleted only when no active
+attempt names it; the gate records a staging ref before it pushes one, so a branch being created is never
+reaped.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""SIGKILL at every named step of the gate (FAULTS.md 1-2), restart, and nothing is lost or merged twice.
+"""SIGKILL at every named step of the gate (docs/faults.md #1-#2), restart, and nothing is lost or merged twice.
 
 For each step of ``bot.crashpoints.STEPS`` and each scenario below, the bot runs as a real process with
 ``MERGE_BOT_CRASH_AT=<step>``: two PRs are opened, main moves on (so every candidate is a new commit the forge
@@ -142,7 +142,7 @@ class RedCandidateMerged(Exception):
 
 async def test_candidate_turning_red_while_the_bot_is_down_is_not_merged(make_world: MakeWorld) -> None:
     """The merge is decided and recorded, the bot dies before the push, CI re-runs on the candidate and reports
-    failure (the latest status per context wins, FAULTS.md 12): the restarted bot must not land it."""
+    failure (the latest status per context wins, docs/faults.md #12): the restarted bot must not land it."""
     world = await make_world()
     repo = world.repos[0]
     [number] = await world.open_prs(repo, [("feature-a", {"a.txt": "a\n"})])

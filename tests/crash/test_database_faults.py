@@ -1,4 +1,4 @@
-"""The database goes away under a running bot (FAULTS.md 5-7).
+"""The database goes away under a running bot (docs/faults.md #5-#7).
 
 * PostgreSQL restarts, or stops for a while, mid-attempt (the candidate is in CI): the bot — the same process,
   not restarted — notices that its gate lock went with the connection, writes nothing to the forge while the

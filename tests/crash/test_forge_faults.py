@@ -1,5 +1,5 @@
-"""A queue of 20 PRs drains while the forge misbehaves at a fixed rate (FAULTS.md 3, 19, 21-23): the outcome is
-the clean run's.
+"""A queue of 20 PRs drains while the forge misbehaves at a fixed rate (docs/faults.md #3, #19, #21-#24):
+the outcome is the clean run's.
 
 One bot process works two repositories with the same initial tree. First 20 PRs drain on ``clean`` with no
 fault; then 20 PRs with the same contents drain on ``faulty`` while a fault pump keeps one fault armed at all

@@ -1,4 +1,4 @@
-"""A ``/merge`` whose intake is cut short must still queue the PR (promise 4, FAULTS.md 19 and 23).
+"""A ``/merge`` whose intake is cut short must still queue the PR (promise 4, docs/faults.md #43, #19, #23).
 
 The intake records each command under its source (``comment:<id>``) so that a redelivery or a reconciler
 pass acts once; it reads the forge (permission, the PR, protection, dependencies) before it creates the

@@ -1,4 +1,4 @@
-"""Three bot processes on one database, five repositories with ten PRs each (FAULTS.md 4).
+"""Three bot processes on one database, five repositories with ten PRs each (docs/faults.md #4).
 
 The three replicas sit behind one webhook URL (a round-robin balancer, as in a real deployment), so each
 delivery lands in whichever process is next and every gate is woken through the database. Every PR must be

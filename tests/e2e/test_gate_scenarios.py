@@ -1,4 +1,4 @@
-"""The gate against the forge's surprises (FAULTS.md 9-11, 15, 16, 3) and both strategies x all methods."""
+"""The gate against the forge's surprises (docs/faults.md #3, #9-#11, #15, #16), both strategies x all methods."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Lost, duplicated and re-delivered webhooks (FAULTS.md 21-23): the reconciler heals, nothing acts twice."""
+"""Lost, duplicated and re-delivered webhooks (docs/faults.md #21-#23): the reconciler heals, nothing acts twice."""
 
 from __future__ import annotations
 

@@ -100,7 +100,7 @@ async def edit_issue(request: web.Request) -> web.Response:
     state = body.get("state")
     if state in ("open", "closed"):
         if issue.pr is not None and issue.pr.merged:
-            raise ApiError(412, "cannot change state of a merged pull request")
+            raise ApiError(412, "cannot change state of this pull request, it was already merged")
         sim.pulls.set_state(repo, issue, doer, str(state))
     issue.updated_at = utcnow()
     return json_response(sim.ser.issue(repo, issue), 201)

@@ -125,7 +125,7 @@ async def edit_pull(request: web.Request) -> web.Response:
     state = body.get("state")
     if state in ("open", "closed") and state != issue.state:
         if pr.merged:
-            raise ApiError(409, "cannot change state of a merged pull request")
+            raise ApiError(412, "cannot change state of this pull request, it was already merged")
         sim.pulls.set_state(repo, issue, doer, str(state))
     return json_response(sim.ser.pull(repo, issue, access), 201)
 

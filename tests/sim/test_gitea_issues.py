@@ -46,6 +46,7 @@ async def test_list_issue_comments(gitea: SimHandle, team: Team) -> None:
     await gitea.comment(team.repo, two, team.reader, "c")
     status, comments, headers = await gitea.request("GET", f"/api/v1/repos/{team.repo}/issues/{one}/comments",
                                                     token=team.owner.token)
+    assert status == 200
     assert [c["body"] for c in comments] == ["a", "b"]
     assert headers["X-Total-Count"] == "2"
 
@@ -150,7 +151,7 @@ async def test_comment_reactions(gitea: SimHandle, team: Team) -> None:
         assert (await gitea.request(method, wrong, token=team.owner.token, json={"content": "+1"}))[0] == 404
     assert (await gitea.request("POST", url, token=team.owner.token, json={"content": "+1"}))[0] == 201
     status, listed, _ = await gitea.request("GET", url, token=team.owner.token)
-    assert [r["content"] for r in listed] == ["+1"]
+    assert (status, [r["content"] for r in listed]) == (200, ["+1"])
 
 
 # --- labels (api_issue_label_test.go) ---

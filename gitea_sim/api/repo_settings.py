@@ -164,9 +164,11 @@ async def create_protection(request: web.Request) -> web.Response:
     if any(p.rule_name == name for p in repo.protections):
         raise forbidden("Branch protection already exist")
     prot = Protection(rule_name=name, opts=_protection_opts(request, repo, body, {}))
-    # UpdateProtectBranch gives a new rule the highest priority so far plus one (glob rules match in
-    # ascending priority, i.e. in creation order unless reordered).
-    prot.opts["priority"] = max((int(p.opts.get("priority", 0) or 0) for p in repo.protections), default=0) + 1
+    # CreateBranchProtection passes the request's priority on; UpdateProtectBranch gives a new rule whose
+    # priority is unset (0) the highest priority so far plus one (glob rules match in ascending priority,
+    # i.e. in creation order unless reordered).
+    if not int(prot.opts.get("priority", 0) or 0):
+        prot.opts["priority"] = max((int(p.opts.get("priority", 0) or 0) for p in repo.protections), default=0) + 1
     repo.protections.append(prot)
     return json_response(sim_of(request).ser.protection(prot), 201)
 

@@ -82,8 +82,8 @@ async def test_branch_protection_needs_admin(gitea: SimHandle, team: Team) -> No
 
 
 async def test_new_rules_get_increasing_priorities(gitea: SimHandle, team: Team) -> None:
-    """Follows models/git/protected_branch.go UpdateProtectBranch: a new rule's priority is the highest so far
-    plus one, whatever the request says."""
+    """Follows models/git/protected_branch.go UpdateProtectBranch: a new rule whose priority is unset (or 0) gets
+    the highest so far plus one; routers/api/v1/repo/branch.go CreateBranchProtection passes a given one on."""
     url = f"/repos/{team.repo}/branch_protections"
     first = await gitea.api("POST", url, json={"rule_name": "release/*"})
     second = await gitea.api("POST", url, json={"rule_name": "main"})
@@ -92,6 +92,10 @@ async def test_new_rules_get_increasing_priorities(gitea: SimHandle, team: Team)
     await gitea.api("DELETE", f"{url}/main")
     fourth = await gitea.api("POST", url, json={"rule_name": "hotfix/*"})
     assert fourth["priority"] == 4
+    chosen = await gitea.api("POST", url, json={"rule_name": "docs/*", "priority": 10})
+    assert chosen["priority"] == 10
+    after = await gitea.api("POST", url, json={"rule_name": "feature/*"})
+    assert after["priority"] == 11
 
 
 async def test_glob_rules_match_by_priority_and_plain_names_first(gitea: SimHandle, team: Team) -> None:

@@ -168,8 +168,15 @@ class PullService:
         for issue in repo.pulls():
             pr = issue.pr
             assert pr is not None
-            if issue.state == "open" and not pr.merged and pr.head_sha == sha and pr.scheduled is not None:
-                self.sim.spawn(self.try_auto_merge(repo, issue), name=f"automerge-{issue.id}")
+            if pr.head_sha == sha:
+                self.start_auto_merge(repo, issue)
+
+    def start_auto_merge(self, repo: Repo, issue: Issue) -> None:
+        """automergequeue.StartPRCheckAndAutoMerge: queue the scheduled merge of an open PR for a try."""
+        pr = issue.pr
+        assert pr is not None
+        if issue.state == "open" and not pr.merged and pr.scheduled is not None:
+            self.sim.spawn(self.try_auto_merge(repo, issue), name=f"automerge-{issue.id}")
 
     def _dismiss_stale_reviews(self, repo: Repo, issue: Issue) -> None:
         pr = issue.pr
@@ -220,6 +227,15 @@ class PullService:
             if base_sha and not await self.sim.git(repo).is_ancestor(base_sha, pr.head_sha):
                 return "The head branch is behind the base branch"
         return None
+
+    def commit_status_pass(self, repo: Repo, issue: Issue) -> bool:
+        """IsPullCommitStatusPass: without a rule, or with status checks off, the checks pass."""
+        pr = issue.pr
+        assert pr is not None
+        prot = self.sim.perms.protection_for(repo, pr.base_branch)
+        if prot is None or not prot.flag("enable_status_check"):
+            return True
+        return self.commit_state(repo, pr.head_sha, prot.names("status_check_contexts")) == "success"
 
     def not_ready(self, reason: str) -> ApiError:
         if self.sim.flavour == "forgejo":
@@ -272,14 +288,14 @@ class PullService:
         if req.message.strip():
             message += "\n\n" + req.message.strip()
         if req.when_checks_succeed:
+            # Gitea >= 1.22 (automerge.ScheduleAutoMerge) always schedules, green checks or not, and hands the
+            # PR to its auto-merge queue, which merges it shortly after the 201 if the checks pass by then.
             if pr.scheduled is not None:
                 raise ApiError(409, f"pull request is already scheduled to automerge [pull_id: {issue.id}]")
-            prot = self.sim.perms.protection_for(repo, pr.base_branch)
-            required = prot.names("status_check_contexts") if prot else []
-            if self.commit_state(repo, pr.head_sha, required) != "success":
-                pr.scheduled = ScheduledMerge(doer.id, style, message, req.delete_branch)
-                self.sim.add_event(issue.id, "pull_scheduled_merge", doer)
-                return 201
+            pr.scheduled = ScheduledMerge(doer.id, style, message, req.delete_branch)
+            self.sim.add_event(issue.id, "pull_scheduled_merge", doer)
+            self.start_auto_merge(repo, issue)
+            return 201
         await self.do_merge(repo, issue, doer, style, req.head_commit_id, message)
         if req.delete_branch:
             await self._delete_head_after_merge(repo, issue, doer)
@@ -408,10 +424,40 @@ class PullService:
             return
         git = self.sim.git(repo)
         old = await git.branch_sha(pr.head_branch)
-        if old and await git.delete_ref(f"refs/heads/{pr.head_branch}", old):
-            from .core import RefUpdate
+        if not old or not await git.delete_ref(f"refs/heads/{pr.head_branch}", old):
+            return
+        from .core import RefUpdate
 
-            await self.sim.on_push(repo, doer, [RefUpdate(old, ZERO_SHA, f"refs/heads/{pr.head_branch}")])
+        # repo_service.DeleteBranch with the merged PR: a "delete_branch" entry on it, then (with
+        # [repository.pull-request] RETARGET_CHILDREN_ON_MERGE, default true) every open PR based on the
+        # deleted branch is retargeted to the merged PR's base (stacked PRs).
+        self.sim.add_event(issue.id, "delete_branch", doer, old_ref=pr.head_branch)
+        for child in repo.pulls():
+            cpr = child.pr
+            assert cpr is not None
+            if child.state == "open" and not cpr.merged and cpr.base_branch == pr.head_branch:
+                self.change_target(repo, child, doer, pr.base_branch)
+        await self.sim.on_push(repo, doer, [RefUpdate(old, ZERO_SHA, f"refs/heads/{pr.head_branch}")])
+
+    def change_target(self, repo: Repo, issue: Issue, doer: User, new_base: str) -> bool:
+        """ChangeTargetBranch: False (and no change) when an open PR for the same head and new base exists
+        or the head is the new base."""
+        pr = issue.pr
+        assert pr is not None
+        if pr.head_branch == new_base or any(
+                o is not issue and o.state == "open" and o.pr is not None and not o.pr.merged
+                and o.pr.head_branch == pr.head_branch and o.pr.base_branch == new_base for o in repo.pulls()):
+            return False
+        old_base = pr.base_branch
+        pr.base_branch = new_base
+        issue.updated_at = utcnow()
+        self.sim.add_event(issue.id, "change_target_branch", doer, old_ref=old_base, new_ref=new_base)
+        self.sim.webhooks.emit(repo, "pull_request",
+                               self.sim.payloads.pull_request("edited", repo, issue, doer,
+                                                              changes={"ref": {"from": old_base}}),
+                               branch=new_base)
+        self.schedule_check(repo, issue)
+        return True
 
     # --- scheduled merge (services/automerge) ---
     async def try_auto_merge(self, repo: Repo, issue: Issue) -> None:
@@ -422,6 +468,8 @@ class PullService:
             return
         doer = self.sim.state.users[sched.doer_id]
         try:
+            if not self.commit_status_pass(repo, issue):
+                raise ApiError(405, "Not all required status checks successful")
             await self.check_mergeable(repo, issue, doer, "general", False)
             await self.do_merge(repo, issue, doer, sched.style, "", sched.message)
         except ApiError as err:

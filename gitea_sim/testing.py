@@ -60,14 +60,16 @@ class SimHandle:
     # --- raw API ---
     async def request(self, method: str, path: str, *, token: str | None = None, json: Any = None,
                       params: dict[str, str] | None = None, basic: tuple[str, str] | None = None,
-                      headers: dict[str, str] | None = None) -> tuple[int, Any, dict[str, str]]:
-        """(status, decoded JSON or None, headers). `path` is relative to the server, e.g. /api/v1/version."""
+                      headers: dict[str, str] | None = None,
+                      form: dict[str, str] | None = None) -> tuple[int, Any, dict[str, str]]:
+        """(status, decoded JSON or None, headers). `path` is relative to the server, e.g. /api/v1/version.
+        `form` sends the body application/x-www-form-urlencoded instead of JSON."""
         hdrs = dict(headers or {})
         if token is not None:
             hdrs["Authorization"] = f"token {token}"
         if basic is not None:
             hdrs["Authorization"] = "Basic " + base64.b64encode(f"{basic[0]}:{basic[1]}".encode()).decode()
-        async with self.session.request(method, self.url + path, json=json, params=params,
+        async with self.session.request(method, self.url + path, json=json, params=params, data=form,
                                         headers=hdrs) as resp:
             raw = await resp.read()
             data: Any = None

@@ -7,6 +7,7 @@ import binascii
 import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 
@@ -64,12 +65,31 @@ def empty(status: int) -> web.Response:
     return web.Response(status=status)
 
 
+class FormBody(dict[str, Any]):
+    """A form-encoded body: every value arrives as a string (a repeated key as a list of strings)."""
+
+
+FORM_TRUE = ("true", "on", "1")
+FORM_BOOL = (*FORM_TRUE, "false", "off", "0", "")
+
+
 async def read_json(request: web.Request) -> dict[str, Any]:
+    """The request body as a dict: JSON, or application/x-www-form-urlencoded (Gitea's binding takes both)."""
     if not request.can_read_body:
         return {}
     raw = await request.read()
     if not raw.strip():
         return {}
+    if request.content_type == "application/x-www-form-urlencoded":
+        form = FormBody()
+        for key, value in parse_qsl(raw.decode(errors="replace"), keep_blank_values=True):
+            key = key.removesuffix("[]")
+            if key in form:
+                prev = form[key]
+                form[key] = [*prev, value] if isinstance(prev, list) else [prev, value]
+            else:
+                form[key] = value
+        return form
     try:
         data = json.loads(raw)
     except ValueError:
@@ -77,6 +97,18 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ApiError(422, "body must be a JSON object")
     return data
+
+
+def int_field(body: dict[str, Any], key: str) -> int | None:
+    """An integer field; a form body's digits count."""
+    value = body.get(key)
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(body, FormBody) and isinstance(value, str) and value.lstrip("-").isdigit():
+        return int(value)
+    return None
 
 
 def str_field(body: dict[str, Any], key: str, default: str = "") -> str:
@@ -92,6 +124,8 @@ def bool_field(body: dict[str, Any], key: str, default: bool = False) -> bool:
     value = body.get(key, default)
     if value is None:
         return default
+    if isinstance(body, FormBody) and isinstance(value, str) and value.lower() in FORM_BOOL:
+        return value.lower() in FORM_TRUE
     if not isinstance(value, bool):
         raise ApiError(422, f"{key}: must be a boolean")
     return value
@@ -99,6 +133,8 @@ def bool_field(body: dict[str, Any], key: str, default: bool = False) -> bool:
 
 def list_field(body: dict[str, Any], key: str) -> list[Any]:
     value = body.get(key) or []
+    if isinstance(body, FormBody) and isinstance(value, str):
+        value = [value]
     if not isinstance(value, list):
         raise ApiError(422, f"{key}: must be an array")
     return value

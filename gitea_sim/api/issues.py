@@ -12,6 +12,7 @@ from ..web import (
     ApiError,
     empty,
     forbidden,
+    int_field,
     int_param,
     json_response,
     list_field,
@@ -99,7 +100,7 @@ async def edit_issue(request: web.Request) -> web.Response:
     state = body.get("state")
     if state in ("open", "closed"):
         if issue.pr is not None and issue.pr.merged:
-            raise ApiError(412, "cannot change state of a merged pull request")
+            raise ApiError(412, "cannot change state of this pull request, it was already merged")
         sim.pulls.set_state(repo, issue, doer, str(state))
     issue.updated_at = utcnow()
     return json_response(sim.ser.issue(repo, issue), 201)
@@ -337,8 +338,8 @@ async def _dependency_target(request: web.Request, repo: Repo) -> Issue:
     owner = str_field(body, "owner") or sim.state.users[repo.owner_id].login
     name = str_field(body, "repo") or repo.name
     target_repo = sim.state.repo_by_name(owner, name)
-    index = body.get("index")
-    if target_repo is None or not isinstance(index, int) or index not in target_repo.issues:
+    index = int_field(body, "index")
+    if target_repo is None or index is None or index not in target_repo.issues:
         raise not_found("the issue does not exist")
     doer = require_doer(request)
     if sim.perms.access(target_repo, doer) < Access.READ:
@@ -375,7 +376,9 @@ async def remove_dependency(request: web.Request) -> web.Response:
         issue.depends_on.remove(dep.id)
         sim.add_event(issue.id, "remove_dependency", doer, dependent_issue_id=dep.id)
         sim.add_event(dep.id, "remove_dependency", doer, dependent_issue_id=issue.id)
-    return json_response(sim.ser.issue(sim.state.repos[dep.repo_id], dep))
+    # RemoveIssueDependency answers 201 (routers/api/v1/repo/issue_dependency.go: createIssueDependency
+    # writes ctx.JSON(http.StatusCreated, ...) for both directions), although the spec documents 200.
+    return json_response(sim.ser.issue(sim.state.repos[dep.repo_id], dep), 201)
 
 
 # --- timeline ---

@@ -66,7 +66,7 @@ async def create_pull(request: web.Request) -> web.Response:
         head_owner, head = head.split(":", 1)
         if head_owner.lower() != owner_login.lower():
             raise not_found("forks are not simulated")
-    labels = [int(x) for x in list_field(body, "labels") if isinstance(x, int)]
+    labels = [int(x) for x in list_field(body, "labels") if not isinstance(x, bool) and str(x).isdigit()]
     if labels and access < Access.WRITE:
         labels = []
     issue = await sim.pulls.create(repo, doer, head, base, title, str_field(body, "body"), labels)
@@ -109,14 +109,14 @@ async def edit_pull(request: web.Request) -> web.Response:
     if "allow_maintainer_edit" in body:
         pr.allow_maintainer_edit = bool_field(body, "allow_maintainer_edit")
     new_base = str_field(body, "base")
-    if new_base and new_base != pr.base_branch:
-        if pr.merged:
-            raise ApiError(409, "pull request has been merged")
+    if new_base and new_base != pr.base_branch and not pr.merged:
         if await sim.git(repo).branch_sha(new_base) is None:
-            raise not_found("base branch does not exist")
-        changes["ref"] = {"from": pr.base_branch}
-        pr.base_branch = new_base
-        sim.pulls.schedule_check(repo, issue)
+            raise not_found(f"new base '{new_base}' not exist")
+        if issue.state != "open":
+            raise ApiError(422, "issue is closed")
+        if not sim.pulls.change_target(repo, issue, doer, new_base):
+            raise ApiError(409, f"pull request already exists for these targets [head_branch: {pr.head_branch}, "
+                                f"base_branch: {new_base}]")
     if changes:
         issue.updated_at = utcnow()
         sim.webhooks.emit(repo, "pull_request",
@@ -125,7 +125,7 @@ async def edit_pull(request: web.Request) -> web.Response:
     state = body.get("state")
     if state in ("open", "closed") and state != issue.state:
         if pr.merged:
-            raise ApiError(409, "cannot change state of a merged pull request")
+            raise ApiError(412, "cannot change state of this pull request, it was already merged")
         sim.pulls.set_state(repo, issue, doer, str(state))
     return json_response(sim.ser.pull(repo, issue, access), 201)
 
@@ -261,6 +261,12 @@ async def create_review(request: web.Request) -> web.Response:
     if event in ("APPROVED", "REQUEST_CHANGES") and doer.id == issue.poster_id:
         verb = "approve" if event == "APPROVED" else "reject"
         raise ApiError(422, f"{verb} your own pull is not allowed")
+    # preparePullReviewType: a COMMENT needs a body or line comments, REQUEST_CHANGES a body.
+    has_body = bool(str_field(body, "body").strip())
+    if event == "COMMENT" and not has_body and not list_field(body, "comments"):
+        raise ApiError(422, "review event COMMENT requires a body or a comment")
+    if event == "REQUEST_CHANGES" and not has_body:
+        raise ApiError(422, "review event REQUEST_CHANGES requires a body")
     review = Review(id=sim.state.next_id("comment"), user_id=doer.id, state=event, body=str_field(body, "body"),
                     commit_id=str_field(body, "commit_id") or pr.head_sha,
                     official=_official(request, repo, issue, doer))
@@ -270,6 +276,8 @@ async def create_review(request: web.Request) -> web.Response:
     payload = sim.payloads.pull_request("reviewed", repo, issue, doer, commit_id=pr.head_sha,
                                         review={"type": REVIEW_EVENTS[event], "content": review.body})
     sim.webhooks.emit(repo, REVIEW_EVENTS[event], payload, branch=pr.base_branch)
+    if event == "APPROVED":  # the automerge notifier retries a scheduled merge on each approval
+        sim.pulls.start_auto_merge(repo, issue)
     return json_response(review_json(request, repo, issue, review))
 
 

@@ -16,6 +16,7 @@ from ..web import (
     doer_of,
     empty,
     forbidden,
+    int_field,
     int_param,
     json_response,
     list_field,
@@ -42,6 +43,9 @@ PROTECTION_FIELDS = (
     "block_on_outdated_branch", "dismiss_stale_approvals", "ignore_stale_approvals", "require_signed_commits",
     "protected_file_patterns", "unprotected_file_patterns", "block_admin_merge_override", "priority",
 )
+PROTECTION_LISTS = ("push_whitelist_usernames", "push_whitelist_teams", "force_push_allowlist_usernames",
+                    "force_push_allowlist_teams", "merge_whitelist_usernames", "merge_whitelist_teams",
+                    "status_check_contexts", "approvals_whitelist_username", "approvals_whitelist_teams")
 USERNAME_LISTS = ("push_whitelist_usernames", "force_push_allowlist_usernames", "merge_whitelist_usernames",
                   "approvals_whitelist_username")
 
@@ -113,8 +117,19 @@ def _protection_opts(request: web.Request, repo: Repo, body: dict[str, Any], bas
     sim = sim_of(request)
     opts = dict(base)
     for key in PROTECTION_FIELDS:
-        if key in body and body[key] is not None:
-            opts[key] = body[key]
+        if key not in body or body[key] is None:
+            continue
+        if key in PROTECTION_LISTS:
+            opts[key] = list_field(body, key)
+        elif key in ("required_approvals", "priority"):
+            number = int_field(body, key)
+            if number is None:
+                raise ApiError(422, f"{key}: must be an integer")
+            opts[key] = number
+        elif key in ("protected_file_patterns", "unprotected_file_patterns"):
+            opts[key] = str_field(body, key)
+        else:
+            opts[key] = bool_field(body, key)
     for key in USERNAME_LISTS:
         for name in opts.get(key) or []:
             user = sim.state.user_by_name(str(name))
@@ -149,6 +164,11 @@ async def create_protection(request: web.Request) -> web.Response:
     if any(p.rule_name == name for p in repo.protections):
         raise forbidden("Branch protection already exist")
     prot = Protection(rule_name=name, opts=_protection_opts(request, repo, body, {}))
+    # CreateBranchProtection passes the request's priority on; UpdateProtectBranch gives a new rule whose
+    # priority is unset (0) the highest priority so far plus one (glob rules match in ascending priority,
+    # i.e. in creation order unless reordered).
+    if not int(prot.opts.get("priority", 0) or 0):
+        prot.opts["priority"] = max((int(p.opts.get("priority", 0) or 0) for p in repo.protections), default=0) + 1
     repo.protections.append(prot)
     return json_response(sim_of(request).ser.protection(prot), 201)
 

@@ -328,15 +328,31 @@ async def test_scheduled_merge_waits_for_required_contexts(gitea: SimHandle, tea
     assert got["merged"] is True and got["merged_by"]["login"] == "bob"
 
 
-async def test_scheduled_merge_merges_at_once_when_already_green(gitea: SimHandle, team: Team) -> None:
+async def test_scheduled_merge_on_green_checks_is_scheduled_then_merged(gitea: SimHandle, team: Team) -> None:
+    """Gitea >= 1.22 schedules even when the checks are already green (201); its auto-merge queue merges after."""
+    await gitea.protect(team.repo, "main", enable_status_check=True, status_check_contexts=["ci/test"])
     pr = await open_pr(gitea, team, "feat", {"f.txt": "1\n"})
     await gitea.set_status(team.repo, pr["head"]["sha"], "success", "ci/test")
     status, _ = await merge(gitea, team.repo, pr["number"], team.writer, Do="merge", merge_when_checks_succeed=True)
-    assert status == 200
+    assert status == 201
+    await gitea.wait_idle()
+    got = await gitea.get_pr(team.repo, pr["number"])
+    assert got["merged"] is True and got["merged_by"]["login"] == "bob"
+    types = [t["type"] for t in await gitea.api("GET", f"/repos/{team.repo}/issues/{pr['number']}/timeline")]
+    assert types.index("pull_scheduled_merge") < types.index("merge_pull")
+
+
+async def test_scheduled_merge_without_status_checks_merges_from_the_queue(gitea: SimHandle, team: Team) -> None:
+    """IsPullCommitStatusPass: with no rule (or status checks off) the scheduled merge needs no status at all."""
+    pr = await open_pr(gitea, team, "feat", {"f.txt": "1\n"})
+    status, _ = await merge(gitea, team.repo, pr["number"], team.writer, Do="squash", merge_when_checks_succeed=True)
+    assert status == 201
+    await gitea.wait_idle()
     assert (await gitea.get_pr(team.repo, pr["number"]))["merged"] is True
 
 
 async def test_cancel_scheduled_merge(gitea: SimHandle, team: Team) -> None:
+    await gitea.protect(team.repo, "main", enable_status_check=True, status_check_contexts=["ci/test"])
     pr = await open_pr(gitea, team, "feat", {"f.txt": "1\n"})
     url = f"/api/v1/repos/{team.repo}/pulls/{pr['number']}/merge"
     assert (await gitea.request("DELETE", url, token=team.writer.token))[0] == 404
@@ -364,7 +380,7 @@ async def test_scheduled_merge_lands_untested_combination(gitea: SimHandle, team
     b = await open_pr(gitea, team, "b", {"b.txt": "1\n"})
     assert (await merge(gitea, team.repo, b["number"], team.writer, Do="merge", merge_when_checks_succeed=True))[
         0
-    ] == 200
+    ] == 201
     await gitea.wait_idle()
     assert (await merge(gitea, team.repo, a["number"], team.writer, Do="merge"))[0] == 200
     assert (await gitea.get_pr(team.repo, b["number"]))["merged"]

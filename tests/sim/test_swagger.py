@@ -66,6 +66,7 @@ UNDECLARED_BUT_REAL = {
     ("POST", "/repos/{owner}/{repo}/pulls/{index}/merge", 201): "scheduled merge (FACTS.md: not in the spec)",
     ("POST", "/repos/{owner}/{repo}/pulls/{index}/merge", 422): "binding error on Do (Gitea's form validation)",
     ("POST", "/repos/{owner}/{repo}/pulls/{index}/merge", 500): "ErrDependenciesLeft / diverging ff-only",
+    ("DELETE", "/repos/{owner}/{repo}/issues/{index}/dependencies", 201): "RemoveIssueDependency writes 201",
 }
 
 

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from .gitrepo import ZERO_SHA
 from .model import Access, Repo, User
-from .web import SIM, AuthError, authenticate, sim_of
+from .web import DOER, SIM, AuthError, authenticate, sim_of
 
 if TYPE_CHECKING:
     from .core import Sim
@@ -105,6 +105,7 @@ async def handle_git(request: web.Request) -> web.StreamResponse:
         doer = authenticate(sim, request)
     except AuthError:
         return _unauthorized()
+    request[DOER] = doer  # for the /_sim/log entry of this git call
     repo = sim.state.repo_by_name(owner, name)
     if repo is None:
         return web.Response(status=404, text="Repository not found\n") if doer else _unauthorized()

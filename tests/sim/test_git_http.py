@@ -34,8 +34,10 @@ def _basic(user: str, password: str) -> str:
 
 async def _ls_remote(g: SimHandle, repo: str, header: str) -> tuple[int, str]:
     """`git ls-remote` with the credentials only in a header, as the bot sends them."""
-    code, _, err = await run_git(["-c", f"http.extraHeader=Authorization: {header}", "ls-remote",
-                                  f"{g.url}/{repo}.git", "refs/heads/main"], check=False)
+    code, _, err = await run_git(
+        ["-c", f"http.extraHeader=Authorization: {header}", "ls-remote", f"{g.url}/{repo}.git", "refs/heads/main"],
+        check=False,
+    )
     return code, err
 
 
@@ -48,8 +50,12 @@ async def test_token_as_basic_password_works_on_git_paths_with_any_user_name(fla
         for user in ("bob", "merge-bot", "anything"):
             code, err = await _ls_remote(g, secret, _basic(user, team.writer.token))
             assert code == 0, err
-        status, _, _ = await g.request("GET", f"/{secret}.git/info/refs", params={"service": "git-receive-pack"},
-                                       headers={"Authorization": _basic("x", team.writer.token)})
+        status, _, _ = await g.request(
+            "GET",
+            f"/{secret}.git/info/refs",
+            params={"service": "git-receive-pack"},
+            headers={"Authorization": _basic("x", team.writer.token)},
+        )
         assert status == 200
 
 
@@ -62,8 +68,11 @@ async def test_the_token_scheme_on_git_paths_is_refused_by_the_forgejo_flavour(
         for scheme in ("token", "Bearer"):
             for service in ("git-upload-pack", "git-receive-pack"):
                 status, _, headers = await g.request(
-                    "GET", f"/{team.repo}.git/info/refs", params={"service": service},
-                    headers={"Authorization": f"{scheme} {team.writer.token}"})
+                    "GET",
+                    f"/{team.repo}.git/info/refs",
+                    params={"service": service},
+                    headers={"Authorization": f"{scheme} {team.writer.token}"},
+                )
                 assert status == (200 if accepted else 401), (scheme, service)
                 if not accepted:
                     assert headers["WWW-Authenticate"].startswith("Basic")

@@ -27,7 +27,7 @@ from bot.git.runner import GitRunner, Identity
 from bot.inbox.enqueue import Enqueuer
 from bot.inbox.intake import Intake, IntakeDeps
 from bot.inbox.worker import InboxWorker
-from bot.logs import get_logger
+from bot.logs import REDACTOR, get_logger
 from bot.notify import INBOX, TRAIN, Listener, notify
 from bot.scheduler.jobs import build_scheduler, cluster_once
 from bot.scheduler.reap import Reaper
@@ -63,9 +63,11 @@ class QueueService:
         git = GitRunner(
             committer=Identity(login, f"{login}@merge-bot.invalid"),
             token=settings.gitea_token,
+            user=login,
             auth_url=str(settings.gitea_url),
             home=settings.data_dir / "git-home",
         )
+        REDACTOR.add(*git.secrets)  # the base64 Basic credentials are as secret as the token
         (settings.data_dir / "git-home").mkdir(parents=True, exist_ok=True)
         owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         mirrors = MirrorCache(git, settings.data_dir / "mirrors")

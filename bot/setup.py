@@ -29,24 +29,33 @@ async def ensure_webhooks(forge: GiteaClient, settings: Settings) -> None:
             log.info("setup.webhook_duplicate_removed", repo=full_name, hook=hook.id)
 
 
-def needed_merge_style(settings: Settings) -> str:
-    return "allow_manual_merge" if settings.strategy == "staging" else "allow_fast_forward_only_merge"
+def needed_merge_styles(settings: Settings) -> tuple[str, ...]:
+    """Staging marks PRs merged with `manually-merged`; pr-branch merges with `fast-forward-only`, and still
+    needs `manually-merged` for the PRs from forks, which it tests on staging (the fork rule)."""
+    if settings.strategy == "staging":
+        return ("allow_manual_merge",)
+    return ("allow_fast_forward_only_merge", "allow_manual_merge")
 
 
 async def ensure_merge_styles(forge: GiteaClient, settings: Settings) -> None:
-    flag = needed_merge_style(settings)
     for full_name in settings.repos:
         owner, name = full_name.split("/")
-        if (await forge.get_repo(owner, name)).get(flag):
-            continue
-        try:
-            await forge.edit_repo(owner, name, **{flag: True})
-            log.info("setup.merge_style_enabled", repo=full_name, setting=flag)
-        except ForgeError as exc:
-            log.error(
-                "setup.merge_style_missing",
-                repo=full_name,
-                setting=flag,
-                error=str(exc),
-                hint="enable it in the repository's settings, or give the bot admin rights",
-            )
+        current = await forge.get_repo(owner, name)
+        for flag in needed_merge_styles(settings):
+            if not current.get(flag):
+                await _enable(forge, full_name, flag)
+
+
+async def _enable(forge: GiteaClient, full_name: str, flag: str) -> None:
+    owner, name = full_name.split("/")
+    try:
+        await forge.edit_repo(owner, name, **{flag: True})
+        log.info("setup.merge_style_enabled", repo=full_name, setting=flag)
+    except ForgeError as exc:
+        log.error(
+            "setup.merge_style_missing",
+            repo=full_name,
+            setting=flag,
+            error=str(exc),
+            hint="enable it in the repository's settings, or give the bot admin rights",
+        )

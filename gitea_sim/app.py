@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from . import githttp
-from .api import issues, pulls, repo_settings, sim, statuses, teams, users
+from .api import forks, issues, pulls, repo_settings, sim, statuses, teams, users
 from .core import Sim
 from .web import DOER, SIM, ApiError, AuthError, authenticate, error_body, json_response
 
@@ -111,6 +111,7 @@ def create_app(data_dir: Path, admin_token: str, flavour: str = "gitea", base_ur
     teams.add_routes(app, API)
     repo_settings.add_routes(app, API)
     pulls.add_routes(app, API)
+    forks.add_routes(app, API)
     issues.add_routes(app, API)
     statuses.add_routes(app, API)
     sim.add_routes(app)

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from .gitrepo import ZERO_SHA
 from .model import Access, Repo, User
-from .web import SIM, AuthError, authenticate, sim_of
+from .web import DOER, SIM, AuthError, authenticate, sim_of
 
 if TYPE_CHECKING:
     from .core import Sim
@@ -78,6 +78,12 @@ def install_hooks(sim: Sim, repo: Repo) -> None:
         path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
 
 
+def token_scheme(request: web.Request) -> bool:
+    """Whether the request authenticates with `Authorization: token|Bearer <t>` (not HTTP Basic)."""
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    return scheme.lower() in ("token", "bearer") and bool(value.strip())
+
+
 def _unauthorized(message: str = "Unauthorized") -> web.Response:
     return web.Response(status=401, text=message + "\n", headers={"WWW-Authenticate": 'Basic realm="Gitea"'})
 
@@ -91,10 +97,15 @@ async def handle_git(request: web.Request) -> web.StreamResponse:
     if service not in ("git-upload-pack", "git-receive-pack") and tail not in ("HEAD",):
         return web.Response(status=404, text="Not found\n")
     is_push = service == "git-receive-pack"
+    if sim.flavour == "forgejo" and token_scheme(request):
+        # Deliberately strict (see README, "Known divergences"): only HTTP Basic carries a token on git paths
+        # here, so a client relying on `Authorization: token` is caught in tests.
+        return _unauthorized()
     try:
         doer = authenticate(sim, request)
     except AuthError:
         return _unauthorized()
+    request[DOER] = doer  # for the /_sim/log entry of this git call
     repo = sim.state.repo_by_name(owner, name)
     if repo is None:
         return web.Response(status=404, text="Repository not found\n") if doer else _unauthorized()

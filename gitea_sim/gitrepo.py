@@ -82,6 +82,10 @@ class GitRepo:
     async def init(self, default_branch: str) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         await run_git(["init", "--bare", "--quiet", f"--initial-branch={default_branch}", str(self.path)])
+        await self.configure()
+
+    async def configure(self) -> None:
+        """The server-side settings every simulated repository has (pushes over HTTP, any SHA fetchable)."""
         for key, value in (("http.receivepack", "true"), ("receive.denyNonFastForwards", "false"),
                            ("uploadpack.allowAnySHA1InWant", "true"), ("core.logAllRefUpdates", "false"),
                            ("gc.auto", "0")):

@@ -178,6 +178,8 @@ class PullRequest:
     merged_by_id: int | None = None
     merge_commit_sha: str | None = None
     allow_maintainer_edit: bool = False
+    # the fork the head branch lives in; None: the base repository itself
+    head_repo_id: int | None = None
     scheduled: ScheduledMerge | None = None
     reviews: list[Review] = field(default_factory=list)
     check_generation: int = 0
@@ -248,6 +250,7 @@ class Repo:
     issues: dict[int, Issue] = field(default_factory=dict)  # by index
     statuses: dict[str, list[CommitStatus]] = field(default_factory=dict)  # by sha
     ci: list[CIConfig] = field(default_factory=list)
+    fork_of: int | None = None  # the parent repository's id
     next_index: int = 1
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -336,6 +339,15 @@ class State:
 
     def repo_full_name(self, repo: Repo) -> str:
         return f"{self.users[repo.owner_id].login}/{repo.name}"
+
+    def forks_of(self, repo: Repo) -> list[Repo]:
+        return sorted((r for r in self.repos.values() if r.fork_of == repo.id), key=lambda r: r.id)
+
+    def head_repo(self, base: Repo, pr: PullRequest) -> Repo:
+        """The repository a PR's head branch lives in (the base repository unless the PR is from a fork)."""
+        if pr.head_repo_id is None or pr.head_repo_id == base.id:
+            return base
+        return self.repos.get(pr.head_repo_id, base)
 
     def comment_repo(self, comment: Comment) -> Repo:
         return self.repos[self.issues_by_id[comment.issue_id].repo_id]

@@ -51,27 +51,36 @@ class PullService:
 
     # --- lifecycle ---
     async def create(self, repo: Repo, poster: User, head: str, base: str, title: str, body: str,
-                     label_ids: list[int]) -> Issue:
+                     label_ids: list[int], head_repo: Repo | None = None) -> Issue:
+        """A PR into `repo`; `head_repo` is the fork holding the head branch (default: `repo` itself)."""
+        from .forks import fetch_head
+
+        head_repo = head_repo or repo
         git = self.sim.git(repo)
-        head_sha = await git.branch_sha(head)
+        head_sha = await self.sim.git(head_repo).branch_sha(head)
         base_sha = await git.branch_sha(base)
         if head_sha is None or base_sha is None:
             raise ApiError(404, "", not_found=True)
         for other in repo.pulls():
             pr = other.pr
             assert pr is not None
-            if other.state == "open" and pr.head_branch == head and pr.base_branch == base:
+            if other.state == "open" and pr.head_branch == head and pr.base_branch == base \
+                    and (pr.head_repo_id or repo.id) == head_repo.id:
                 raise ApiError(409, f"pull request already exists for these targets [id: {other.id}, issue_id: "
-                                    f"{other.id}, head_repo_id: {repo.id}, base_repo_id: {repo.id}, "
+                                    f"{other.id}, head_repo_id: {head_repo.id}, base_repo_id: {repo.id}, "
                                     f"head_branch: {head}, base_branch: {base}]")
-        if head == base:
+        if head == base and head_repo is repo:
             raise ApiError(422, "Invalid PullRequest: There are no changes between the head and the base")
         issue = self.new_issue(repo, poster, title, body, is_pull=True)
         issue.label_ids = [i for i in label_ids if i in repo.labels]
+        if head_repo is repo:
+            await git.update_ref(f"refs/pull/{issue.index}/head", head_sha)
+        else:
+            await fetch_head(self.sim, repo, issue, head_repo, head_sha)
         issue.pr = PullRequest(head_branch=head, base_branch=base, head_sha=head_sha, base_sha=base_sha,
                                merge_base=await git.merge_base(base_sha, head_sha) or "",
-                               allow_maintainer_edit=bool(repo.settings["default_allow_maintainer_edit"]))
-        await git.update_ref(f"refs/pull/{issue.index}/head", head_sha)
+                               allow_maintainer_edit=bool(repo.settings["default_allow_maintainer_edit"]),
+                               head_repo_id=None if head_repo is repo else head_repo.id)
         self.schedule_check(repo, issue)
         self.sim.webhooks.emit(repo, "pull_request",
                                self.sim.payloads.pull_request("opened", repo, issue, poster), branch=base)
@@ -140,24 +149,38 @@ class PullService:
             await self.try_auto_merge(repo, issue)
 
     # --- reacting to ref moves and statuses ---
+    def _pulls_touching(self, repo: Repo) -> list[tuple[Repo, Issue]]:
+        """(base repository, PR) for the PRs into `repo` and the PRs whose head lives in `repo` (a fork)."""
+        found = [(repo, issue) for issue in repo.pulls()]
+        for base in self.sim.state.repos.values():
+            if base is not repo:
+                found += [(base, i) for i in base.pulls() if i.pr is not None and i.pr.head_repo_id == repo.id]
+        return found
+
     async def on_branch_moved(self, repo: Repo, branch: str, old: str, new: str, pusher: User) -> None:
+        from .forks import fetch_head
+
         git = self.sim.git(repo)
-        for issue in repo.pulls():
+        for base, issue in self._pulls_touching(repo):
             pr = issue.pr
             assert pr is not None
             if issue.state != "open" or pr.merged:
                 continue
-            if pr.head_branch == branch and new != ZERO_SHA and pr.head_sha != new:
+            head_here = (pr.head_repo_id or base.id) == repo.id
+            if head_here and pr.head_branch == branch and new != ZERO_SHA and pr.head_sha != new:
                 pr.head_sha = new
                 issue.updated_at = utcnow()
-                await git.update_ref(f"refs/pull/{issue.index}/head", new)
+                if base is repo:
+                    await git.update_ref(f"refs/pull/{issue.index}/head", new)
+                else:
+                    await fetch_head(self.sim, base, issue, repo, new)
                 self.sim.add_event(issue.id, "pull_push", pusher, body="", ref_commit_sha=new)
-                self._dismiss_stale_reviews(repo, issue)
-                self.sim.webhooks.emit(repo, "pull_request_sync",
-                                       self.sim.payloads.pull_request("synchronized", repo, issue, pusher),
+                self._dismiss_stale_reviews(base, issue)
+                self.sim.webhooks.emit(base, "pull_request_sync",
+                                       self.sim.payloads.pull_request("synchronized", base, issue, pusher),
                                        branch=pr.base_branch)
-                self.schedule_check(repo, issue)
-            elif pr.base_branch == branch and new != ZERO_SHA:
+                self.schedule_check(base, issue)
+            elif base is repo and pr.base_branch == branch and new != ZERO_SHA:
                 pr.base_sha = new
                 if repo.settings["autodetect_manual_merge"] and await git.is_ancestor(pr.head_sha, new):
                     await self._mark_merged(repo, issue, pusher, pr.head_sha, emit=True)
@@ -306,9 +329,10 @@ class PullService:
         assert pr is not None
         if style == "squash":
             return f"{issue.title} (#{issue.index})"
-        if style == "rebase-merge":
-            return f"Merge pull request '{issue.title}' (#{issue.index}) from {pr.head_branch} into {pr.base_branch}"
-        return f"Merge pull request '{issue.title}' (#{issue.index}) from {pr.head_branch} into {pr.base_branch}"
+        head = pr.head_branch  # GetDefaultMergeMessage: owner/repo:branch for a fork
+        if pr.head_repo_id not in (None, repo.id):
+            head = f"{self.sim.state.repo_full_name(self.sim.state.head_repo(repo, pr))}:{head}"
+        return f"Merge pull request '{issue.title}' (#{issue.index}) from {head} into {pr.base_branch}"
 
     async def do_merge(self, repo: Repo, issue: Issue, doer: User, style: str, expected_head: str,
                        message: str) -> str:
@@ -418,6 +442,8 @@ class PullService:
     async def _delete_head_after_merge(self, repo: Repo, issue: Issue, doer: User) -> None:
         pr = issue.pr
         assert pr is not None
+        if pr.head_repo_id not in (None, repo.id):
+            return  # not simulated: deleting the head branch in the fork
         if pr.head_branch == repo.default_branch or self.sim.perms.protection_for(repo, pr.head_branch):
             return
         if any(i.state == "open" and i.pr and i.pr.head_branch == pr.head_branch for i in repo.pulls()):
@@ -490,6 +516,8 @@ class PullService:
     async def update(self, repo: Repo, issue: Issue, doer: User, rebase: bool) -> None:
         pr = issue.pr
         assert pr is not None
+        if pr.head_repo_id not in (None, repo.id):
+            raise ApiError(422, "updating the head branch of a pull request from a fork is not simulated")
         git = self.sim.git(repo)
         async with repo.lock:
             base_sha = await git.branch_sha(pr.base_branch)

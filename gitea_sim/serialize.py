@@ -78,7 +78,7 @@ class Serializer:
     def repo_api(self, repo: Repo) -> str:
         return f"{self.base_url}/api/v1/repos/{self.state.repo_full_name(repo)}"
 
-    def repo(self, repo: Repo, access: Access | None = None) -> JSON:
+    def repo(self, repo: Repo, access: Access | None = None, *, with_parent: bool = True) -> JSON:
         s = repo.settings
         owner = self.state.users[repo.owner_id]
         full = self.state.repo_full_name(repo)
@@ -88,11 +88,18 @@ class Serializer:
         data: JSON = {
             "id": repo.id, "owner": self.user(owner), "name": repo.name, "full_name": full,
             "description": repo.description, "empty": bool(s.get("_empty", False)), "private": repo.private,
-            "fork": False, "template": bool(s["template"]), "mirror": False, "size": 0, "language": "",
+            "fork": repo.fork_of is not None, "template": bool(s["template"]),
+        }
+        parent = self.state.repos.get(repo.fork_of) if repo.fork_of is not None else None
+        if parent is not None and with_parent:  # Repository.parent is omitempty; a parent carries no parent
+            data["parent"] = self.repo(parent, access, with_parent=False)
+        data |= {
+            "mirror": False, "size": 0, "language": "",
             "languages_url": f"{self.repo_api(repo)}/languages", "html_url": self.repo_html(repo),
             "url": self.repo_api(repo), "link": "", "ssh_url": f"git@{host}:{full}.git",
             "clone_url": f"{self.repo_html(repo)}.git", "original_url": "", "website": s["website"],
-            "stars_count": 0, "forks_count": 0, "watchers_count": 1, "open_issues_count": open_issues,
+            "stars_count": 0, "forks_count": len(self.state.forks_of(repo)), "watchers_count": 1,
+            "open_issues_count": open_issues,
             "open_pr_counter": open_pulls, "release_counter": 0, "default_branch": repo.default_branch,
             "archived": bool(s["archived"]), "created_at": tss(repo.created_at),
             "updated_at": tss(repo.updated_at), "archived_at": EPOCH_TIME,
@@ -199,6 +206,9 @@ class Serializer:
         pr = issue.pr
         assert pr is not None
         repo_json = self.repo(repo, access)
+        head_repo = self.state.head_repo(repo, pr)
+        # Gitea gives the head repository with the doer's permission there; the base access stands in for it.
+        head_json = repo_json if head_repo is repo else self.repo(head_repo, access)
         html = self.issue_html(repo, issue)
         return {
             "id": issue.id, "url": html, "number": issue.index, "user": self.user_id(issue.poster_id),
@@ -213,8 +223,8 @@ class Serializer:
             "merged_by": self.user_id(pr.merged_by_id), "allow_maintainer_edit": pr.allow_maintainer_edit,
             "base": {"label": pr.base_branch, "ref": pr.base_branch, "sha": pr.base_sha,
                      "repo_id": repo.id, "repo": repo_json},
-            "head": {"label": pr.head_branch, "ref": pr.head_branch, "sha": pr.head_sha, "repo_id": repo.id,
-                     "repo": repo_json},
+            "head": {"label": pr.head_branch, "ref": pr.head_branch, "sha": pr.head_sha, "repo_id": head_repo.id,
+                     "repo": head_json},
             "merge_base": pr.merge_base, "due_date": None, "created_at": tss(issue.created_at),
             "updated_at": tss(issue.updated_at), "closed_at": ts(issue.closed_at), "pin_order": 0,
         } | ({"flow": 0} if self.forgejo else {})

@@ -118,6 +118,12 @@ class SimHandle:
         data = await self.api("POST", path, token=owner.token, json=body)
         return str(data["full_name"])
 
+    async def fork(self, repo: str, user: SimUser, *, org: str | None = None, name: str | None = None) -> str:
+        """`POST /repos/{repo}/forks` as `user` (into `org` when given); the fork's "owner/name"."""
+        body = {key: value for key, value in (("organization", org), ("name", name)) if value is not None}
+        data = await self.api("POST", f"/repos/{repo}/forks", token=user.token, json=body, expect=202)
+        return str(data["full_name"])
+
     async def add_collaborator(self, repo: str, login: str, permission: str = "write",
                                as_user: SimUser | None = None) -> None:
         await self.api("PUT", f"/repos/{repo}/collaborators/{login}", json={"permission": permission},

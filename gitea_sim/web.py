@@ -177,14 +177,15 @@ def authenticate(sim: Sim, request: web.Request, allow_password: bool = True) ->
     if user is None:
         return None
     assert password is not None
-    # A token as the basic-auth username (password empty or "x-oauth-basic"), or as the password.
+    # A token as the basic-auth username (password empty or "x-oauth-basic"), or as the password: then the user
+    # name is not compared (services/auth/basic.go, Basic.Verify: GetAccessTokenBySHA(passwd) decides).
     if user in state.tokens and password in ("", "x-oauth-basic"):
         return state.users[state.tokens[user].user_id]
+    if password in state.tokens:
+        return state.users[state.tokens[password].user_id]
     u = state.user_by_name(user)
     if u is None or u.is_org:
         raise AuthError("user does not exist")
-    if password in state.tokens and state.tokens[password].user_id == u.id:
-        return u
     if allow_password and u.password and password == u.password:
         return u
     raise AuthError("invalid username, password or token")

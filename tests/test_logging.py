@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import logging
 
 from bot import logs
+from bot.git.runner import GitRunner, Identity
 
 
 def test_token_and_secret_are_redacted_everywhere() -> None:
@@ -36,3 +38,20 @@ def test_console_format_is_used_when_asked() -> None:
     logs.get_logger("test").info("hello", n=1)
     output = stream.getvalue()
     assert "hello" in output and not output.startswith("{")
+
+
+def test_the_git_basic_credentials_are_redacted_like_the_token() -> None:
+    """The runner sends ``Basic base64(login:token)``; the service hands both forms to the redactor."""
+    token = "tok-1a2b3c4d5e6f"
+    runner = GitRunner(committer=Identity("merge-bot", "bot@example.invalid"), token=token, user="merge-bot")
+    credentials = base64.b64encode(f"merge-bot:{token}".encode()).decode()
+    assert token not in credentials  # base64 hides the token: it needs redacting on its own
+    stream = io.StringIO()
+    logs.configure("debug", "json", [], stream=stream)
+    logs.REDACTOR.add(*runner.secrets)  # what QueueService.run does with its runner
+    log = logs.get_logger("test")
+    log.info("git env", header=f"Authorization: Basic {credentials}", env={"GIT_CONFIG_VALUE_0": credentials})
+    logging.getLogger("aiohttp.client").warning("sent %s", f"Basic {credentials}")
+    output = stream.getvalue()
+    assert credentials not in output and token not in output
+    assert output.count(logs.REDACTED) == 3

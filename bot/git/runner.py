@@ -6,14 +6,36 @@ captured, a timeout that kills the whole process group and waits for it, and a :
 The environment is built from scratch, never inherited: no system or global config (``GIT_CONFIG_NOSYSTEM``,
 ``GIT_CONFIG_GLOBAL=/dev/null``), ``HOME`` pointing at a private directory (or ``/dev/null``) so no
 ``~/.netrc`` or XDG config is read, no terminal prompts, C locale (so output can be parsed), and a fixed
-committer identity. The forge token travels as ``http.extraHeader`` through ``GIT_CONFIG_COUNT`` variables:
-never in a URL, never in argv. Any text the runner hands back (argv, stderr, error messages) has the token
+committer identity. The forge token travels as HTTP Basic credentials (``Authorization: Basic
+base64(user:token)``) in ``http.extraHeader``, through ``GIT_CONFIG_COUNT`` variables: never in a URL, never in
+argv. Any text the runner hands back (argv, stderr, error messages) has the token and the base64 credentials
 replaced by ``[redacted]``. Stdout is data (objects, ids) and is returned as git wrote it.
+
+Why Basic and not ``Authorization: token <t>`` (which the API takes): on git paths Basic with the token as
+the password is the one form every Gitea and Forgejo release accepts. Read in their ``services/auth/``:
+
+- Gitea ``services/auth/basic.go``, ``Basic.Verify``: runs on API paths and on git paths in every version
+  read (the path check is ``isGitRawReleaseOrLFSPath`` in the releases still using ``*models.User``,
+  ``isGitRawOrAttachOrLFSPath`` later); a password that is neither empty nor ``x-oauth-basic`` is taken as
+  the token (``GetAccessTokenBySHA``) and the user name is not compared. Forgejo's reworked auth,
+  ``services/auth/method/basic.go`` ``Basic.Verify`` (and ``tokenFromAuthorizationBasic`` in
+  ``services/auth/method/util.go``), does the same.
+- Gitea ``services/auth/oauth2.go``, ``OAuth2.Verify``, the method that reads ``token``/``Bearer`` headers: in
+  the older releases (``Verify`` returns a bare ``*user_model.User`` and checks ``db.HasEngine``) it returns
+  early unless ``middleware.IsAPIPath(req) || isAttachmentDownload(req) || isAuthenticatedTokenRequest(req)``,
+  so a ``token`` header on ``/owner/repo.git/info/refs`` authenticates nobody and git gets a 401; later
+  releases add ``isGitRawOrAttachPath(req)`` to that list. The ``token`` scheme on git paths is a newer
+  releases' feature.
+- Forgejo: the code read accepts ``token``/``Bearer`` on git paths, both before its auth rework
+  (``services/auth/oauth2.go``, ``OAuth2.Verify`` with ``isGitRawOrAttachPath``) and after it
+  (``services/auth/method/access_token.go``, ``AccessToken.Verify``: ``legacySkipFormAndBearer`` lets
+  ``isGitRawOrAttachPath`` through). Basic is still the form all of them take.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import os
 import signal
@@ -27,6 +49,7 @@ from pydantic import SecretStr
 
 REDACTED = "[redacted]"
 DEFAULT_TIMEOUT = 120.0
+DEFAULT_USER = "merge-bot"
 CALL_ENV = frozenset({"GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_AUTHOR_DATE", "GIT_COMMITTER_DATE"})
 
 _log = structlog.stdlib.get_logger("bot.git")
@@ -80,8 +103,10 @@ class GitRunner:
     """Runs git with a clean environment, a timeout that kills, and the token only in the environment.
 
     ``committer`` is the identity every commit the bot creates gets as committer (and as author, unless a
-    call passes ``GIT_AUTHOR_*``). ``token`` is the forge token; ``auth_url`` (e.g. ``https://gitea.example/``)
-    limits the ``Authorization`` header to URLs under it; without it the header goes to every HTTP remote.
+    call passes ``GIT_AUTHOR_*``). ``token`` is the forge token, sent as the password of HTTP Basic with ``user``
+    (the bot's login; Gitea and Forgejo ignore the name when the password is a token); ``auth_url`` (e.g.
+    ``https://gitea.example/``) limits the ``Authorization`` header to URLs under it; without it the header
+    goes to every HTTP remote.
     """
 
     def __init__(
@@ -89,25 +114,31 @@ class GitRunner:
         *,
         committer: Identity,
         token: SecretStr | str | None = None,
+        user: str = DEFAULT_USER,
         auth_url: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         git: str = "git",
         home: Path | None = None,
     ) -> None:
         secret = token.get_secret_value() if isinstance(token, SecretStr) else token
-        self._secret = secret or None
         self._git = git
         self.timeout = timeout
         self._env = _base_env(committer, home)
-        if self._secret is not None:
+        self.secrets: tuple[str, ...] = ()
+        """The token and its base64 Basic credentials: every form of the secret git is given (longest first)."""
+        if secret:
+            if ":" in user:
+                raise ValueError("a Basic user name cannot contain ':'")
+            credentials = basic_credentials(user, secret)
+            self.secrets = (credentials, secret) if len(credentials) >= len(secret) else (secret, credentials)
             key = f"http.{auth_url}.extraHeader" if auth_url else "http.extraHeader"
-            self._env.update(_config_env({key: f"Authorization: token {self._secret}"}))
+            self._env.update(_config_env({key: f"Authorization: Basic {credentials}"}))
 
     def redact(self, text: str) -> str:
-        """``text`` with the token replaced by ``[redacted]``."""
-        if self._secret is None:
-            return text
-        return text.replace(self._secret, REDACTED)
+        """``text`` with the token and its base64 credentials replaced by ``[redacted]``."""
+        for secret in self.secrets:
+            text = text.replace(secret, REDACTED)
+        return text
 
     async def run(
         self,
@@ -159,6 +190,11 @@ class GitRunner:
         if returncode not in ok_returncodes:
             raise GitError(shown, returncode, result.stderr)
         return result
+
+
+def basic_credentials(user: str, token: str) -> str:
+    """The value after ``Authorization: Basic``: base64 of ``user:token``."""
+    return base64.b64encode(f"{user}:{token}".encode()).decode("ascii")
 
 
 def _base_env(committer: Identity, home: Path | None) -> dict[str, str]:

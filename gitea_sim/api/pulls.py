@@ -6,6 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..forks import head_repo_for
 from ..model import Access, Issue, Repo, Review, User, utcnow
 from ..pulls import MERGE_STYLES, MergeRequest
 from ..serialize import tss
@@ -61,15 +62,14 @@ async def create_pull(request: web.Request) -> web.Response:
     head, base, title = str_field(body, "head"), str_field(body, "base"), str_field(body, "title")
     if not head or not base or not title:
         raise ApiError(422, "[Head]/[Base]/[Title]: Required")
-    owner_login = sim.state.users[repo.owner_id].login
+    head_repo = repo
     if ":" in head:
         head_owner, head = head.split(":", 1)
-        if head_owner.lower() != owner_login.lower():
-            raise not_found("forks are not simulated")
+        head_repo = head_repo_for(sim, repo, doer, head_owner)
     labels = [int(x) for x in list_field(body, "labels") if not isinstance(x, bool) and str(x).isdigit()]
     if labels and access < Access.WRITE:
         labels = []
-    issue = await sim.pulls.create(repo, doer, head, base, title, str_field(body, "body"), labels)
+    issue = await sim.pulls.create(repo, doer, head, base, title, str_field(body, "body"), labels, head_repo)
     return json_response(sim.ser.pull(repo, issue, access), 201)
 
 
@@ -84,7 +84,7 @@ async def get_pull_by_branches(request: web.Request) -> web.Response:
     for issue in sorted(repo.pulls(), key=lambda i: i.id, reverse=True):
         pr = issue.pr
         assert pr is not None
-        if pr.base_branch == base and pr.head_branch == head:
+        if pr.base_branch == base and pr.head_branch == head and pr.head_repo_id is None:
             return json_response(sim_of(request).ser.pull(repo, issue, access))
     raise not_found()
 
@@ -107,6 +107,8 @@ async def edit_pull(request: web.Request) -> web.Response:
         changes["body"] = {"from": issue.body}
         issue.body = str_field(body, "body")
     if "allow_maintainer_edit" in body:
+        if doer.id != issue.poster_id:  # pull_service.SetAllowEdits: the poster's switch
+            raise forbidden("SetAllowEdits: user not allowed to do this action")
         pr.allow_maintainer_edit = bool_field(body, "allow_maintainer_edit")
     new_base = str_field(body, "base")
     if new_base and new_base != pr.base_branch and not pr.merged:

@@ -247,6 +247,8 @@ async def delete_repo(request: web.Request) -> web.Response:
     repo, access = repo_ctx(request)
     require_access(access, Access.OWNER, "Given user is not owner of organization.")
     del sim.state.repos[repo.id]
+    for fork in sim.state.forks_of(repo):  # DeleteRepository: the forks stand alone from then on
+        fork.fork_of = None
     for issue in repo.issues.values():
         sim.state.issues_by_id.pop(issue.id, None)
     shutil.rmtree(repo.path, ignore_errors=True)

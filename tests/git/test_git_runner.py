@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import shutil
 import threading
@@ -13,11 +14,12 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from bot.git.runner import REDACTED, GitError, GitRunner, GitTimeout
+from bot.git.runner import REDACTED, GitError, GitRunner, GitTimeout, basic_credentials
 
 from .gitrepo import BOT, Repo
 
 TOKEN = "s3cr3t-t0ken-4242"
+CREDENTIALS = base64.b64encode(f"merge-bot:{TOKEN}".encode()).decode()
 REAL_GIT = shutil.which("git") or "git"
 
 
@@ -57,23 +59,25 @@ def http_url() -> Iterator[str]:
     server.server_close()
 
 
-async def test_token_goes_in_a_header_from_the_environment_never_in_argv(
+async def test_token_goes_as_basic_auth_password_from_the_environment_never_in_argv(
     tmp_path: Path, repo: Repo, http_url: str
 ) -> None:
     log = tmp_path / "argv.log"
     env_log = tmp_path / "env.log"
     wrapper = fake_git(tmp_path, f'printf "%s\\n" "$0" "$@" >> {log}\nenv >> {env_log}\nexec {REAL_GIT} "$@"')
-    runner = GitRunner(committer=BOT, token=SecretStr(TOKEN), git=wrapper, timeout=30)
+    runner = GitRunner(committer=BOT, token=SecretStr(TOKEN), user="merge-bot", git=wrapper, timeout=30)
 
     with pytest.raises(GitError) as caught:
         await runner.run(repo.path, "ls-remote", http_url)
 
-    assert AuthRecorder.seen and all(seen == f"token {TOKEN}" for seen in AuthRecorder.seen)
-    assert TOKEN not in log.read_text()
-    assert [line for line in env_log.read_text().splitlines() if TOKEN in line] == [
-        f"GIT_CONFIG_VALUE_0=Authorization: token {TOKEN}"
+    assert AuthRecorder.seen and all(seen == f"Basic {CREDENTIALS}" for seen in AuthRecorder.seen)
+    assert base64.b64decode(CREDENTIALS).decode() == f"merge-bot:{TOKEN}"
+    assert TOKEN not in log.read_text() and CREDENTIALS not in log.read_text()
+    assert [line for line in env_log.read_text().splitlines() if CREDENTIALS in line or TOKEN in line] == [
+        f"GIT_CONFIG_VALUE_0=Authorization: Basic {CREDENTIALS}"
     ]
-    assert TOKEN not in str(caught.value) and TOKEN not in repr(caught.value.args)
+    for secret in (TOKEN, CREDENTIALS):
+        assert secret not in str(caught.value) and secret not in repr(caught.value.args)
     assert "terminal prompts disabled" in caught.value.stderr
 
 
@@ -84,18 +88,26 @@ async def test_header_scoped_to_the_forge_url_is_not_sent_elsewhere(repo: Repo, 
     assert AuthRecorder.seen and all(seen == "" for seen in AuthRecorder.seen)
 
 
-async def test_token_is_redacted_from_errors_and_argv(tmp_path: Path) -> None:
-    echo = fake_git(tmp_path, 'echo "fatal: rejected header $GIT_CONFIG_VALUE_0 for $4" >&2\nexit 128')
-    runner = GitRunner(committer=BOT, token=TOKEN, git=echo)
+async def test_token_and_its_base64_form_are_redacted_from_errors_and_argv(tmp_path: Path) -> None:
+    echo = fake_git(tmp_path, 'echo "fatal: rejected header $GIT_CONFIG_VALUE_0 for $4 and $5" >&2\nexit 128')
+    runner = GitRunner(committer=BOT, token=TOKEN, user="merge-bot", git=echo)
 
     with pytest.raises(GitError) as caught:
-        await runner.run(tmp_path, "show", TOKEN)
+        await runner.run(tmp_path, "show", TOKEN, CREDENTIALS)
 
     error = caught.value
     assert error.returncode == 128
-    assert TOKEN not in error.stderr and TOKEN not in str(error) and TOKEN not in " ".join(error.argv)
-    assert error.stderr.count(REDACTED) == 2
+    for secret in (TOKEN, CREDENTIALS):
+        assert secret not in error.stderr and secret not in str(error) and secret not in " ".join(error.argv)
+    assert error.stderr == f"fatal: rejected header Authorization: Basic {REDACTED} for {REDACTED} and {REDACTED}\n"
     assert error.args == (error.argv, 128, error.stderr)
+    assert set(runner.secrets) == {TOKEN, CREDENTIALS}
+
+
+def test_basic_credentials_are_user_colon_token_in_base64() -> None:
+    assert basic_credentials("merge-bot", TOKEN) == CREDENTIALS
+    with pytest.raises(ValueError, match="cannot contain"):
+        GitRunner(committer=BOT, token=TOKEN, user="a:b")
 
 
 async def test_timeout_kills_a_hanging_git(tmp_path: Path) -> None:

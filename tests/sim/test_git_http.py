@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from gitea_sim.gitrepo import run_git
-from gitea_sim.testing import SimApiError, SimHandle
+from gitea_sim.testing import SimApiError, SimHandle, running_sim
 
-from .conftest import Receiver, Team
+from .conftest import Receiver, Team, make_team
 
 
 async def test_clone_with_token_and_push_moves_branch(gitea: SimHandle, team: Team) -> None:
@@ -24,6 +26,61 @@ async def test_basic_auth_with_password_and_token_as_username(gitea: SimHandle, 
         code, _, err = await run_git(["ls-remote", url, "refs/heads/main"], check=False)
         assert code == 0, err
         assert i >= 0
+
+
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+async def _ls_remote(g: SimHandle, repo: str, header: str) -> tuple[int, str]:
+    """`git ls-remote` with the credentials only in a header, as the bot sends them."""
+    code, _, err = await run_git(
+        ["-c", f"http.extraHeader=Authorization: {header}", "ls-remote", f"{g.url}/{repo}.git", "refs/heads/main"],
+        check=False,
+    )
+    return code, err
+
+
+@pytest.mark.parametrize("flavour", ["gitea", "forgejo"])
+async def test_token_as_basic_password_works_on_git_paths_with_any_user_name(flavour: str, tmp_path) -> None:
+    async with running_sim(tmp_path, flavour=flavour) as g:
+        team = await make_team(g)
+        secret = await g.create_repo(team.owner, "secret", private=True)
+        await g.add_collaborator(secret, "bob", "write")
+        for user in ("bob", "merge-bot", "anything"):
+            code, err = await _ls_remote(g, secret, _basic(user, team.writer.token))
+            assert code == 0, err
+        status, _, _ = await g.request(
+            "GET",
+            f"/{secret}.git/info/refs",
+            params={"service": "git-receive-pack"},
+            headers={"Authorization": _basic("x", team.writer.token)},
+        )
+        assert status == 200
+
+
+@pytest.mark.parametrize(("flavour", "accepted"), [("gitea", True), ("forgejo", False)])
+async def test_the_token_scheme_on_git_paths_is_refused_by_the_forgejo_flavour(
+    flavour: str, accepted: bool, tmp_path
+) -> None:
+    async with running_sim(tmp_path, flavour=flavour) as g:
+        team = await make_team(g)
+        for scheme in ("token", "Bearer"):
+            for service in ("git-upload-pack", "git-receive-pack"):
+                status, _, headers = await g.request(
+                    "GET",
+                    f"/{team.repo}.git/info/refs",
+                    params={"service": service},
+                    headers={"Authorization": f"{scheme} {team.writer.token}"},
+                )
+                assert status == (200 if accepted else 401), (scheme, service)
+                if not accepted:
+                    assert headers["WWW-Authenticate"].startswith("Basic")
+        code, err = await _ls_remote(g, team.repo, f"token {team.writer.token}")
+        assert (code == 0) is accepted, err
+        # The API keeps taking the token scheme in both flavours.
+        status, body, _ = await g.request("GET", "/api/v1/user", token=team.writer.token)
+        assert (status, body["login"]) == (200, "bob")
 
 
 async def test_wrong_password_is_refused(gitea: SimHandle, team: Team) -> None:

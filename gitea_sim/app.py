@@ -15,10 +15,16 @@ from aiohttp.typedefs import Handler
 from . import githttp
 from .api import forks, issues, pulls, repo_settings, sim, statuses, teams, users
 from .core import Sim
+from .faults import Fault
 from .web import DOER, SIM, ApiError, AuthError, authenticate, error_body, json_response
 
 API = "/api/v1"
 log = logging.getLogger("gitea_sim")
+
+
+def _fault_response(the_sim: Sim, fault: Fault) -> web.Response:
+    return json_response({"message": fault.message, "url": f"{the_sim.base_url}/api/swagger"}, fault.status,
+                         headers=dict(fault.headers) or None)
 
 
 def _is_api(path: str) -> bool:
@@ -42,13 +48,11 @@ async def log_and_faults(request: web.Request, handler: Handler) -> web.StreamRe
     if fault is not None and fault.latency_s:
         await asyncio.sleep(fault.latency_s)
     if fault is not None and fault.when == "before" and fault.status:
-        response = json_response({"message": fault.message, "url": f"{the_sim.base_url}/api/swagger"},
-                                 fault.status)
+        response = _fault_response(the_sim, fault)
     else:
         response = await handler(request)
         if fault is not None and fault.when == "after" and fault.status:
-            response = json_response({"message": fault.message, "url": f"{the_sim.base_url}/api/swagger"},
-                                     fault.status)
+            response = _fault_response(the_sim, fault)
     if _is_api(path) or _is_git(path):
         doer = request.get(DOER)
         the_sim.log.add("api" if _is_api(path) else "git", method=request.method, path=path,

@@ -32,6 +32,7 @@ class Fault:
     message: str = "injected fault"
     when: str = "before"
     latency_s: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)  # added to the fault's answer, e.g. Retry-After
     # webhook
     action: str = ""
     event: str = "*"

@@ -138,7 +138,9 @@ class Gate:
                 repeats = repeats + 1 if done.decision == previous else 0
                 previous = done.decision
                 if repeats:
-                    await self._wait(wake, min(0.5 * 2**repeats, 30.0))
+                    # Not cut short by a wake: the reconciler and every webhook wake the train, which would turn
+                    # the back-off into one merge call per event (docs/faults.md #17).
+                    await asyncio.sleep(min(0.5 * 2**repeats, 30.0))
                 backoff = 1.0
             except (errors.ForgeError, GitError, queries.StaleRow) as exc:
                 # Infrastructure trouble or a race: nothing is assumed, the next snapshot re-reads everything.
@@ -554,7 +556,13 @@ class Gate:
         except errors.NotAllowed as exc:
             if exc.try_again_later or exc.already_merged:
                 return  # mergeability still being checked, or it did merge: the next snapshot re-reads
-            await self._fail((entry.id,), Reason.MERGE_REFUSED, {"message": exc.message, "base": branch}, loaded)
+            # A 405 is not taken at its word: a PR closed, merged or pushed to under the call is the next
+            # snapshot's to decide (cancel, finish), not a refusal (docs/faults.md #15).
+            info = await deps.forge.get_pull(repo.owner, repo.name, pull.number)
+            if info.merged or info.state != "open" or info.head_sha != action.candidate_sha:
+                return
+            detail = {"message": exc.message, "base": branch, "via": "merge"}
+            await self._fail((entry.id,), Reason.MERGE_REFUSED, detail, loaded)
         except (errors.Conflict, errors.ServerError, errors.Unavailable, errors.NotFound) as exc:
             log.warning("gate.merge_call_failed", train=self.train_id, error=str(exc))  # re-read decides
 
@@ -608,6 +616,8 @@ class Gate:
                 return
             await self.deps.forge.merge_pull(repo.owner, repo.name, number, "manually-merged", merge_commit_id=sha)
         except errors.NotAllowed as exc:
+            if exc.try_again_later:
+                raise  # the gate backs off; the next snapshot sees the base at the candidate and marks again
             if not exc.already_merged:
                 log.warning("gate.mark_merged_refused", pull=number, error=str(exc))
         except errors.ForgeError as exc:

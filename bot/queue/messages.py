@@ -60,6 +60,13 @@ def outcome_comment(reason: Reason, detail: Mapping[str, Any], *, queue_url: str
     if reason is Reason.PR_MERGED_OUTSIDE:
         return f"Removed from the queue: the PR was merged outside the queue.{link}"
     if reason is Reason.MERGE_REFUSED:
+        if detail.get("via") == "merge":  # the merge call (pr-branch), not a push
+            return (
+                f"Not merged: the forge refused to merge this PR into {base} "
+                f"({detail.get('message') or 'no reason given'}). The bot's user needs the right to merge into "
+                f"{base}: write access, and a place on the merge whitelist of the branch protection if it has "
+                f"one.{link}"
+            )
         return (
             f"Not merged: the forge refused to move {base} ({detail.get('message', 'no reason given')}). "
             f"The bot needs push rights on {base} (push whitelist of the branch protection).{link}"

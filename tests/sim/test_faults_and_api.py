@@ -28,6 +28,12 @@ async def test_fail_after_committing(gitea: SimHandle, team: Team) -> None:
     assert (await gitea.get_pr(team.repo, pr["number"]))["merged"] is True
 
 
+async def test_fault_answers_with_its_headers(gitea: SimHandle, team: Team) -> None:
+    await gitea.fault(method="GET", path=f"/api/v1/repos/{team.repo}", status=429, headers={"Retry-After": "2"})
+    status, _, headers = await gitea.request("GET", f"/api/v1/repos/{team.repo}", token=team.owner.token)
+    assert (status, headers.get("Retry-After")) == (429, "2")
+
+
 async def test_latency(gitea: SimHandle, team: Team) -> None:
     await gitea.fault(method="GET", path=f"/api/v1/repos/{team.repo}", status=0, latency_s=0.3)
     started = time.monotonic()

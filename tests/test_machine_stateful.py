@@ -147,7 +147,7 @@ class Train:
         active = [a for a in self.attempts if a.state in ACTIVE_ATTEMPT_STATES]
         return active[0] if active else None
 
-    def snapshot(self) -> tuple[TrainSnapshot, bool]:
+    def snapshot(self) -> TrainSnapshot:
         attempt = self.attempt
         views = tuple(
             EntryView(
@@ -163,37 +163,39 @@ class Train:
             for e in self.entries.values()
             if e.state in ACTIVE_ENTRY_STATES
         )
-        statuses: tuple[StatusView, ...] = ()
-        landed = False
-        attempt_view = None
+        attempts: tuple[AttemptView, ...] = ()
         if attempt is not None:
-            attempt_view = AttemptView(
-                attempt.id,
-                attempt.state,
-                attempt.base,
-                attempt.entry_ids,
-                attempt.candidate,
-                attempt.deadline,
-                attempt.strategy,
-            )
+            statuses: tuple[StatusView, ...] = ()
+            landed = False
             if attempt.candidate is not None:  # what the gate reads (bot/gate/service.py, Gate.snapshot)
                 if attempt.state is AttemptState.MERGING and self.base != attempt.candidate:
                     landed = attempt.candidate in self.base_history
                 if attempt.state is not AttemptState.BUILDING and not landed and self.base != attempt.candidate:
                     statuses = tuple(self.statuses.get(attempt.candidate, ()))
-        snapshot = TrainSnapshot(
+            attempts = (
+                AttemptView(
+                    attempt.id,
+                    attempt.state,
+                    attempt.base,
+                    attempt.entry_ids,
+                    attempt.candidate,
+                    attempt.deadline,
+                    attempt.strategy,
+                    statuses=statuses,
+                    landed=landed,
+                ),
+            )
+        return TrainSnapshot(
             train_id=1,
             base_branch="main",
             base_tip=self.base,
             entries=views,
-            attempt=attempt_view,
+            attempts=attempts,
             now=self.now,
-            statuses=statuses,
             required=self.required,
             own_context=OWN,
             urgent_priority=self.urgent,
         )
-        return snapshot, landed
 
     # -- carrying decisions out, as the gate does ------------------------------------------------------------
 
@@ -318,8 +320,7 @@ class Train:
 
     def step(self) -> bool:
         """One decision, carried out (up to a crash); False when the machine decided to wait."""
-        snapshot, landed = self.snapshot()
-        decision = decide(snapshot, candidate_landed=landed)
+        decision = decide(self.snapshot())
         if decision.waits:
             return False
         try:
@@ -457,9 +458,9 @@ class QueueMachine(RuleBasedStateMachine):
 
     @invariant()
     def decide_is_deterministic(self) -> None:
-        snapshot, landed = self.train.snapshot()
+        snapshot = self.train.snapshot()
         copy = replace(snapshot, entries=tuple(replace(e) for e in snapshot.entries))
-        first, second = decide(snapshot, candidate_landed=landed), decide(copy, candidate_landed=landed)
+        first, second = decide(snapshot), decide(copy)
         assert first == second, (first, second)
 
     def teardown(self) -> None:

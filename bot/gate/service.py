@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, assert_never
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -49,9 +49,11 @@ from bot.queue.machine import (
     PromoteEntry,
     RequeueEntry,
     StartAttempt,
+    WaitUntil,
 )
 from bot.queue.model import (
     AttemptState,
+    AttemptView,
     EntryState,
     EntryView,
     MergeMethod,
@@ -86,14 +88,29 @@ class GateDeps:
 
 
 @dataclass
+class Running:
+    """An active attempt's row and its entries, in the order their changes are stacked."""
+
+    row: Attempt
+    members: list[AttemptEntry]
+
+    @property
+    def entry_ids(self) -> tuple[int, ...]:
+        return tuple(member.entry_id for member in self.members)
+
+
+@dataclass
 class Loaded:
-    """The rows behind one snapshot, for carrying out its actions."""
+    """The rows behind one snapshot, for carrying out its actions; ``attempts`` in chain order."""
 
     train: Train
     repo: Repository
     entries: dict[int, tuple[Entry, PullRequest]]
-    attempt: Attempt | None
-    members: list[AttemptEntry]
+    attempts: dict[int, Running]
+
+    def attempt(self, attempt_id: int) -> Running:
+        """The attempt an action names (the machine only names attempts of its snapshot)."""
+        return self.attempts[attempt_id]
 
 
 @dataclass(frozen=True)
@@ -113,7 +130,7 @@ class Gate:
         self._positions: dict[int, int] = {}
         self._told: dict[int, str] = {}
         self._mirrored: dict[tuple[int, str], str] = {}
-        self._landed_now: str | None = None
+        self._landed_now: dict[int, str] = {}  # attempt → candidate the base was just fast-forwarded to
         self._seen_status: dict[tuple[str, str], StatusView] = {}
         self.notices = Notices(deps.settings, deps.sessions, deps.forge, deps.clock, lock, train_id, deps.queue_url)
 
@@ -150,8 +167,8 @@ class Gate:
         """One pass: tell the outcomes still untold, snapshot, decide, act (or, when the decision is to wait,
         show the waiting entries their positions)."""
         await self.notices.tell_untold()
-        snapshot, landed, loaded = await self.snapshot()
-        decision = machine.decide(snapshot, candidate_landed=landed)
+        snapshot, loaded = await self.snapshot()
+        decision = machine.decide(snapshot)
         log.info(
             "gate.decision",
             train=self.train_id,
@@ -160,16 +177,16 @@ class Gate:
         )
         await self._mirror_checks(loaded, snapshot)
         if decision.waits:
-            idle = not loaded.entries and loaded.attempt is None
+            idle = not loaded.entries and not loaded.attempts
             if not idle:
                 await self._post_positions(loaded, snapshot)
             return Pass(decision, idle, snapshot.now)
         for action in decision.actions:
             await self.apply(action, loaded, snapshot)
-        if self._landed_now is not None:
+        if self._landed_now:
             # The forge accepted the fast-forward: that is the fact the next decision needs, so
             # decide on it at once instead of re-reading everything (the machine still decides).
-            await self._decide_landed(snapshot, loaded, self._landed_now)
+            await self._decide_landed(snapshot, loaded)
         return Pass(decision, False, snapshot.now)
 
     async def _sleep(self, wake: asyncio.Event, actions: tuple[Action, ...], now: datetime) -> None:
@@ -187,7 +204,7 @@ class Gate:
 
     # -- snapshot ---------------------------------------------------------------------------------
 
-    async def snapshot(self) -> tuple[TrainSnapshot, bool, Loaded]:
+    async def snapshot(self) -> tuple[TrainSnapshot, Loaded]:
         deps = self.deps
         now = deps.clock.now()
         async with deps.sessions() as session:
@@ -196,10 +213,10 @@ class Gate:
             repo = await session.get(Repository, train.repository_id)
             assert repo is not None
             rows = await queries.active_entries(session, self.train_id)
-            found = await queries.active_attempt(session, self.train_id)
-        attempt, members = found if found else (None, [])
+            found = await queries.active_attempts(session, self.train_id)
+        attempts = {attempt.id: Running(attempt, members) for attempt, members in found}
         base_tip = await deps.forge.branch_sha(repo.owner, repo.name, train.branch)
-        carried = {member.entry_id for member in members}
+        carried = {entry_id for running in attempts.values() for entry_id in running.entry_ids}
         entries: dict[int, tuple[Entry, PullRequest]] = {}
         views: list[EntryView] = []
         facts: dict[DepRef, DepPull] = {}
@@ -214,18 +231,9 @@ class Gate:
             if entry.state == EntryState.WAITING:
                 view = replace(view, ready=await self._ready(repo, entry, pull, facts))
             views.append(view)
-        statuses: tuple[StatusView, ...] = ()
-        landed = False
-        if attempt is not None and attempt.candidate_sha:
-            if attempt.state == AttemptState.MERGING and base_tip != attempt.candidate_sha:
-                landed = await self._landed(repo, train.branch, attempt.candidate_sha)
-            if attempt.state != AttemptState.BUILDING and not landed and base_tip != attempt.candidate_sha:
-                # Statuses count until the base is at the candidate: a merge is retried only while still green.
-                # A building candidate is recorded before it is pushed, so after a crash the forge may not know
-                # it (404, or 500 on Gitea): the machine rebuilds it without looking at statuses (FAULTS.md 1).
-                listed = await deps.forge.list_statuses(repo.owner, repo.name, attempt.candidate_sha)
-                statuses = tuple(StatusView(s.context, s.state, s.target_url, s.description) for s in listed)
-                await self._remember_statuses(repo, attempt.candidate_sha, statuses, now)
+        attempt_views = [
+            await self._attempt_view(repo, train.branch, base_tip, running, now) for running in attempts.values()
+        ]
         own = deps.settings.status_context
         required = await checks.required_checks(
             deps.forge,
@@ -240,22 +248,40 @@ class Gate:
             base_branch=train.branch,
             base_tip=base_tip,
             entries=tuple(views),
-            attempt=attempt_view(attempt, members) if attempt else None,
+            attempts=tuple(attempt_views),
             now=now,
-            statuses=statuses,
             required=required,
             own_context=deps.settings.status_context,
             urgent_priority=deps.settings.urgent_priority,
         )
-        if attempt is not None:
+        for running in attempts.values():
             async with deps.sessions.begin() as session:
                 await queries.move_attempt(
                     session,
-                    attempt,
+                    running.row,
                     lease_owner=deps.owner,
                     lease_expires_at=now + timedelta(seconds=deps.settings.lease_seconds),
                 )
-        return snapshot, landed, Loaded(train, repo, entries, attempt, members)
+        return snapshot, Loaded(train, repo, entries, attempts)
+
+    async def _attempt_view(
+        self, repo: Repository, branch: str, base_tip: str, running: Running, now: datetime
+    ) -> AttemptView:
+        """An attempt as the machine sees it: whether its candidate landed, and its statuses."""
+        attempt = running.row
+        statuses: tuple[StatusView, ...] = ()
+        landed = False
+        if attempt.candidate_sha:
+            if attempt.state == AttemptState.MERGING and base_tip != attempt.candidate_sha:
+                landed = await self._landed(repo, branch, attempt.candidate_sha)
+            if attempt.state != AttemptState.BUILDING and not landed and base_tip != attempt.candidate_sha:
+                # Statuses count until the base is at the candidate: a merge is retried only while still green.
+                # A building candidate is recorded before it is pushed, so after a crash the forge may not know
+                # it (404, or 500 on Gitea): the machine rebuilds it without looking at statuses (FAULTS.md 1).
+                listed = await self.deps.forge.list_statuses(repo.owner, repo.name, attempt.candidate_sha)
+                statuses = tuple(StatusView(s.context, s.state, s.target_url, s.description) for s in listed)
+                await self._remember_statuses(repo, attempt.candidate_sha, statuses, now)
+        return attempt_view(attempt, running.members, statuses, landed=landed)
 
     async def _remember_statuses(
         self, repo: Repository, sha: str, statuses: tuple[StatusView, ...], now: datetime
@@ -352,11 +378,17 @@ class Gate:
 
     # -- actions ----------------------------------------------------------------------------------
 
-    async def _decide_landed(self, snapshot: TrainSnapshot, loaded: Loaded, candidate: str) -> None:
-        self._landed_now = None
-        assert snapshot.attempt is not None
-        landed = replace(snapshot, base_tip=candidate, attempt=replace(snapshot.attempt, state=AttemptState.MERGING))
-        decision = machine.decide(landed, candidate_landed=True)
+    async def _decide_landed(self, snapshot: TrainSnapshot, loaded: Loaded) -> None:
+        landed_now, self._landed_now = self._landed_now, {}
+        base_tip = snapshot.base_tip
+        attempts = []
+        for view in snapshot.attempts:
+            if view.id in landed_now:
+                base_tip = landed_now[view.id]
+                view = replace(view, state=AttemptState.MERGING, landed=True)
+            attempts.append(view)
+        landed = replace(snapshot, base_tip=base_tip, attempts=tuple(attempts))
+        decision = machine.decide(landed)
         log.info(
             "gate.decision",
             train=self.train_id,
@@ -368,17 +400,17 @@ class Gate:
             await self.apply(action, loaded, landed)
 
     async def apply(self, action: Action, loaded: Loaded, snapshot: TrainSnapshot) -> None:
+        """Carry out one action, on exactly the attempt or entry it names."""
         if isinstance(action, StartAttempt):
-            await self._start(action, loaded, snapshot)
+            await self._start(action, loaded)
         elif isinstance(action, BuildCandidate):
-            assert loaded.attempt is not None
-            await self._build(loaded.attempt, loaded)
+            await self._build(loaded.attempt(action.attempt_id), loaded)
         elif isinstance(action, MergeAttempt):
             await self._merge(action, loaded)
         elif isinstance(action, FinishMerged):
             await self._finish(action, loaded)
         elif isinstance(action, FailAttempt):
-            await self._fail(action.entry_ids, action.reason, dict(action.detail), loaded)
+            await self._fail(action, loaded)
         elif isinstance(action, AbandonAttempt):
             await self._abandon(action, loaded)
         elif isinstance(action, CancelEntry):
@@ -387,14 +419,19 @@ class Gate:
             await self._promote(action, loaded)
         elif isinstance(action, RequeueEntry):
             await self._requeue(action, loaded)
+        elif isinstance(action, WaitUntil):
+            pass  # a wait is carried out by the loop (``run``), not here
+        else:
+            assert_never(action)
 
-    async def _start(self, action: StartAttempt, loaded: Loaded, snapshot: TrainSnapshot) -> None:
+    async def _start(self, action: StartAttempt, loaded: Loaded) -> None:
         deps = self.deps
         now = deps.clock.now()
         strategy = self._strategy(loaded, action.entry_ids)
         async with deps.sessions.begin() as session:
             attempt = Attempt(
                 train_id=self.train_id,
+                parent_id=action.parent_id,
                 state=AttemptState.BUILDING.value,
                 strategy=strategy.value,
                 base_sha=action.base_sha,
@@ -417,10 +454,10 @@ class Gate:
                     session, entry_id, "attempt_started", attempt_id=attempt.id, detail={"base": action.base_sha}
                 )
             session.add_all(members)
-        loaded.attempt, loaded.members = attempt, members
+        running = loaded.attempts[attempt.id] = Running(attempt, members)
         self._crashpoint("attempt_created")
         log.info("gate.attempt_started", train=self.train_id, attempt=attempt.id, entries=list(action.entry_ids))
-        await self._build(attempt, loaded)
+        await self._build(running, loaded)
 
     def _crashpoint(self, step: str) -> None:
         crashpoints.reached(step, self.deps.settings.crash_at)
@@ -429,11 +466,12 @@ class Gate:
         heads = [loaded.entries[entry_id][1].head_repo for entry_id in entry_ids]
         return strategy_for(Strategy(self.deps.settings.strategy), f"{loaded.repo.owner}/{loaded.repo.name}", heads)
 
-    async def _build(self, attempt: Attempt, loaded: Loaded) -> None:
+    async def _build(self, running: Running, loaded: Loaded) -> None:
         deps = self.deps
+        attempt = running.row
         repo, branch = loaded.repo, loaded.train.branch
         mirror = await self._mirror(repo)
-        entry_ids = [member.entry_id for member in loaded.members]
+        entry_ids = list(running.entry_ids)
         (entry, pull) = loaded.entries[entry_ids[0]]
         await mirror.fetch(
             f"+refs/heads/{branch}:refs/heads/{branch}",
@@ -452,10 +490,12 @@ class Gate:
             message = f"{pull.title} (#{pull.number})\n\n{pull.body}".strip()
             result = await builder.squash(attempt.base_sha, entry.approved_sha, message=message, committer_date=when)
         if isinstance(result, Conflict):
-            await self._fail(tuple(entry_ids), Reason.CONFLICT, {"paths": list(result.paths), "base": branch}, loaded)
+            detail = {"paths": list(result.paths), "base": branch}
+            await self._fail(FailAttempt(attempt.id, tuple(entry_ids), Reason.CONFLICT, detail), loaded)
             return
         if isinstance(result, NothingToMerge):
-            await self._fail(tuple(entry_ids), Reason.ALREADY_IN_BASE, {"base": branch}, loaded)
+            detail = {"base": branch}
+            await self._fail(FailAttempt(attempt.id, tuple(entry_ids), Reason.ALREADY_IN_BASE, detail), loaded)
             return
         assert isinstance(result, Built)
         strategy = Strategy(attempt.strategy)
@@ -510,16 +550,16 @@ class Gate:
 
     async def _merge(self, action: MergeAttempt, loaded: Loaded) -> None:
         deps = self.deps
-        attempt = loaded.attempt
-        assert attempt is not None
+        running = loaded.attempt(action.attempt_id)
+        attempt = running.row
         if attempt.state != AttemptState.MERGING:
-            for member in loaded.members:
+            for member in running.members:
                 entry, _ = loaded.entries[member.entry_id]
                 if not await deps.permissions.may_merge(
                     loaded.repo.owner, loaded.repo.name, entry.approved_by, fresh=True
                 ):
                     detail = {"by": entry.approved_by, "base": loaded.train.branch}
-                    await self._fail((entry.id,), Reason.PERMISSION_REVOKED, detail, loaded)
+                    await self._fail(FailAttempt(attempt.id, (entry.id,), Reason.PERMISSION_REVOKED, detail), loaded)
                     return
             async with deps.sessions.begin() as session:
                 await queries.move_attempt(
@@ -532,14 +572,14 @@ class Gate:
             mirror = await self._mirror(repo)
             result = await mirror.push_fast_forward(branch, action.candidate_sha)
             if isinstance(result, Rejected) and result.reason is Rejection.REMOTE_REJECTED:
-                entry_ids = tuple(m.entry_id for m in loaded.members)
-                await self._fail(entry_ids, Reason.MERGE_REFUSED, {"message": result.detail, "base": branch}, loaded)
+                detail = {"message": result.detail, "base": branch}
+                await self._fail(FailAttempt(attempt.id, running.entry_ids, Reason.MERGE_REFUSED, detail), loaded)
             # A non-fast-forward refusal means the base moved: the next snapshot sees it and rebuilds.
             if isinstance(result, Pushed):
                 self._crashpoint("base_pushed")
-                self._landed_now = action.candidate_sha
+                self._landed_now[attempt.id] = action.candidate_sha
             return
-        entry, pull = loaded.entries[loaded.members[0].entry_id]
+        entry, pull = loaded.entries[running.members[0].entry_id]
         try:
             await deps.forge.merge_pull(
                 repo.owner,
@@ -553,14 +593,14 @@ class Gate:
         except errors.NotAllowed as exc:
             if exc.try_again_later or exc.already_merged:
                 return  # mergeability still being checked, or it did merge: the next snapshot re-reads
-            await self._fail((entry.id,), Reason.MERGE_REFUSED, {"message": exc.message, "base": branch}, loaded)
+            detail = {"message": exc.message, "base": branch}
+            await self._fail(FailAttempt(attempt.id, (entry.id,), Reason.MERGE_REFUSED, detail), loaded)
         except (errors.Conflict, errors.ServerError, errors.Unavailable, errors.NotFound) as exc:
             log.warning("gate.merge_call_failed", train=self.train_id, error=str(exc))  # re-read decides
 
     async def _finish(self, action: FinishMerged, loaded: Loaded) -> None:
         deps = self.deps
-        attempt = loaded.attempt
-        assert attempt is not None
+        attempt = loaded.attempt(action.attempt_id).row
         repo = loaded.repo
         strategy = Strategy(attempt.strategy)
         for entry_id in action.entry_ids:
@@ -612,24 +652,25 @@ class Gate:
         except errors.ForgeError as exc:
             log.warning("gate.mark_merged_failed", pull=number, error=str(exc))
 
-    async def _fail(self, entry_ids: tuple[int, ...], reason: Reason, detail: dict[str, Any], loaded: Loaded) -> None:
+    async def _fail(self, action: FailAttempt, loaded: Loaded) -> None:
+        """The attempt ends failed; the entries it names fail with its reason."""
         deps = self.deps
-        attempt = loaded.attempt
+        attempt = loaded.attempt(action.attempt_id).row
+        entry_ids, reason, detail = action.entry_ids, action.reason, dict(action.detail)
         now = deps.clock.now()
         detail.setdefault("base", loaded.train.branch)
         if reason is Reason.CI_TIMEOUT:
             detail.setdefault("timeout", f"{deps.settings.ci_timeout_seconds} s")
         async with deps.sessions.begin() as session:
-            if attempt is not None:
-                await queries.move_attempt(
-                    session,
-                    attempt,
-                    state=AttemptState.FAILED.value,
-                    finished_at=now,
-                    reason=reason.value,
-                    reason_detail=detail,
-                    intent=None,
-                )
+            await queries.move_attempt(
+                session,
+                attempt,
+                state=AttemptState.FAILED.value,
+                finished_at=now,
+                reason=reason.value,
+                reason_detail=detail,
+                intent=None,
+            )
             for entry_id in entry_ids:
                 entry, pull = loaded.entries[entry_id]
                 await queries.move_entry(
@@ -645,20 +686,18 @@ class Gate:
                     entry_id,
                     "failed",
                     reason=reason.value,
-                    attempt_id=attempt.id if attempt else None,
+                    attempt_id=attempt.id,
                     detail=detail,
                 )
         log.info("gate.failed", train=self.train_id, reason=reason.value, entries=list(entry_ids))
         for entry_id in entry_ids:
             entry, pull = loaded.entries[entry_id]
             await self.notices.tell(loaded.repo, entry, pull)
-        if attempt is not None:
-            await self._delete_staging(attempt, loaded)
+        await self._delete_staging(attempt, loaded)
 
     async def _abandon(self, action: AbandonAttempt, loaded: Loaded) -> None:
         deps = self.deps
-        attempt = loaded.attempt
-        assert attempt is not None
+        attempt = loaded.attempt(action.attempt_id).row
         async with deps.sessions.begin() as session:
             await queries.move_attempt(
                 session,
@@ -716,16 +755,20 @@ class Gate:
             self._positions[view.id] = position
 
     async def _mirror_checks(self, loaded: Loaded, snapshot: TrainSnapshot) -> None:
-        """The candidate's CI results, mirrored onto each PR head as ``merge-bot/<context>``, so authors see
+        """Each candidate's CI results, mirrored onto its PR heads as ``merge-bot/<context>``, so authors see
         why without leaving the PR (staging only: with pr-branch, CI already runs on the PR)."""
-        attempt = loaded.attempt
-        if attempt is None or Strategy(attempt.strategy) is not Strategy.STAGING or not attempt.candidate_sha:
+        for view in snapshot.attempts:
+            await self._mirror_attempt_checks(loaded, loaded.attempt(view.id), view)
+
+    async def _mirror_attempt_checks(self, loaded: Loaded, running: Running, view: AttemptView) -> None:
+        attempt = running.row
+        if Strategy(attempt.strategy) is not Strategy.STAGING or not attempt.candidate_sha:
             return
         own = self.deps.settings.status_context
-        for context, status in checks_latest(snapshot.statuses).items():
+        for context, status in checks_latest(view.statuses).items():
             if context == own or context.startswith(own + "/"):
                 continue
-            for member in loaded.members:
+            for member in running.members:
                 key = (member.entry_id, context)
                 if self._mirrored.get(key) == status.state:
                     continue

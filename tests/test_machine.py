@@ -19,12 +19,15 @@ from bot.queue.machine import (
     RequeueEntry,
     StartAttempt,
     WaitUntil,
+    after_build,
     decide,
     queue_order,
 )
 from bot.queue.model import (
     AttemptState,
     AttemptView,
+    EntryAddsNothing,
+    EntryConflicts,
     EntryState,
     EntryView,
     PullView,
@@ -427,3 +430,19 @@ def test_actions_name_the_chain_head_and_entries_behind_it_are_not_orphans() -> 
     assert decide(snapshot) == Decision((MergeAttempt(100, BASE, CAND),), Reason.CHECKS_PASSED)
     landed = replace(snapshot, attempts=(replace(head, state=AttemptState.MERGING, landed=True), snapshot.attempts[1]))
     assert decide(landed) == Decision((FinishMerged(100, (1,), CAND),), Reason.MERGED)
+
+
+def test_a_conflict_on_the_second_entry_fails_that_entry_and_requeues_the_first() -> None:
+    both = attempt(AttemptState.BUILDING, ids=(1, 2), candidate_sha=None)
+    assert after_build(both, EntryConflicts(2, ("b.txt",))) == Decision(
+        (FailAttempt(100, (2,), Reason.CONFLICT, {"paths": ["b.txt"]}, requeue=(1,)),),
+        Reason.CONFLICT,
+        {"paths": ["b.txt"]},
+    )
+
+
+def test_a_single_entry_that_adds_nothing_fails_alone() -> None:
+    alone = attempt(AttemptState.BUILDING, candidate_sha=None)
+    assert after_build(alone, EntryAddsNothing(1)) == Decision(
+        (FailAttempt(100, (1,), Reason.ALREADY_IN_BASE, {}),), Reason.ALREADY_IN_BASE, {}
+    )

@@ -42,6 +42,7 @@ from bot.queue.machine import (
     RequeueEntry,
     StartAttempt,
     WaitUntil,
+    after_build,
     decide,
 )
 from bot.queue.model import (
@@ -49,6 +50,7 @@ from bot.queue.model import (
     ACTIVE_ENTRY_STATES,
     AttemptState,
     AttemptView,
+    EntryConflicts,
     EntryState,
     EntryView,
     PullView,
@@ -218,7 +220,7 @@ class Train:
         elif isinstance(action, FinishMerged):
             self.finish(action)
         elif isinstance(action, FailAttempt):
-            self.fail(action.attempt_id, action.entry_ids)
+            self.fail(action.attempt_id, action.entry_ids, action.requeue)
         elif isinstance(action, AbandonAttempt):
             self.abandon(action)
         elif isinstance(action, CancelEntry):
@@ -253,12 +255,17 @@ class Train:
         self.build(attempt)
 
     def build(self, attempt: Attempt) -> None:
+        """Every entry's PR in turn onto the one before; the first that conflicts stops it (the machine says
+        what then, as in the gate)."""
+        for entry_id in attempt.entry_ids:
+            if self.entries[entry_id].pull.conflicts:
+                view = AttemptView(attempt.id, attempt.state, attempt.base, attempt.entry_ids)
+                for action in after_build(view, EntryConflicts(entry_id, ("a.txt",))).actions:
+                    self.apply(action)
+                return
         entry = self.entries[attempt.entry_ids[0]]
-        if entry.pull.conflicts:
-            self.fail(attempt.id, attempt.entry_ids)
-            return
-        # The candidate depends on the base and the approved head only: a rebuild yields the same SHA.
-        candidate = sha("candidate", attempt.base, entry.approved)
+        # The candidate depends on the base and the approved heads only: a rebuild yields the same SHA.
+        candidate = sha("candidate", attempt.base, *(self.entries[e].approved for e in attempt.entry_ids))
         self.write()  # the candidate recorded (still "building")
         attempt.candidate = candidate
         self.write()  # the push: a staging ref, or the PR's own branch (pr-branch strategy)
@@ -299,13 +306,15 @@ class Train:
             self.entries[entry_id].state = EntryState.MERGED
             self.merged[entry_id] += 1
 
-    def fail(self, attempt_id: int, entry_ids: tuple[int, ...]) -> None:
-        self.write()  # the attempt failed and its entries failed, one transaction
+    def fail(self, attempt_id: int, entry_ids: tuple[int, ...], requeue: tuple[int, ...] = ()) -> None:
+        self.write()  # the attempt failed, its entries failed and the others requeued, one transaction
         for attempt in self.attempts:
             if attempt.id == attempt_id:
                 attempt.state = AttemptState.FAILED
         for entry_id in entry_ids:
             self.entries[entry_id].state = EntryState.FAILED
+        for entry_id in requeue:
+            self.entries[entry_id].state = EntryState.QUEUED
 
     def abandon(self, action: AbandonAttempt) -> None:
         attempt = self.attempt

@@ -213,6 +213,17 @@ async def move_attempt(session: AsyncSession, attempt: Attempt, **values: Any) -
         setattr(attempt, key, value)
 
 
+async def record_ends(session: AsyncSession, attempt_id: int, ends: dict[int, str]) -> None:
+    """Each entry's end commit in the attempt's candidate (``attempt_entries.end_sha``)."""
+    for entry_id, sha in ends.items():
+        await session.execute(
+            update(AttemptEntry)
+            .where(AttemptEntry.attempt_id == attempt_id, AttemptEntry.entry_id == entry_id)
+            .values(end_sha=sha)
+            .execution_options(synchronize_session=False)
+        )
+
+
 def record(
     session: AsyncSession,
     entry_id: int,

@@ -28,9 +28,11 @@ from bot.forge import errors
 from bot.forge.client import GiteaClient
 from bot.forge.permissions import Permissions
 from bot.gate import checks, waiting
+from bot.gate.build import build_candidate
+from bot.gate.build import failure as build_failure
 from bot.gate.locks import TrainLock
 from bot.gate.notices import Notices
-from bot.git.candidates import Built, CandidateBuilder, Conflict, NothingToMerge
+from bot.git.candidates import Broken
 from bot.git.mirror import Mirror, MirrorCache, Pushed, Rejected, Rejection
 from bot.git.runner import GitError, GitRunner
 from bot.logs import get_logger
@@ -56,7 +58,6 @@ from bot.queue.model import (
     AttemptView,
     EntryState,
     EntryView,
-    MergeMethod,
     Reason,
     StatusView,
     Strategy,
@@ -97,6 +98,11 @@ class Running:
     @property
     def entry_ids(self) -> tuple[int, ...]:
         return tuple(member.entry_id for member in self.members)
+
+    def end_of(self, entry_id: int, candidate: str) -> str:
+        """The commit of the candidate where the entry's change ends (the candidate, for its last entry)."""
+        ends = {member.entry_id: member.end_sha for member in self.members}
+        return ends.get(entry_id) or candidate
 
 
 @dataclass
@@ -467,45 +473,34 @@ class Gate:
         return strategy_for(Strategy(self.deps.settings.strategy), f"{loaded.repo.owner}/{loaded.repo.name}", heads)
 
     async def _build(self, running: Running, loaded: Loaded) -> None:
+        """Build the attempt's candidate from all its entries, in order; record it, push it, test it."""
         deps = self.deps
         attempt = running.row
         repo, branch = loaded.repo, loaded.train.branch
         mirror = await self._mirror(repo)
         entry_ids = list(running.entry_ids)
-        (entry, pull) = loaded.entries[entry_ids[0]]
-        await mirror.fetch(
-            f"+refs/heads/{branch}:refs/heads/{branch}",
-            f"+refs/pull/{pull.number}/head:refs/merge-bot/pull/{pull.number}",
-        )
-        builder = CandidateBuilder(deps.git, mirror.path)
-        # The committer date is the attempt's: rebuilding after a crash yields the very same candidate SHA.
-        when = attempt.created_at
-        method = MergeMethod(entry.merge_method)
-        if method is MergeMethod.REBASE:
-            result = await builder.rebase(attempt.base_sha, entry.approved_sha, committer_date=when)
-        elif method is MergeMethod.MERGE:
-            message = f"Merge pull request #{pull.number}: {pull.title}\n\nMerged by merge-bot."
-            result = await builder.merge(attempt.base_sha, entry.approved_sha, message=message, committer_date=when)
-        else:
-            message = f"{pull.title} (#{pull.number})\n\n{pull.body}".strip()
-            result = await builder.squash(attempt.base_sha, entry.approved_sha, message=message, committer_date=when)
-        if isinstance(result, Conflict):
-            detail = {"paths": list(result.paths), "base": branch}
-            await self._fail(FailAttempt(attempt.id, tuple(entry_ids), Reason.CONFLICT, detail), loaded)
+        carried = [loaded.entries[entry_id] for entry_id in entry_ids]
+        result = await build_candidate(deps.git, mirror, branch, attempt, carried)
+        if isinstance(result, Broken):
+            decision = machine.after_build(attempt_view(attempt, running.members), build_failure(result))
+            log.info("gate.build_stopped", train=self.train_id, attempt=attempt.id, entry=result.key)
+            for action in decision.actions:
+                assert isinstance(action, FailAttempt)
+                await self._fail(action, loaded)
             return
-        if isinstance(result, NothingToMerge):
-            detail = {"base": branch}
-            await self._fail(FailAttempt(attempt.id, tuple(entry_ids), Reason.ALREADY_IN_BASE, detail), loaded)
-            return
-        assert isinstance(result, Built)
+        entry, pull = carried[0]
         strategy = Strategy(attempt.strategy)
         ref = (
             f"refs/heads/merge-bot/{branch}/{attempt.id}"
             if strategy is Strategy.STAGING
             else f"refs/heads/{pull.head_ref}"
         )
+        ends = {link.key: link.end_sha for link in result.links}
         async with deps.sessions.begin() as session:  # the intent, before the push
             await queries.move_attempt(session, attempt, candidate_sha=result.sha, ref=ref, intent={"push": ref})
+            await queries.record_ends(session, attempt.id, ends)
+        for member in running.members:
+            member.end_sha = ends[member.entry_id]
         self._crashpoint("candidate_recorded")
         await self.lock.check()
         expected = None if strategy is Strategy.STAGING else entry.approved_sha
@@ -599,27 +594,30 @@ class Gate:
             log.warning("gate.merge_call_failed", train=self.train_id, error=str(exc))  # re-read decides
 
     async def _finish(self, action: FinishMerged, loaded: Loaded) -> None:
+        """The candidate is in the base: each PR is marked merged at the commit where its own change ends."""
         deps = self.deps
-        attempt = loaded.attempt(action.attempt_id).row
+        running = loaded.attempt(action.attempt_id)
+        attempt = running.row
         repo = loaded.repo
         strategy = Strategy(attempt.strategy)
+        ends = {entry_id: running.end_of(entry_id, action.candidate_sha) for entry_id in action.entry_ids}
         for entry_id in action.entry_ids:
             _, pull = loaded.entries[entry_id]
             if strategy is Strategy.STAGING:
-                await self._mark_merged(repo, pull.number, action.candidate_sha)
+                await self._mark_merged(repo, pull.number, ends[entry_id])
         self._crashpoint("marked_merged")
         await self._delete_staging(attempt, loaded)
         now = deps.clock.now()
-        detail = {"sha": action.candidate_sha, "base": loaded.train.branch, "strategy": strategy.value}
         async with deps.sessions.begin() as session:
             await queries.move_attempt(session, attempt, state=AttemptState.DONE.value, finished_at=now, intent=None)
             for entry_id in action.entry_ids:
                 entry, _ = loaded.entries[entry_id]
+                detail = {"sha": ends[entry_id], "base": loaded.train.branch, "strategy": strategy.value}
                 await queries.move_entry(
                     session,
                     entry,
                     EntryState.MERGED.value,
-                    merged_sha=action.candidate_sha,
+                    merged_sha=ends[entry_id],
                     finished_at=now,
                     reason=Reason.MERGED.value,
                     reason_detail=detail,
@@ -630,7 +628,7 @@ class Gate:
                     "merged",
                     reason=Reason.MERGED.value,
                     attempt_id=attempt.id,
-                    detail={"sha": action.candidate_sha},
+                    detail={"sha": ends[entry_id]},
                 )
         log.info("gate.merged", train=self.train_id, attempt=attempt.id, sha=action.candidate_sha)
         self._crashpoint("merge_recorded")
@@ -689,7 +687,12 @@ class Gate:
                     attempt_id=attempt.id,
                     detail=detail,
                 )
-        log.info("gate.failed", train=self.train_id, reason=reason.value, entries=list(entry_ids))
+            for entry_id in action.requeue:  # not at fault: back in line as they were
+                entry, _ = loaded.entries[entry_id]
+                await queries.move_entry(session, entry, EntryState.QUEUED.value)
+                queries.record(session, entry_id, "requeued", reason=reason.value, attempt_id=attempt.id)
+        requeued = list(action.requeue)
+        log.info("gate.failed", train=self.train_id, reason=reason.value, entries=list(entry_ids), requeued=requeued)
         for entry_id in entry_ids:
             entry, pull = loaded.entries[entry_id]
             await self.notices.tell(loaded.repo, entry, pull)

@@ -22,6 +22,9 @@ Rules, in the order they apply:
 Before all of these, an entry marked testing that no active attempt carries (a crash between two steps)
 goes back in line.
 
+A build that stops (:func:`after_build`) fails the entry it stopped at — a conflict with what comes before
+it, or nothing left to add — and sends the attempt's other entries back in line.
+
 The snapshot carries the train's active attempts in chain order, and every action names the attempt it is
 for. The rules above work on the first attempt of the chain (the one built on the base); today's policy
 starts an attempt only when none is active, so it is the only one.
@@ -38,6 +41,8 @@ from bot.queue.checks import Verdict, evaluate
 from bot.queue.model import (
     AttemptState,
     AttemptView,
+    BuildFailure,
+    EntryConflicts,
     EntryState,
     EntryView,
     Reason,
@@ -79,12 +84,14 @@ class AbandonAttempt:
 
 @dataclass(frozen=True, slots=True)
 class FailAttempt:
-    """The attempt failed; its entries fail with the same reason."""
+    """The attempt failed; ``entry_ids`` fail with the same reason, ``requeue`` (its other entries, which
+    were not at fault) go back to the queue as they were."""
 
     attempt_id: int
     entry_ids: tuple[int, ...]
     reason: Reason
     detail: Mapping[str, Any] = field(default_factory=dict)
+    requeue: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +191,17 @@ def decide(snapshot: TrainSnapshot) -> Decision:
         if line:
             return Decision((StartAttempt((line[0].id,), snapshot.base_tip),), Reason.STARTED)
     return Decision((WaitUntil(),), Reason.IDLE)
+
+
+def after_build(attempt: AttemptView, failure: BuildFailure) -> Decision:
+    """The attempt's candidate could not be built: the entry it stopped at fails (naming the conflicting
+    paths), and the attempt's other entries go back to the queue without penalty."""
+    others = tuple(entry_id for entry_id in attempt.entry_ids if entry_id != failure.entry_id)
+    if isinstance(failure, EntryConflicts):
+        reason, detail = Reason.CONFLICT, {"paths": list(failure.paths)}
+    else:
+        reason, detail = Reason.ALREADY_IN_BASE, {}
+    return Decision((FailAttempt(attempt.id, (failure.entry_id,), reason, detail, others),), reason, detail)
 
 
 def _attempt_step(snapshot: TrainSnapshot, attempt: AttemptView) -> Decision | None:

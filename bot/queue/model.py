@@ -127,6 +127,25 @@ class AttemptView:
 
 
 @dataclass(frozen=True, slots=True)
+class EntryConflicts:
+    """Building an attempt's candidate stopped at this entry: its PR conflicts in ``paths`` with what comes
+    before it (the base and the attempt's earlier entries)."""
+
+    entry_id: int
+    paths: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class EntryAddsNothing:
+    """Building stopped at this entry: everything its PR changes is already in what comes before it."""
+
+    entry_id: int
+
+
+BuildFailure = EntryConflicts | EntryAddsNothing
+
+
+@dataclass(frozen=True, slots=True)
 class RequiredChecks:
     """Contexts that must be green: glob patterns, or ``None`` for "at least one status, all green"."""
 

@@ -32,6 +32,7 @@ from bot.gate.build import build_candidate
 from bot.gate.build import failure as build_failure
 from bot.gate.locks import TrainLock
 from bot.gate.notices import Notices
+from bot.gate.strategies import Base, Landed, Refused, plan_for
 from bot.git.candidates import Broken
 from bot.git.mirror import Mirror, MirrorCache, Pushed, Rejected, Rejection
 from bot.git.runner import GitError, GitRunner
@@ -434,6 +435,8 @@ class Gate:
         deps = self.deps
         now = deps.clock.now()
         strategy = self._strategy(loaded, action.entry_ids)
+        limit = plan_for(strategy).max_entries
+        assert limit is None or len(action.entry_ids) <= limit, (strategy, action.entry_ids)
         async with deps.sessions.begin() as session:
             attempt = Attempt(
                 train_id=self.train_id,
@@ -488,13 +491,8 @@ class Gate:
                 assert isinstance(action, FailAttempt)
                 await self._fail(action, loaded)
             return
-        entry, pull = carried[0]
-        strategy = Strategy(attempt.strategy)
-        ref = (
-            f"refs/heads/merge-bot/{branch}/{attempt.id}"
-            if strategy is Strategy.STAGING
-            else f"refs/heads/{pull.head_ref}"
-        )
+        plan = plan_for(attempt.strategy)
+        ref = plan.candidate_ref(branch, attempt.id, [pull for _, pull in carried])
         ends = {link.key: link.end_sha for link in result.links}
         async with deps.sessions.begin() as session:  # the intent, before the push
             await queries.move_attempt(session, attempt, candidate_sha=result.sha, ref=ref, intent={"push": ref})
@@ -503,7 +501,7 @@ class Gate:
             member.end_sha = ends[member.entry_id]
         self._crashpoint("candidate_recorded")
         await self.lock.check()
-        expected = None if strategy is Strategy.STAGING else entry.approved_sha
+        expected = plan.push_lease([entry for entry, _ in carried])
         pushed = await self._push_owned(mirror, ref, result.sha, expected)
         if isinstance(pushed, Rejected):
             raise errors.ForgeError("PUSH", ref, None, f"{pushed.reason}: {pushed.detail}")
@@ -522,7 +520,7 @@ class Gate:
         short_ref = ref.removeprefix("refs/heads/")
         for entry_id in entry_ids:
             e, p = loaded.entries[entry_id]
-            head = result.sha if strategy is Strategy.PR_BRANCH else e.approved_sha
+            head = plan.tested_head(e, result.sha)
             await self.notices.status(
                 loaded.repo, p, head, "pending", messages.status_description(Reason.STARTED, {"ref": short_ref})
             )
@@ -554,7 +552,9 @@ class Gate:
                     loaded.repo.owner, loaded.repo.name, entry.approved_by, fresh=True
                 ):
                     detail = {"by": entry.approved_by, "base": loaded.train.branch}
-                    await self._fail(FailAttempt(attempt.id, (entry.id,), Reason.PERMISSION_REVOKED, detail), loaded)
+                    others = tuple(entry_id for entry_id in running.entry_ids if entry_id != entry.id)
+                    revoked = FailAttempt(attempt.id, (entry.id,), Reason.PERMISSION_REVOKED, detail, others)
+                    await self._fail(revoked, loaded)
                     return
             async with deps.sessions.begin() as session:
                 await queries.move_attempt(
@@ -562,36 +562,25 @@ class Gate:
                 )
             self._crashpoint("merge_intent")
         await self.lock.check()
-        repo, branch = loaded.repo, loaded.train.branch
-        if Strategy(attempt.strategy) is Strategy.STAGING:
-            mirror = await self._mirror(repo)
-            result = await mirror.push_fast_forward(branch, action.candidate_sha)
-            if isinstance(result, Rejected) and result.reason is Rejection.REMOTE_REJECTED:
-                detail = {"message": result.detail, "base": branch}
-                await self._fail(FailAttempt(attempt.id, running.entry_ids, Reason.MERGE_REFUSED, detail), loaded)
-            # A non-fast-forward refusal means the base moved: the next snapshot sees it and rebuilds.
-            if isinstance(result, Pushed):
-                self._crashpoint("base_pushed")
-                self._landed_now[attempt.id] = action.candidate_sha
-            return
-        entry, pull = loaded.entries[running.members[0].entry_id]
-        try:
-            await deps.forge.merge_pull(
-                repo.owner,
-                repo.name,
-                pull.number,
-                "fast-forward-only",
-                head_commit_id=action.candidate_sha,
-                delete_branch_after_merge=deps.settings.delete_branch_after_merge,
-            )
+        pulls = [loaded.entries[entry_id][1] for entry_id in running.entry_ids]
+        landing = await plan_for(attempt.strategy).land(self._base(loaded), pulls, action.candidate_sha)
+        if isinstance(landing, Refused):
+            detail = {"message": landing.message, "base": loaded.train.branch}
+            await self._fail(FailAttempt(attempt.id, running.entry_ids, Reason.MERGE_REFUSED, detail), loaded)
+        elif isinstance(landing, Landed):
             self._crashpoint("base_pushed")
-        except errors.NotAllowed as exc:
-            if exc.try_again_later or exc.already_merged:
-                return  # mergeability still being checked, or it did merge: the next snapshot re-reads
-            detail = {"message": exc.message, "base": branch}
-            await self._fail(FailAttempt(attempt.id, (entry.id,), Reason.MERGE_REFUSED, detail), loaded)
-        except (errors.Conflict, errors.ServerError, errors.Unavailable, errors.NotFound) as exc:
-            log.warning("gate.merge_call_failed", train=self.train_id, error=str(exc))  # re-read decides
+            if landing.known:
+                self._landed_now[attempt.id] = action.candidate_sha
+
+    def _base(self, loaded: Loaded) -> Base:
+        repo = loaded.repo
+        return Base(
+            self.deps.forge,
+            repo,
+            loaded.train.branch,
+            lambda: self._mirror(repo),
+            self.deps.settings.delete_branch_after_merge,
+        )
 
     async def _finish(self, action: FinishMerged, loaded: Loaded) -> None:
         """The candidate is in the base: each PR is marked merged at the commit where its own change ends."""
@@ -599,12 +588,12 @@ class Gate:
         running = loaded.attempt(action.attempt_id)
         attempt = running.row
         repo = loaded.repo
-        strategy = Strategy(attempt.strategy)
+        plan = plan_for(attempt.strategy)
         ends = {entry_id: running.end_of(entry_id, action.candidate_sha) for entry_id in action.entry_ids}
+        base = self._base(loaded)
         for entry_id in action.entry_ids:
             _, pull = loaded.entries[entry_id]
-            if strategy is Strategy.STAGING:
-                await self._mark_merged(repo, pull.number, ends[entry_id])
+            await plan.mark_merged(base, self.lock, pull, ends[entry_id])
         self._crashpoint("marked_merged")
         await self._delete_staging(attempt, loaded)
         now = deps.clock.now()
@@ -612,7 +601,7 @@ class Gate:
             await queries.move_attempt(session, attempt, state=AttemptState.DONE.value, finished_at=now, intent=None)
             for entry_id in action.entry_ids:
                 entry, _ = loaded.entries[entry_id]
-                detail = {"sha": ends[entry_id], "base": loaded.train.branch, "strategy": strategy.value}
+                detail = {"sha": ends[entry_id], "base": loaded.train.branch, "strategy": plan.strategy.value}
                 await queries.move_entry(
                     session,
                     entry,
@@ -635,20 +624,6 @@ class Gate:
         for entry_id in action.entry_ids:
             entry, pull = loaded.entries[entry_id]
             await self.notices.tell(repo, entry, pull)
-
-    async def _mark_merged(self, repo: Repository, number: int, sha: str) -> None:
-        """Gitea does not mark a PR merged by a push (autodetect is off by default): say so explicitly."""
-        await self.lock.check()
-        try:
-            info = await self.deps.forge.get_pull(repo.owner, repo.name, number)
-            if info.merged:
-                return
-            await self.deps.forge.merge_pull(repo.owner, repo.name, number, "manually-merged", merge_commit_id=sha)
-        except errors.NotAllowed as exc:
-            if not exc.already_merged:
-                log.warning("gate.mark_merged_refused", pull=number, error=str(exc))
-        except errors.ForgeError as exc:
-            log.warning("gate.mark_merged_failed", pull=number, error=str(exc))
 
     async def _fail(self, action: FailAttempt, loaded: Loaded) -> None:
         """The attempt ends failed; the entries it names fail with its reason."""
@@ -713,8 +688,9 @@ class Gate:
             for entry_id in action.requeue:
                 entry, pull = loaded.entries[entry_id]
                 values: dict[str, Any] = {}
-                if Strategy(attempt.strategy) is Strategy.PR_BRANCH and attempt.candidate_sha == pull.head_sha:
-                    values["approved_sha"] = pull.head_sha  # the approval follows the bot's own rebase
+                approval = plan_for(attempt.strategy).approval_after_abandon(attempt.candidate_sha, pull)
+                if approval is not None:
+                    values["approved_sha"] = approval
                 await queries.move_entry(session, entry, EntryState.QUEUED.value, **values)
                 queries.record(session, entry_id, "requeued", reason=action.reason.value, attempt_id=attempt.id)
         log.info("gate.abandoned", train=self.train_id, attempt=attempt.id, reason=action.reason.value)
@@ -740,11 +716,10 @@ class Gate:
     async def _delete_staging(self, attempt: Attempt, loaded: Loaded) -> None:
         """Delete the attempt's staging branch. Its name is unique to the attempt and only the lock holder
         writes it, so a plain branch delete through the API is safe (and cheaper than a git push)."""
-        if Strategy(attempt.strategy) is not Strategy.STAGING or not attempt.ref:
+        branch = plan_for(attempt.strategy).staging_branch(attempt.ref)
+        if branch is None:
             return
-        await self.notices.best_effort(
-            self.deps.forge.delete_branch, loaded.repo.owner, loaded.repo.name, attempt.ref.removeprefix("refs/heads/")
-        )
+        await self.notices.best_effort(self.deps.forge.delete_branch, loaded.repo.owner, loaded.repo.name, branch)
 
     # -- what users see ---------------------------------------------------------------------------
 
@@ -765,7 +740,7 @@ class Gate:
 
     async def _mirror_attempt_checks(self, loaded: Loaded, running: Running, view: AttemptView) -> None:
         attempt = running.row
-        if Strategy(attempt.strategy) is not Strategy.STAGING or not attempt.candidate_sha:
+        if not plan_for(attempt.strategy).mirrors_checks or not attempt.candidate_sha:
             return
         own = self.deps.settings.status_context
         for context, status in checks_latest(view.statuses).items():

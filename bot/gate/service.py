@@ -121,6 +121,14 @@ class Loaded:
 
 
 @dataclass(frozen=True)
+class Waits:
+    """What a waiting entry waits for (``blocked``: it cannot get there by itself: a cycle, a closed PR)."""
+
+    text: str
+    blocked: bool
+
+
+@dataclass(frozen=True)
 class Pass:
     """What one pass of the gate decided; ``idle``: nothing is active, the gate may stop."""
 
@@ -171,10 +179,16 @@ class Gate:
                 backoff = min(backoff * 2, 30.0)
 
     async def step(self) -> Pass:
-        """One pass: tell the outcomes still untold, snapshot, decide, act (or, when the decision is to wait,
-        show the waiting entries their positions)."""
+        """One pass: tell the outcomes still untold; load the train, refresh its facts from the forge and renew
+        its leases; snapshot (reads only); record what it read (statuses) and tell waiting entries what they
+        wait for; decide; act (or, when the decision is to wait, show the queued entries their positions)."""
         await self.notices.tell_untold()
-        snapshot, loaded = await self.snapshot()
+        loaded = await self.load()
+        await self.refresh_facts(loaded)
+        await self.renew_leases(loaded)
+        snapshot, waits = await self.snapshot(loaded)
+        await self.remember_statuses(loaded, snapshot)
+        await self.tell_waiting(loaded, waits)
         decision = machine.decide(snapshot)
         log.info(
             "gate.decision",
@@ -211,10 +225,9 @@ class Gate:
 
     # -- snapshot ---------------------------------------------------------------------------------
 
-    async def snapshot(self) -> tuple[TrainSnapshot, Loaded]:
-        deps = self.deps
-        now = deps.clock.now()
-        async with deps.sessions() as session:
+    async def load(self) -> Loaded:
+        """The train's rows: its active entries with their PRs, and its active attempts in chain order."""
+        async with self.deps.sessions() as session:
             train = await session.get(Train, self.train_id)
             assert train is not None
             repo = await session.get(Repository, train.repository_id)
@@ -222,24 +235,54 @@ class Gate:
             rows = await queries.active_entries(session, self.train_id)
             found = await queries.active_attempts(session, self.train_id)
         attempts = {attempt.id: Running(attempt, members) for attempt, members in found}
-        base_tip = await deps.forge.branch_sha(repo.owner, repo.name, train.branch)
-        carried = {entry_id for running in attempts.values() for entry_id in running.entry_ids}
-        entries: dict[int, tuple[Entry, PullRequest]] = {}
-        views: list[EntryView] = []
-        facts: dict[DepRef, DepPull] = {}
-        for entry, pull in rows:
-            if entry.id in carried or entry.state == EntryState.WAITING:
-                # Entries under test are judged on a fresh read of the forge, never on cached facts.
-                info = await deps.forge.get_pull(repo.owner, repo.name, pull.number)
+        return Loaded(train, repo, {entry.id: (entry, pull) for entry, pull in rows}, attempts)
+
+    async def refresh_facts(self, loaded: Loaded) -> None:
+        """Entries under test and waiting ones are judged on a fresh read of the forge, never on cached facts:
+        their PRs are read again and stored, and a waiting entry's dependencies (Gitea's and the body's
+        ``Depends-On:`` lines) recorded afresh, so fixing a cause unblocks it without a new command."""
+        deps, repo = self.deps, loaded.repo
+        now = deps.clock.now()
+        carried = {entry_id for running in loaded.attempts.values() for entry_id in running.entry_ids}
+        for entry_id, (entry, pull) in list(loaded.entries.items()):
+            if entry.id not in carried and entry.state != EntryState.WAITING:
+                continue
+            info = await deps.forge.get_pull(repo.owner, repo.name, pull.number)
+            async with deps.sessions.begin() as session:
+                pull = await queries.upsert_pull(session, repo.id, info, now)
+            loaded.entries[entry_id] = (entry, pull)
+            if entry.state == EntryState.WAITING:
+                native = await deps.forge.dependencies(repo.owner, repo.name, pull.number)
                 async with deps.sessions.begin() as session:
-                    pull = await queries.upsert_pull(session, repo.id, info, now)
-            entries[entry.id] = (entry, pull)
+                    await waiting.refresh_needs(session, entry.id, repo.owner, repo.name, pull.body, native)
+
+    async def renew_leases(self, loaded: Loaded) -> None:
+        """This gate works the train's active attempts: their leases say so to the reaper."""
+        deps = self.deps
+        expires = deps.clock.now() + timedelta(seconds=deps.settings.lease_seconds)
+        for running in loaded.attempts.values():
+            async with deps.sessions.begin() as session:
+                await queries.move_attempt(session, running.row, lease_owner=deps.owner, lease_expires_at=expires)
+
+    async def snapshot(self, loaded: Loaded) -> tuple[TrainSnapshot, dict[int, Waits]]:
+        """What the machine decides on, read from the database and the forge; writes nothing. Also what each
+        waiting entry that may not join the queue yet waits for."""
+        deps, repo, train = self.deps, loaded.repo, loaded.train
+        now = deps.clock.now()
+        base_tip = await deps.forge.branch_sha(repo.owner, repo.name, train.branch)
+        views: list[EntryView] = []
+        waits: dict[int, Waits] = {}
+        facts: dict[DepRef, DepPull] = {}
+        for entry, pull in loaded.entries.values():
             view = entry_view(entry, pull)
             if entry.state == EntryState.WAITING:
-                view = replace(view, ready=await self._ready(repo, entry, pull, facts))
+                wait = await self._waits(repo, entry, pull, facts)
+                if wait is not None:
+                    waits[entry.id] = wait
+                view = replace(view, ready=wait is None)
             views.append(view)
         attempt_views = [
-            await self._attempt_view(repo, train.branch, base_tip, running, now) for running in attempts.values()
+            await self._attempt_view(repo, train.branch, base_tip, running) for running in loaded.attempts.values()
         ]
         own = deps.settings.status_context
         required = await checks.required_checks(
@@ -261,19 +304,9 @@ class Gate:
             own_context=deps.settings.status_context,
             urgent_priority=deps.settings.urgent_priority,
         )
-        for running in attempts.values():
-            async with deps.sessions.begin() as session:
-                await queries.move_attempt(
-                    session,
-                    running.row,
-                    lease_owner=deps.owner,
-                    lease_expires_at=now + timedelta(seconds=deps.settings.lease_seconds),
-                )
-        return snapshot, Loaded(train, repo, entries, attempts)
+        return snapshot, waits
 
-    async def _attempt_view(
-        self, repo: Repository, branch: str, base_tip: str, running: Running, now: datetime
-    ) -> AttemptView:
+    async def _attempt_view(self, repo: Repository, branch: str, base_tip: str, running: Running) -> AttemptView:
         """An attempt as the machine sees it: whether its candidate landed, and its statuses."""
         attempt = running.row
         statuses: tuple[StatusView, ...] = ()
@@ -287,8 +320,13 @@ class Gate:
                 # it (404, or 500 on Gitea): the machine rebuilds it without looking at statuses (FAULTS.md 1).
                 listed = await self.deps.forge.list_statuses(repo.owner, repo.name, attempt.candidate_sha)
                 statuses = tuple(StatusView(s.context, s.state, s.target_url, s.description) for s in listed)
-                await self._remember_statuses(repo, attempt.candidate_sha, statuses, now)
         return attempt_view(attempt, running.members, statuses, landed=landed)
+
+    async def remember_statuses(self, loaded: Loaded, snapshot: TrainSnapshot) -> None:
+        """Keep each candidate's latest statuses for the queue page (Forgejo sends no status webhooks)."""
+        for view in snapshot.attempts:
+            if view.candidate_sha and view.statuses:
+                await self._remember_statuses(loaded.repo, view.candidate_sha, view.statuses, snapshot.now)
 
     async def _remember_statuses(
         self, repo: Repository, sha: str, statuses: tuple[StatusView, ...], now: datetime
@@ -312,14 +350,10 @@ class Gate:
         for context, status in fresh.items():
             self._seen_status[(sha, context)] = status
 
-    async def _ready(self, repo: Repository, entry: Entry, pull: PullRequest, facts: dict[DepRef, DepPull]) -> bool:
-        """Whether a waiting entry may join the queue; says once what it waits for, or why it is blocked.
-
-        Gitea's dependencies and the body's ``Depends-On:`` lines are read afresh each time, so fixing a
-        cause (editing the body, removing a dependency) unblocks the entry without a new command."""
-        native = await self.deps.forge.dependencies(repo.owner, repo.name, pull.number)
-        async with self.deps.sessions.begin() as session:
-            await waiting.refresh_needs(session, entry.id, repo.owner, repo.name, pull.body, native)
+    async def _waits(
+        self, repo: Repository, entry: Entry, pull: PullRequest, facts: dict[DepRef, DepPull]
+    ) -> Waits | None:
+        """None when a waiting entry may join the queue, else what it waits for (or why it is blocked)."""
         async with self.deps.sessions() as session:
             needs = await waiting.entry_needs(session, entry.id)
             graph = await waiting.waiting_graph(session)
@@ -329,13 +363,16 @@ class Gate:
             protection = await self.deps.forge.branch_protection(repo.owner, repo.name, pull.base_ref)
             required = protection.required_approvals if protection else 0
             if await self.deps.forge.approvals(repo.owner, repo.name, pull.number) < required:
-                await self._tell_waiting(repo, entry, pull, f"waiting for {required} approving review(s)", False)
-                return False
+                return Waits(f"waiting for {required} approving review(s)", blocked=False)
         if isinstance(verdict, Ready):
-            return True
-        text = waiting.describe(verdict, repo.owner, repo.name)
-        await self._tell_waiting(repo, entry, pull, text, isinstance(verdict, Blocked))
-        return False
+            return None
+        return Waits(waiting.describe(verdict, repo.owner, repo.name), blocked=isinstance(verdict, Blocked))
+
+    async def tell_waiting(self, loaded: Loaded, waits: dict[int, Waits]) -> None:
+        """Say once to each waiting entry what it waits for, or why it is blocked."""
+        for entry_id, wait in waits.items():
+            entry, pull = loaded.entries[entry_id]
+            await self._tell_waiting(loaded.repo, entry, pull, wait.text, wait.blocked)
 
     async def _tell_waiting(self, repo: Repository, entry: Entry, pull: PullRequest, text: str, blocked: bool) -> None:
         if self._told.get(entry.id) == text:

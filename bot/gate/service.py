@@ -30,9 +30,12 @@ from bot.forge.permissions import Permissions
 from bot.gate import checks, waiting
 from bot.gate.build import build_candidate
 from bot.gate.build import failure as build_failure
+from bot.gate.display import Display
 from bot.gate.locks import TrainLock
 from bot.gate.notices import Notices
+from bot.gate.rows import Loaded, Running
 from bot.gate.strategies import Base, Landed, Refused, plan_for
+from bot.gate.waiting import Waits
 from bot.git.candidates import Broken
 from bot.git.mirror import Mirror, MirrorCache, Pushed, Rejected, Rejection
 from bot.git.runner import GitError, GitRunner
@@ -66,7 +69,6 @@ from bot.queue.model import (
 )
 
 log = get_logger(__name__)
-POSITIONS_SHOWN = 5
 
 
 @dataclass(frozen=True)
@@ -89,45 +91,6 @@ class GateDeps:
         return f"{str(self.settings.external_url).rstrip('/')}/queue/{repo.owner}/{repo.name}/pull/{number}"
 
 
-@dataclass
-class Running:
-    """An active attempt's row and its entries, in the order their changes are stacked."""
-
-    row: Attempt
-    members: list[AttemptEntry]
-
-    @property
-    def entry_ids(self) -> tuple[int, ...]:
-        return tuple(member.entry_id for member in self.members)
-
-    def end_of(self, entry_id: int, candidate: str) -> str:
-        """The commit of the candidate where the entry's change ends (the candidate, for its last entry)."""
-        ends = {member.entry_id: member.end_sha for member in self.members}
-        return ends.get(entry_id) or candidate
-
-
-@dataclass
-class Loaded:
-    """The rows behind one snapshot, for carrying out its actions; ``attempts`` in chain order."""
-
-    train: Train
-    repo: Repository
-    entries: dict[int, tuple[Entry, PullRequest]]
-    attempts: dict[int, Running]
-
-    def attempt(self, attempt_id: int) -> Running:
-        """The attempt an action names (the machine only names attempts of its snapshot)."""
-        return self.attempts[attempt_id]
-
-
-@dataclass(frozen=True)
-class Waits:
-    """What a waiting entry waits for (``blocked``: it cannot get there by itself: a cycle, a closed PR)."""
-
-    text: str
-    blocked: bool
-
-
 @dataclass(frozen=True)
 class Pass:
     """What one pass of the gate decided; ``idle``: nothing is active, the gate may stop."""
@@ -142,12 +105,10 @@ class Gate:
         self.deps = deps
         self.train_id = train_id
         self.lock = lock
-        self._positions: dict[int, int] = {}
-        self._told: dict[int, str] = {}
-        self._mirrored: dict[tuple[int, str], str] = {}
         self._landed_now: dict[int, str] = {}  # attempt → candidate the base was just fast-forwarded to
         self._seen_status: dict[tuple[str, str], StatusView] = {}
         self.notices = Notices(deps.settings, deps.sessions, deps.forge, deps.clock, lock, train_id, deps.queue_url)
+        self.display = Display(deps.settings, deps.sessions, deps.forge, self.notices)
 
     # -- the loop ---------------------------------------------------------------------------------
 
@@ -188,7 +149,7 @@ class Gate:
         await self.renew_leases(loaded)
         snapshot, waits = await self.snapshot(loaded)
         await self.remember_statuses(loaded, snapshot)
-        await self.tell_waiting(loaded, waits)
+        await self.display.tell_waiting(loaded, waits)
         decision = machine.decide(snapshot)
         log.info(
             "gate.decision",
@@ -196,11 +157,11 @@ class Gate:
             reason=decision.reason.value,
             actions=[type(action).__name__ for action in decision.actions],
         )
-        await self._mirror_checks(loaded, snapshot)
+        await self.display.mirror_checks(loaded, snapshot)
         if decision.waits:
             idle = not loaded.entries and not loaded.attempts
             if not idle:
-                await self._post_positions(loaded, snapshot)
+                await self.display.post_positions(loaded, snapshot)
             return Pass(decision, idle, snapshot.now)
         for action in decision.actions:
             await self.apply(action, loaded, snapshot)
@@ -368,29 +329,6 @@ class Gate:
             return None
         return Waits(waiting.describe(verdict, repo.owner, repo.name), blocked=isinstance(verdict, Blocked))
 
-    async def tell_waiting(self, loaded: Loaded, waits: dict[int, Waits]) -> None:
-        """Say once to each waiting entry what it waits for, or why it is blocked."""
-        for entry_id, wait in waits.items():
-            entry, pull = loaded.entries[entry_id]
-            await self._tell_waiting(loaded.repo, entry, pull, wait.text, wait.blocked)
-
-    async def _tell_waiting(self, repo: Repository, entry: Entry, pull: PullRequest, text: str, blocked: bool) -> None:
-        if self._told.get(entry.id) == text:
-            return
-        self._told[entry.id] = text
-        await self.notices.status(repo, pull, entry.approved_sha, "pending", text)
-        if blocked and (entry.reason_detail or {}).get("blocked") != text:
-            await self.notices.comment(
-                repo, pull, f"This PR is queued but {text}. Fixing that unblocks it; no new command is needed."
-            )
-            async with self.deps.sessions.begin() as session:
-                await queries.move_entry(
-                    session,
-                    entry,
-                    EntryState.WAITING.value,
-                    reason_detail={**(entry.reason_detail or {}), "blocked": text},
-                )
-
     async def _requeue(self, action: RequeueEntry, loaded: Loaded) -> None:
         entry, _ = loaded.entries[action.entry_id]
         async with self.deps.sessions.begin() as session:
@@ -403,7 +341,7 @@ class Gate:
         async with self.deps.sessions.begin() as session:
             await queries.move_entry(session, entry, EntryState.QUEUED.value, queued_at=self.deps.clock.now())
             queries.record(session, entry.id, "dependencies_met", reason=Reason.DEPENDENCIES_MET.value)
-        self._told.pop(entry.id, None)
+        self.display.promoted(entry.id)
         log.info("gate.promoted", train=self.train_id, entry=entry.id)
 
     async def _landed(self, repo: Repository, branch: str, candidate: str) -> bool:
@@ -757,48 +695,6 @@ class Gate:
         if branch is None:
             return
         await self.notices.best_effort(self.deps.forge.delete_branch, loaded.repo.owner, loaded.repo.name, branch)
-
-    # -- what users see ---------------------------------------------------------------------------
-
-    async def _post_positions(self, loaded: Loaded, snapshot: TrainSnapshot) -> None:
-        for position, view in enumerate(machine.queue_order(snapshot.entries), start=1):
-            if self._positions.get(view.id) == position or (position > POSITIONS_SHOWN and view.id in self._positions):
-                continue  # beyond the first few, a position is posted once: the queue moves by one each merge
-            entry, pull = loaded.entries[view.id]
-            description = messages.status_description(Reason.IDLE, {"position": position})
-            await self.notices.status(loaded.repo, pull, entry.approved_sha, "pending", description)
-            self._positions[view.id] = position
-
-    async def _mirror_checks(self, loaded: Loaded, snapshot: TrainSnapshot) -> None:
-        """Each candidate's CI results, mirrored onto its PR heads as ``merge-bot/<context>``, so authors see
-        why without leaving the PR (staging only: with pr-branch, CI already runs on the PR)."""
-        for view in snapshot.attempts:
-            await self._mirror_attempt_checks(loaded, loaded.attempt(view.id), view)
-
-    async def _mirror_attempt_checks(self, loaded: Loaded, running: Running, view: AttemptView) -> None:
-        attempt = running.row
-        if not plan_for(attempt.strategy).mirrors_checks or not attempt.candidate_sha:
-            return
-        own = self.deps.settings.status_context
-        for context, status in checks_latest(view.statuses).items():
-            if context == own or context.startswith(own + "/"):
-                continue
-            for member in running.members:
-                key = (member.entry_id, context)
-                if self._mirrored.get(key) == status.state:
-                    continue
-                self._mirrored[key] = status.state
-                entry, _ = loaded.entries[member.entry_id]
-                await self.notices.best_effort(
-                    self.deps.forge.create_status,
-                    loaded.repo.owner,
-                    loaded.repo.name,
-                    entry.approved_sha,
-                    state=status.state,
-                    context=f"{own}/{context}",
-                    description=f"on the queue's candidate {attempt.candidate_sha[:10]}",
-                    target_url=status.target_url,
-                )
 
 
 def strategy_for(wanted: Strategy, repository: str, head_repos: list[str | None]) -> Strategy:

@@ -19,12 +19,15 @@ from bot.queue.machine import (
     RequeueEntry,
     StartAttempt,
     WaitUntil,
+    after_build,
     decide,
     queue_order,
 )
 from bot.queue.model import (
     AttemptState,
     AttemptView,
+    EntryAddsNothing,
+    EntryConflicts,
     EntryState,
     EntryView,
     PullView,
@@ -62,9 +65,16 @@ def attempt(
     return replace(view, **fields)  # type: ignore[arg-type]
 
 
-def snap(*entries: EntryView, attempt_: AttemptView | None = None, **fields: object) -> TrainSnapshot:
+def snap(
+    *entries: EntryView,
+    attempt_: AttemptView | None = None,
+    statuses: tuple[StatusView, ...] = (),
+    **fields: object,
+) -> TrainSnapshot:
+    """A train with ``entries`` and at most one active attempt, whose candidate has ``statuses``."""
+    attempts = (replace(attempt_, statuses=statuses),) if attempt_ is not None else ()
     snapshot = TrainSnapshot(
-        train_id=1, base_branch="main", base_tip=BASE, entries=entries, attempt=attempt_, now=T0 + timedelta(minutes=5)
+        train_id=1, base_branch="main", base_tip=BASE, entries=entries, attempts=attempts, now=T0 + timedelta(minutes=5)
     )
     return replace(snapshot, **fields)  # type: ignore[arg-type]
 
@@ -294,8 +304,9 @@ CASES: list[tuple[str, TrainSnapshot, Decision]] = [
 
 @pytest.mark.parametrize(("name", "snapshot", "expected"), CASES, ids=[case[0] for case in CASES])
 def test_rule(name: str, snapshot: TrainSnapshot, expected: Decision) -> None:
-    landed = name == "merging, base moved on past the landed candidate: finish"
-    assert decide(snapshot, candidate_landed=landed) == expected
+    if name == "merging, base moved on past the landed candidate: finish":
+        snapshot = replace(snapshot, attempts=tuple(replace(a, landed=True) for a in snapshot.attempts))
+    assert decide(snapshot) == expected
 
 
 def test_queue_order_is_priority_then_age_then_id() -> None:
@@ -372,3 +383,66 @@ def test_testing_entry_that_no_attempt_carries_goes_back_in_line() -> None:
     assert decide(
         snap(entry(1, EntryState.TESTING), entry(2, EntryState.TESTING), attempt_=other, statuses=PENDING)
     ) == (Decision((RequeueEntry(1),), Reason.ORPHANED))
+
+
+# -- attempts of several entries, and several attempts -------------------------------------------------
+
+
+def test_an_attempt_of_two_entries_merges_and_finishes_both() -> None:
+    both = attempt(ids=(1, 2))
+    testing = (entry(1, EntryState.TESTING), entry(2, EntryState.TESTING))
+    assert decide(snap(*testing, attempt_=both, statuses=GREEN)) == Decision(
+        (MergeAttempt(100, BASE, CAND),), Reason.CHECKS_PASSED
+    )
+    merging = replace(both, state=AttemptState.MERGING)
+    assert decide(snap(*testing, attempt_=merging, base_tip=CAND)) == Decision(
+        (FinishMerged(100, (1, 2), CAND),), Reason.MERGED
+    )
+
+
+def test_a_red_check_fails_every_entry_of_the_attempt_it_names() -> None:
+    decision = decide(
+        snap(entry(1, EntryState.TESTING), entry(2, EntryState.TESTING), attempt_=attempt(ids=(1, 2)), statuses=RED)
+    )
+    assert decision.reason is Reason.CHECKS_FAILED
+    assert [(a.attempt_id, a.entry_ids) for a in decision.actions if isinstance(a, FailAttempt)] == [(100, (1, 2))]
+
+
+def test_a_stale_second_entry_is_cancelled_and_the_first_goes_back_in_line() -> None:
+    pushed = entry(2, EntryState.TESTING, head_sha=HEAD[9])
+    decision = decide(snap(entry(1, EntryState.TESTING), pushed, attempt_=attempt(ids=(1, 2)), statuses=PENDING))
+    assert decision == Decision(
+        (
+            AbandonAttempt(100, Reason.HEAD_CHANGED, (1,)),
+            CancelEntry(2, Reason.HEAD_CHANGED, {"approved": HEAD[2], "head": HEAD[9]}),
+        ),
+        Reason.HEAD_CHANGED,
+    )
+
+
+def test_actions_name_the_chain_head_and_entries_behind_it_are_not_orphans() -> None:
+    head = attempt(ids=(1,), statuses=GREEN)
+    behind = attempt(ids=(2,), parent_id=100, base_sha=CAND, candidate_sha=HEAD[8], statuses=RED)
+    snapshot = replace(
+        snap(entry(1, EntryState.TESTING), entry(2, EntryState.TESTING), entry(3)),
+        attempts=(head, replace(behind, id=101)),
+    )
+    assert decide(snapshot) == Decision((MergeAttempt(100, BASE, CAND),), Reason.CHECKS_PASSED)
+    landed = replace(snapshot, attempts=(replace(head, state=AttemptState.MERGING, landed=True), snapshot.attempts[1]))
+    assert decide(landed) == Decision((FinishMerged(100, (1,), CAND),), Reason.MERGED)
+
+
+def test_a_conflict_on_the_second_entry_fails_that_entry_and_requeues_the_first() -> None:
+    both = attempt(AttemptState.BUILDING, ids=(1, 2), candidate_sha=None)
+    assert after_build(both, EntryConflicts(2, ("b.txt",))) == Decision(
+        (FailAttempt(100, (2,), Reason.CONFLICT, {"paths": ["b.txt"]}, requeue=(1,)),),
+        Reason.CONFLICT,
+        {"paths": ["b.txt"]},
+    )
+
+
+def test_a_single_entry_that_adds_nothing_fails_alone() -> None:
+    alone = attempt(AttemptState.BUILDING, candidate_sha=None)
+    assert after_build(alone, EntryAddsNothing(1)) == Decision(
+        (FailAttempt(100, (1,), Reason.ALREADY_IN_BASE, {}),), Reason.ALREADY_IN_BASE, {}
+    )

@@ -42,6 +42,7 @@ from bot.queue.machine import (
     RequeueEntry,
     StartAttempt,
     WaitUntil,
+    after_build,
     decide,
 )
 from bot.queue.model import (
@@ -49,6 +50,7 @@ from bot.queue.model import (
     ACTIVE_ENTRY_STATES,
     AttemptState,
     AttemptView,
+    EntryConflicts,
     EntryState,
     EntryView,
     PullView,
@@ -147,7 +149,7 @@ class Train:
         active = [a for a in self.attempts if a.state in ACTIVE_ATTEMPT_STATES]
         return active[0] if active else None
 
-    def snapshot(self) -> tuple[TrainSnapshot, bool]:
+    def snapshot(self) -> TrainSnapshot:
         attempt = self.attempt
         views = tuple(
             EntryView(
@@ -163,37 +165,39 @@ class Train:
             for e in self.entries.values()
             if e.state in ACTIVE_ENTRY_STATES
         )
-        statuses: tuple[StatusView, ...] = ()
-        landed = False
-        attempt_view = None
+        attempts: tuple[AttemptView, ...] = ()
         if attempt is not None:
-            attempt_view = AttemptView(
-                attempt.id,
-                attempt.state,
-                attempt.base,
-                attempt.entry_ids,
-                attempt.candidate,
-                attempt.deadline,
-                attempt.strategy,
-            )
+            statuses: tuple[StatusView, ...] = ()
+            landed = False
             if attempt.candidate is not None:  # what the gate reads (bot/gate/service.py, Gate.snapshot)
                 if attempt.state is AttemptState.MERGING and self.base != attempt.candidate:
                     landed = attempt.candidate in self.base_history
                 if attempt.state is not AttemptState.BUILDING and not landed and self.base != attempt.candidate:
                     statuses = tuple(self.statuses.get(attempt.candidate, ()))
-        snapshot = TrainSnapshot(
+            attempts = (
+                AttemptView(
+                    attempt.id,
+                    attempt.state,
+                    attempt.base,
+                    attempt.entry_ids,
+                    attempt.candidate,
+                    attempt.deadline,
+                    attempt.strategy,
+                    statuses=statuses,
+                    landed=landed,
+                ),
+            )
+        return TrainSnapshot(
             train_id=1,
             base_branch="main",
             base_tip=self.base,
             entries=views,
-            attempt=attempt_view,
+            attempts=attempts,
             now=self.now,
-            statuses=statuses,
             required=self.required,
             own_context=OWN,
             urgent_priority=self.urgent,
         )
-        return snapshot, landed
 
     # -- carrying decisions out, as the gate does ------------------------------------------------------------
 
@@ -216,7 +220,7 @@ class Train:
         elif isinstance(action, FinishMerged):
             self.finish(action)
         elif isinstance(action, FailAttempt):
-            self.fail(action.attempt_id, action.entry_ids)
+            self.fail(action.attempt_id, action.entry_ids, action.requeue)
         elif isinstance(action, AbandonAttempt):
             self.abandon(action)
         elif isinstance(action, CancelEntry):
@@ -251,12 +255,17 @@ class Train:
         self.build(attempt)
 
     def build(self, attempt: Attempt) -> None:
+        """Every entry's PR in turn onto the one before; the first that conflicts stops it (the machine says
+        what then, as in the gate)."""
+        for entry_id in attempt.entry_ids:
+            if self.entries[entry_id].pull.conflicts:
+                view = AttemptView(attempt.id, attempt.state, attempt.base, attempt.entry_ids)
+                for action in after_build(view, EntryConflicts(entry_id, ("a.txt",))).actions:
+                    self.apply(action)
+                return
         entry = self.entries[attempt.entry_ids[0]]
-        if entry.pull.conflicts:
-            self.fail(attempt.id, attempt.entry_ids)
-            return
-        # The candidate depends on the base and the approved head only: a rebuild yields the same SHA.
-        candidate = sha("candidate", attempt.base, entry.approved)
+        # The candidate depends on the base and the approved heads only: a rebuild yields the same SHA.
+        candidate = sha("candidate", attempt.base, *(self.entries[e].approved for e in attempt.entry_ids))
         self.write()  # the candidate recorded (still "building")
         attempt.candidate = candidate
         self.write()  # the push: a staging ref, or the PR's own branch (pr-branch strategy)
@@ -297,13 +306,15 @@ class Train:
             self.entries[entry_id].state = EntryState.MERGED
             self.merged[entry_id] += 1
 
-    def fail(self, attempt_id: int, entry_ids: tuple[int, ...]) -> None:
-        self.write()  # the attempt failed and its entries failed, one transaction
+    def fail(self, attempt_id: int, entry_ids: tuple[int, ...], requeue: tuple[int, ...] = ()) -> None:
+        self.write()  # the attempt failed, its entries failed and the others requeued, one transaction
         for attempt in self.attempts:
             if attempt.id == attempt_id:
                 attempt.state = AttemptState.FAILED
         for entry_id in entry_ids:
             self.entries[entry_id].state = EntryState.FAILED
+        for entry_id in requeue:
+            self.entries[entry_id].state = EntryState.QUEUED
 
     def abandon(self, action: AbandonAttempt) -> None:
         attempt = self.attempt
@@ -318,8 +329,7 @@ class Train:
 
     def step(self) -> bool:
         """One decision, carried out (up to a crash); False when the machine decided to wait."""
-        snapshot, landed = self.snapshot()
-        decision = decide(snapshot, candidate_landed=landed)
+        decision = decide(self.snapshot())
         if decision.waits:
             return False
         try:
@@ -457,9 +467,9 @@ class QueueMachine(RuleBasedStateMachine):
 
     @invariant()
     def decide_is_deterministic(self) -> None:
-        snapshot, landed = self.train.snapshot()
+        snapshot = self.train.snapshot()
         copy = replace(snapshot, entries=tuple(replace(e) for e in snapshot.entries))
-        first, second = decide(snapshot, candidate_landed=landed), decide(copy, candidate_landed=landed)
+        first, second = decide(snapshot), decide(copy)
         assert first == second, (first, second)
 
     def teardown(self) -> None:

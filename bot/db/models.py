@@ -3,7 +3,8 @@
 - ``Repository`` and ``Train`` (repository, target branch): one gate per train at a time.
 - ``PullRequest``: cached forge state, refreshed by webhooks and the reconciler.
 - ``Entry``: a queued PR, bound to the head SHA that was approved.
-- ``Attempt`` and ``AttemptEntry``: one candidate under test and the entries it carries, in order.
+- ``Attempt`` and ``AttemptEntry``: one candidate under test and the entries it carries, in order (each with
+  the commit of the candidate where its change ends).
 - ``Dependency``: an entry waits until each of these PRs is merged.
 - ``Command``: every trigger (comment, label, button) acts at most once, keyed by its source.
 - ``WebhookDelivery``: the inbox; one row per delivery UUID.
@@ -202,6 +203,7 @@ class AttemptEntry(Base):
     entry_id: Mapped[int] = mapped_column(ForeignKey("entries.id", ondelete="CASCADE"), primary_key=True)
     position: Mapped[int] = mapped_column(Integer)
     head_sha: Mapped[str] = mapped_column(String(64))
+    end_sha: Mapped[str | None] = mapped_column(String(64))  # where its change ends in the candidate: 0003
 
     __table_args__ = (UniqueConstraint("attempt_id", "position"),)
 

@@ -112,22 +112,44 @@ async def active_entry_for(session: AsyncSession, pull_request_id: int) -> Entry
     return (await session.execute(query)).scalar_one_or_none()
 
 
-async def active_attempt(session: AsyncSession, train_id: int) -> tuple[Attempt, list[AttemptEntry]] | None:
+async def active_attempts(session: AsyncSession, train_id: int) -> list[tuple[Attempt, list[AttemptEntry]]]:
+    """The train's active attempts in chain order (each after the attempt it is built on), with their
+    entries in the order their changes are stacked."""
     query = (
         select(Attempt)
         .where(Attempt.train_id == train_id, Attempt.state.in_([s.value for s in ACTIVE_ATTEMPT_STATES]))
         .order_by(Attempt.id)
-        .limit(1)
     )
-    attempt = (await session.execute(query)).scalar_one_or_none()
-    if attempt is None:
-        return None
-    members = (
-        await session.execute(
-            select(AttemptEntry).where(AttemptEntry.attempt_id == attempt.id).order_by(AttemptEntry.position)
-        )
-    ).scalars()
-    return attempt, list(members)
+    attempts = list((await session.execute(query)).scalars())
+    if not attempts:
+        return []
+    members: dict[int, list[AttemptEntry]] = {attempt.id: [] for attempt in attempts}
+    rows = await session.execute(
+        select(AttemptEntry)
+        .where(AttemptEntry.attempt_id.in_(list(members)))
+        .order_by(AttemptEntry.attempt_id, AttemptEntry.position)
+    )
+    for member in rows.scalars():
+        members[member.attempt_id].append(member)
+    return [(attempt, members[attempt.id]) for attempt in chain_order(attempts)]
+
+
+def chain_order(attempts: Sequence[Attempt]) -> list[Attempt]:
+    """Parents before children: an attempt whose parent is not among ``attempts`` starts the chain; the
+    rest follow the ``parent_id`` links (ties, and anything unlinked, by id)."""
+    by_parent: dict[int | None, list[Attempt]] = {}
+    ids = {attempt.id for attempt in attempts}
+    for attempt in sorted(attempts, key=lambda a: a.id):
+        parent = attempt.parent_id if attempt.parent_id in ids else None
+        by_parent.setdefault(parent, []).append(attempt)
+    ordered: list[Attempt] = []
+    pending = list(by_parent.get(None, []))
+    while pending:
+        attempt = pending.pop(0)
+        ordered.append(attempt)
+        pending[:0] = by_parent.get(attempt.id, [])
+    seen = {attempt.id for attempt in ordered}
+    return ordered + [attempt for attempt in sorted(attempts, key=lambda a: a.id) if attempt.id not in seen]
 
 
 async def trains_with_work(session: AsyncSession) -> list[int]:
@@ -189,6 +211,17 @@ async def move_attempt(session: AsyncSession, attempt: Attempt, **values: Any) -
     attempt.version += 1
     for key, value in values.items():
         setattr(attempt, key, value)
+
+
+async def record_ends(session: AsyncSession, attempt_id: int, ends: dict[int, str]) -> None:
+    """Each entry's end commit in the attempt's candidate (``attempt_entries.end_sha``)."""
+    for entry_id, sha in ends.items():
+        await session.execute(
+            update(AttemptEntry)
+            .where(AttemptEntry.attempt_id == attempt_id, AttemptEntry.entry_id == entry_id)
+            .values(end_sha=sha)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def record(

@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from bot.db.models import Attempt, AttemptEntry, Entry, PullRequest
-from bot.queue.model import AttemptState, AttemptView, EntryState, EntryView, MergeMethod, PullView, Strategy
+from bot.queue.model import (
+    AttemptState,
+    AttemptView,
+    EntryState,
+    EntryView,
+    MergeMethod,
+    PullView,
+    StatusView,
+    Strategy,
+)
 
 
 def entry_view(entry: Entry, pull: PullRequest) -> EntryView:
@@ -25,7 +34,13 @@ def entry_view(entry: Entry, pull: PullRequest) -> EntryView:
     )
 
 
-def attempt_view(attempt: Attempt, members: list[AttemptEntry]) -> AttemptView:
+def attempt_view(
+    attempt: Attempt,
+    members: list[AttemptEntry],
+    statuses: tuple[StatusView, ...] = (),
+    *,
+    landed: bool = False,
+) -> AttemptView:
     return AttemptView(
         id=attempt.id,
         state=AttemptState(attempt.state),
@@ -34,4 +49,7 @@ def attempt_view(attempt: Attempt, members: list[AttemptEntry]) -> AttemptView:
         candidate_sha=attempt.candidate_sha,
         deadline_at=attempt.deadline_at,
         strategy=Strategy(attempt.strategy),
+        parent_id=attempt.parent_id,
+        statuses=statuses,
+        landed=landed,
     )

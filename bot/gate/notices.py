@@ -26,6 +26,7 @@ from bot.db.models import Entry, PullRequest, Repository
 from bot.forge import errors
 from bot.forge.client import GiteaClient
 from bot.gate.locks import TrainLock
+from bot.gate.strategies import plan_for
 from bot.logs import get_logger
 from bot.queue import messages
 from bot.queue.model import EntryState, Reason, Strategy
@@ -49,7 +50,7 @@ def status_target(entry: Entry, pull: PullRequest, strategy: Strategy | None) ->
     failure shows on the PR's head at the time; a PR merged by hand gets no status (it is not ours to judge).
     """
     if entry.state == EntryState.MERGED:
-        return entry.merged_sha if strategy is Strategy.PR_BRANCH else entry.approved_sha
+        return plan_for(strategy).merged_head(entry) if strategy is not None else entry.approved_sha
     if entry.state == EntryState.FAILED:
         return str((entry.reason_detail or {}).get("status_sha") or pull.head_sha)
     if entry.reason == Reason.PR_MERGED_OUTSIDE.value:
@@ -102,7 +103,8 @@ class Notices:
         if (
             entry.state == EntryState.MERGED
             and self.settings.delete_branch_after_merge
-            and strategy is Strategy.STAGING
+            and strategy is not None
+            and plan_for(strategy).deletes_merged_branch
             and _same_repo(repo, pull)
         ):
             await self._delete_merged_branch(repo, pull, entry.approved_sha)

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, assert_never
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -28,9 +28,15 @@ from bot.forge import errors
 from bot.forge.client import GiteaClient
 from bot.forge.permissions import Permissions
 from bot.gate import checks, waiting
+from bot.gate.build import build_candidate
+from bot.gate.build import failure as build_failure
+from bot.gate.display import Display
 from bot.gate.locks import TrainLock
 from bot.gate.notices import Notices
-from bot.git.candidates import Built, CandidateBuilder, Conflict, NothingToMerge
+from bot.gate.rows import Loaded, Running
+from bot.gate.strategies import Base, Landed, Refused, plan_for
+from bot.gate.waiting import Waits
+from bot.git.candidates import Broken
 from bot.git.mirror import Mirror, MirrorCache, Pushed, Rejected, Rejection
 from bot.git.runner import GitError, GitRunner
 from bot.logs import get_logger
@@ -49,12 +55,13 @@ from bot.queue.machine import (
     PromoteEntry,
     RequeueEntry,
     StartAttempt,
+    WaitUntil,
 )
 from bot.queue.model import (
     AttemptState,
+    AttemptView,
     EntryState,
     EntryView,
-    MergeMethod,
     Reason,
     StatusView,
     Strategy,
@@ -62,7 +69,6 @@ from bot.queue.model import (
 )
 
 log = get_logger(__name__)
-POSITIONS_SHOWN = 5
 
 
 @dataclass(frozen=True)
@@ -85,17 +91,6 @@ class GateDeps:
         return f"{str(self.settings.external_url).rstrip('/')}/queue/{repo.owner}/{repo.name}/pull/{number}"
 
 
-@dataclass
-class Loaded:
-    """The rows behind one snapshot, for carrying out its actions."""
-
-    train: Train
-    repo: Repository
-    entries: dict[int, tuple[Entry, PullRequest]]
-    attempt: Attempt | None
-    members: list[AttemptEntry]
-
-
 @dataclass(frozen=True)
 class Pass:
     """What one pass of the gate decided; ``idle``: nothing is active, the gate may stop."""
@@ -110,12 +105,10 @@ class Gate:
         self.deps = deps
         self.train_id = train_id
         self.lock = lock
-        self._positions: dict[int, int] = {}
-        self._told: dict[int, str] = {}
-        self._mirrored: dict[tuple[int, str], str] = {}
-        self._landed_now: str | None = None
+        self._landed_now: dict[int, str] = {}  # attempt → candidate the base was just fast-forwarded to
         self._seen_status: dict[tuple[str, str], StatusView] = {}
         self.notices = Notices(deps.settings, deps.sessions, deps.forge, deps.clock, lock, train_id, deps.queue_url)
+        self.display = Display(deps.settings, deps.sessions, deps.forge, self.notices)
 
     # -- the loop ---------------------------------------------------------------------------------
 
@@ -149,29 +142,35 @@ class Gate:
                 backoff = min(backoff * 2, 30.0)
 
     async def step(self) -> Pass:
-        """One pass: tell the outcomes still untold, snapshot, decide, act (or, when the decision is to wait,
-        show the waiting entries their positions)."""
+        """One pass: tell the outcomes still untold; load the train, refresh its facts from the forge and renew
+        its leases; snapshot (reads only); record what it read (statuses) and tell waiting entries what they
+        wait for; decide; act (or, when the decision is to wait, show the queued entries their positions)."""
         await self.notices.tell_untold()
-        snapshot, landed, loaded = await self.snapshot()
-        decision = machine.decide(snapshot, candidate_landed=landed)
+        loaded = await self.load()
+        await self.refresh_facts(loaded)
+        await self.renew_leases(loaded)
+        snapshot, waits = await self.snapshot(loaded)
+        await self.remember_statuses(loaded, snapshot)
+        await self.display.tell_waiting(loaded, waits)
+        decision = machine.decide(snapshot)
         log.info(
             "gate.decision",
             train=self.train_id,
             reason=decision.reason.value,
             actions=[type(action).__name__ for action in decision.actions],
         )
-        await self._mirror_checks(loaded, snapshot)
+        await self.display.mirror_checks(loaded, snapshot)
         if decision.waits:
-            idle = not loaded.entries and loaded.attempt is None
+            idle = not loaded.entries and not loaded.attempts
             if not idle:
-                await self._post_positions(loaded, snapshot)
+                await self.display.post_positions(loaded, snapshot)
             return Pass(decision, idle, snapshot.now)
         for action in decision.actions:
             await self.apply(action, loaded, snapshot)
-        if self._landed_now is not None:
+        if self._landed_now:
             # The forge accepted the fast-forward: that is the fact the next decision needs, so
             # decide on it at once instead of re-reading everything (the machine still decides).
-            await self._decide_landed(snapshot, loaded, self._landed_now)
+            await self._decide_landed(snapshot, loaded)
         return Pass(decision, False, snapshot.now)
 
     async def _sleep(self, wake: asyncio.Event, actions: tuple[Action, ...], now: datetime) -> None:
@@ -189,46 +188,65 @@ class Gate:
 
     # -- snapshot ---------------------------------------------------------------------------------
 
-    async def snapshot(self) -> tuple[TrainSnapshot, bool, Loaded]:
-        deps = self.deps
-        now = deps.clock.now()
-        async with deps.sessions() as session:
+    async def load(self) -> Loaded:
+        """The train's rows: its active entries with their PRs, and its active attempts in chain order."""
+        async with self.deps.sessions() as session:
             train = await session.get(Train, self.train_id)
             assert train is not None
             repo = await session.get(Repository, train.repository_id)
             assert repo is not None
             rows = await queries.active_entries(session, self.train_id)
-            found = await queries.active_attempt(session, self.train_id)
-        attempt, members = found if found else (None, [])
-        base_tip = await deps.forge.branch_sha(repo.owner, repo.name, train.branch)
-        carried = {member.entry_id for member in members}
-        entries: dict[int, tuple[Entry, PullRequest]] = {}
-        views: list[EntryView] = []
-        facts: dict[DepRef, DepPull] = {}
-        for entry, pull in rows:
-            if entry.id in carried or entry.state == EntryState.WAITING:
-                # Entries under test are judged on a fresh read of the forge, never on cached facts.
-                info = await deps.forge.get_pull(repo.owner, repo.name, pull.number)
+            found = await queries.active_attempts(session, self.train_id)
+        attempts = {attempt.id: Running(attempt, members) for attempt, members in found}
+        return Loaded(train, repo, {entry.id: (entry, pull) for entry, pull in rows}, attempts)
+
+    async def refresh_facts(self, loaded: Loaded) -> None:
+        """Entries under test and waiting ones are judged on a fresh read of the forge, never on cached facts:
+        their PRs are read again and stored, and a waiting entry's dependencies (Gitea's and the body's
+        ``Depends-On:`` lines) recorded afresh, so fixing a cause unblocks it without a new command."""
+        deps, repo = self.deps, loaded.repo
+        now = deps.clock.now()
+        carried = {entry_id for running in loaded.attempts.values() for entry_id in running.entry_ids}
+        for entry_id, (entry, pull) in list(loaded.entries.items()):
+            if entry.id not in carried and entry.state != EntryState.WAITING:
+                continue
+            info = await deps.forge.get_pull(repo.owner, repo.name, pull.number)
+            async with deps.sessions.begin() as session:
+                pull = await queries.upsert_pull(session, repo.id, info, now)
+            loaded.entries[entry_id] = (entry, pull)
+            if entry.state == EntryState.WAITING:
+                native = await deps.forge.dependencies(repo.owner, repo.name, pull.number)
                 async with deps.sessions.begin() as session:
-                    pull = await queries.upsert_pull(session, repo.id, info, now)
-            entries[entry.id] = (entry, pull)
+                    await waiting.refresh_needs(session, entry.id, repo.owner, repo.name, pull.body, native)
+
+    async def renew_leases(self, loaded: Loaded) -> None:
+        """This gate works the train's active attempts: their leases say so to the reaper."""
+        deps = self.deps
+        expires = deps.clock.now() + timedelta(seconds=deps.settings.lease_seconds)
+        for running in loaded.attempts.values():
+            async with deps.sessions.begin() as session:
+                await queries.move_attempt(session, running.row, lease_owner=deps.owner, lease_expires_at=expires)
+
+    async def snapshot(self, loaded: Loaded) -> tuple[TrainSnapshot, dict[int, Waits]]:
+        """What the machine decides on, read from the database and the forge; writes nothing. Also what each
+        waiting entry that may not join the queue yet waits for."""
+        deps, repo, train = self.deps, loaded.repo, loaded.train
+        now = deps.clock.now()
+        base_tip = await deps.forge.branch_sha(repo.owner, repo.name, train.branch)
+        views: list[EntryView] = []
+        waits: dict[int, Waits] = {}
+        facts: dict[DepRef, DepPull] = {}
+        for entry, pull in loaded.entries.values():
             view = entry_view(entry, pull)
             if entry.state == EntryState.WAITING:
-                view = replace(view, ready=await self._ready(repo, entry, pull, facts))
+                wait = await self._waits(repo, entry, pull, facts)
+                if wait is not None:
+                    waits[entry.id] = wait
+                view = replace(view, ready=wait is None)
             views.append(view)
-        statuses: tuple[StatusView, ...] = ()
-        landed = False
-        if attempt is not None and attempt.candidate_sha:
-            if attempt.state == AttemptState.MERGING and base_tip != attempt.candidate_sha:
-                landed = await self._landed(repo, train.branch, attempt.candidate_sha)
-            if attempt.state != AttemptState.BUILDING and not landed and base_tip != attempt.candidate_sha:
-                # Statuses count until the base is at the candidate: a merge is retried only while still green.
-                # A building candidate is recorded before it is pushed, so after a crash the forge may not know
-                # it (404, or 500 on Gitea): the machine rebuilds it without looking at statuses
-                # (docs/faults.md #1).
-                listed = await deps.forge.list_statuses(repo.owner, repo.name, attempt.candidate_sha)
-                statuses = tuple(StatusView(s.context, s.state, s.target_url, s.description) for s in listed)
-                await self._remember_statuses(repo, attempt.candidate_sha, statuses, now)
+        attempt_views = [
+            await self._attempt_view(repo, train.branch, base_tip, running) for running in loaded.attempts.values()
+        ]
         own = deps.settings.status_context
         required = await checks.required_checks(
             deps.forge,
@@ -243,22 +261,36 @@ class Gate:
             base_branch=train.branch,
             base_tip=base_tip,
             entries=tuple(views),
-            attempt=attempt_view(attempt, members) if attempt else None,
+            attempts=tuple(attempt_views),
             now=now,
-            statuses=statuses,
             required=required,
             own_context=deps.settings.status_context,
             urgent_priority=deps.settings.urgent_priority,
         )
-        if attempt is not None:
-            async with deps.sessions.begin() as session:
-                await queries.move_attempt(
-                    session,
-                    attempt,
-                    lease_owner=deps.owner,
-                    lease_expires_at=now + timedelta(seconds=deps.settings.lease_seconds),
-                )
-        return snapshot, landed, Loaded(train, repo, entries, attempt, members)
+        return snapshot, waits
+
+    async def _attempt_view(self, repo: Repository, branch: str, base_tip: str, running: Running) -> AttemptView:
+        """An attempt as the machine sees it: whether its candidate landed, and its statuses."""
+        attempt = running.row
+        statuses: tuple[StatusView, ...] = ()
+        landed = False
+        if attempt.candidate_sha:
+            if attempt.state == AttemptState.MERGING and base_tip != attempt.candidate_sha:
+                landed = await self._landed(repo, branch, attempt.candidate_sha)
+            if attempt.state != AttemptState.BUILDING and not landed and base_tip != attempt.candidate_sha:
+                # Statuses count until the base is at the candidate: a merge is retried only while still green.
+                # A building candidate is recorded before it is pushed, so after a crash the forge may not know
+                # it (404, or 500 on Gitea): the machine rebuilds it without looking at statuses
+                # (docs/faults.md #1).
+                listed = await self.deps.forge.list_statuses(repo.owner, repo.name, attempt.candidate_sha)
+                statuses = tuple(StatusView(s.context, s.state, s.target_url, s.description) for s in listed)
+        return attempt_view(attempt, running.members, statuses, landed=landed)
+
+    async def remember_statuses(self, loaded: Loaded, snapshot: TrainSnapshot) -> None:
+        """Keep each candidate's latest statuses for the queue page (Forgejo sends no status webhooks)."""
+        for view in snapshot.attempts:
+            if view.candidate_sha and view.statuses:
+                await self._remember_statuses(loaded.repo, view.candidate_sha, view.statuses, snapshot.now)
 
     async def _remember_statuses(
         self, repo: Repository, sha: str, statuses: tuple[StatusView, ...], now: datetime
@@ -282,14 +314,10 @@ class Gate:
         for context, status in fresh.items():
             self._seen_status[(sha, context)] = status
 
-    async def _ready(self, repo: Repository, entry: Entry, pull: PullRequest, facts: dict[DepRef, DepPull]) -> bool:
-        """Whether a waiting entry may join the queue; says once what it waits for, or why it is blocked.
-
-        Gitea's dependencies and the body's ``Depends-On:`` lines are read afresh each time, so fixing a
-        cause (editing the body, removing a dependency) unblocks the entry without a new command."""
-        native = await self.deps.forge.dependencies(repo.owner, repo.name, pull.number)
-        async with self.deps.sessions.begin() as session:
-            await waiting.refresh_needs(session, entry.id, repo.owner, repo.name, pull.body, native)
+    async def _waits(
+        self, repo: Repository, entry: Entry, pull: PullRequest, facts: dict[DepRef, DepPull]
+    ) -> Waits | None:
+        """None when a waiting entry may join the queue, else what it waits for (or why it is blocked)."""
         async with self.deps.sessions() as session:
             needs = await waiting.entry_needs(session, entry.id)
             graph = await waiting.waiting_graph(session)
@@ -299,30 +327,10 @@ class Gate:
             protection = await self.deps.forge.branch_protection(repo.owner, repo.name, pull.base_ref)
             required = protection.required_approvals if protection else 0
             if await self.deps.forge.approvals(repo.owner, repo.name, pull.number) < required:
-                await self._tell_waiting(repo, entry, pull, f"waiting for {required} approving review(s)", False)
-                return False
+                return Waits(f"waiting for {required} approving review(s)", blocked=False)
         if isinstance(verdict, Ready):
-            return True
-        text = waiting.describe(verdict, repo.owner, repo.name)
-        await self._tell_waiting(repo, entry, pull, text, isinstance(verdict, Blocked))
-        return False
-
-    async def _tell_waiting(self, repo: Repository, entry: Entry, pull: PullRequest, text: str, blocked: bool) -> None:
-        if self._told.get(entry.id) == text:
-            return
-        self._told[entry.id] = text
-        await self.notices.status(repo, pull, entry.approved_sha, "pending", text)
-        if blocked and (entry.reason_detail or {}).get("blocked") != text:
-            await self.notices.comment(
-                repo, pull, f"This PR is queued but {text}. Fixing that unblocks it; no new command is needed."
-            )
-            async with self.deps.sessions.begin() as session:
-                await queries.move_entry(
-                    session,
-                    entry,
-                    EntryState.WAITING.value,
-                    reason_detail={**(entry.reason_detail or {}), "blocked": text},
-                )
+            return None
+        return Waits(waiting.describe(verdict, repo.owner, repo.name), blocked=isinstance(verdict, Blocked))
 
     async def _requeue(self, action: RequeueEntry, loaded: Loaded) -> None:
         entry, _ = loaded.entries[action.entry_id]
@@ -336,7 +344,7 @@ class Gate:
         async with self.deps.sessions.begin() as session:
             await queries.move_entry(session, entry, EntryState.QUEUED.value, queued_at=self.deps.clock.now())
             queries.record(session, entry.id, "dependencies_met", reason=Reason.DEPENDENCIES_MET.value)
-        self._told.pop(entry.id, None)
+        self.display.promoted(entry.id)
         log.info("gate.promoted", train=self.train_id, entry=entry.id)
 
     async def _landed(self, repo: Repository, branch: str, candidate: str) -> bool:
@@ -355,11 +363,17 @@ class Gate:
 
     # -- actions ----------------------------------------------------------------------------------
 
-    async def _decide_landed(self, snapshot: TrainSnapshot, loaded: Loaded, candidate: str) -> None:
-        self._landed_now = None
-        assert snapshot.attempt is not None
-        landed = replace(snapshot, base_tip=candidate, attempt=replace(snapshot.attempt, state=AttemptState.MERGING))
-        decision = machine.decide(landed, candidate_landed=True)
+    async def _decide_landed(self, snapshot: TrainSnapshot, loaded: Loaded) -> None:
+        landed_now, self._landed_now = self._landed_now, {}
+        base_tip = snapshot.base_tip
+        attempts = []
+        for view in snapshot.attempts:
+            if view.id in landed_now:
+                base_tip = landed_now[view.id]
+                view = replace(view, state=AttemptState.MERGING, landed=True)
+            attempts.append(view)
+        landed = replace(snapshot, base_tip=base_tip, attempts=tuple(attempts))
+        decision = machine.decide(landed)
         log.info(
             "gate.decision",
             train=self.train_id,
@@ -371,17 +385,17 @@ class Gate:
             await self.apply(action, loaded, landed)
 
     async def apply(self, action: Action, loaded: Loaded, snapshot: TrainSnapshot) -> None:
+        """Carry out one action, on exactly the attempt or entry it names."""
         if isinstance(action, StartAttempt):
-            await self._start(action, loaded, snapshot)
+            await self._start(action, loaded)
         elif isinstance(action, BuildCandidate):
-            assert loaded.attempt is not None
-            await self._build(loaded.attempt, loaded)
+            await self._build(loaded.attempt(action.attempt_id), loaded)
         elif isinstance(action, MergeAttempt):
             await self._merge(action, loaded)
         elif isinstance(action, FinishMerged):
             await self._finish(action, loaded)
         elif isinstance(action, FailAttempt):
-            await self._fail(action.entry_ids, action.reason, dict(action.detail), loaded)
+            await self._fail(action, loaded)
         elif isinstance(action, AbandonAttempt):
             await self._abandon(action, loaded)
         elif isinstance(action, CancelEntry):
@@ -390,14 +404,21 @@ class Gate:
             await self._promote(action, loaded)
         elif isinstance(action, RequeueEntry):
             await self._requeue(action, loaded)
+        elif isinstance(action, WaitUntil):
+            pass  # a wait is carried out by the loop (``run``), not here
+        else:
+            assert_never(action)
 
-    async def _start(self, action: StartAttempt, loaded: Loaded, snapshot: TrainSnapshot) -> None:
+    async def _start(self, action: StartAttempt, loaded: Loaded) -> None:
         deps = self.deps
         now = deps.clock.now()
         strategy = self._strategy(loaded, action.entry_ids)
+        limit = plan_for(strategy).max_entries
+        assert limit is None or len(action.entry_ids) <= limit, (strategy, action.entry_ids)
         async with deps.sessions.begin() as session:
             attempt = Attempt(
                 train_id=self.train_id,
+                parent_id=action.parent_id,
                 state=AttemptState.BUILDING.value,
                 strategy=strategy.value,
                 base_sha=action.base_sha,
@@ -420,10 +441,10 @@ class Gate:
                     session, entry_id, "attempt_started", attempt_id=attempt.id, detail={"base": action.base_sha}
                 )
             session.add_all(members)
-        loaded.attempt, loaded.members = attempt, members
+        running = loaded.attempts[attempt.id] = Running(attempt, members)
         self._crashpoint("attempt_created")
         log.info("gate.attempt_started", train=self.train_id, attempt=attempt.id, entries=list(action.entry_ids))
-        await self._build(attempt, loaded)
+        await self._build(running, loaded)
 
     def _crashpoint(self, step: str) -> None:
         crashpoints.reached(step, self.deps.settings.crash_at)
@@ -432,46 +453,33 @@ class Gate:
         heads = [loaded.entries[entry_id][1].head_repo for entry_id in entry_ids]
         return strategy_for(Strategy(self.deps.settings.strategy), f"{loaded.repo.owner}/{loaded.repo.name}", heads)
 
-    async def _build(self, attempt: Attempt, loaded: Loaded) -> None:
+    async def _build(self, running: Running, loaded: Loaded) -> None:
+        """Build the attempt's candidate from all its entries, in order; record it, push it, test it."""
         deps = self.deps
+        attempt = running.row
         repo, branch = loaded.repo, loaded.train.branch
         mirror = await self._mirror(repo)
-        entry_ids = [member.entry_id for member in loaded.members]
-        (entry, pull) = loaded.entries[entry_ids[0]]
-        await mirror.fetch(
-            f"+refs/heads/{branch}:refs/heads/{branch}",
-            f"+refs/pull/{pull.number}/head:refs/merge-bot/pull/{pull.number}",
-        )
-        builder = CandidateBuilder(deps.git, mirror.path)
-        # The committer date is the attempt's: rebuilding after a crash yields the very same candidate SHA.
-        when = attempt.created_at
-        method = MergeMethod(entry.merge_method)
-        if method is MergeMethod.REBASE:
-            result = await builder.rebase(attempt.base_sha, entry.approved_sha, committer_date=when)
-        elif method is MergeMethod.MERGE:
-            message = f"Merge pull request #{pull.number}: {pull.title}\n\nMerged by merge-bot."
-            result = await builder.merge(attempt.base_sha, entry.approved_sha, message=message, committer_date=when)
-        else:
-            message = f"{pull.title} (#{pull.number})\n\n{pull.body}".strip()
-            result = await builder.squash(attempt.base_sha, entry.approved_sha, message=message, committer_date=when)
-        if isinstance(result, Conflict):
-            await self._fail(tuple(entry_ids), Reason.CONFLICT, {"paths": list(result.paths), "base": branch}, loaded)
+        entry_ids = list(running.entry_ids)
+        carried = [loaded.entries[entry_id] for entry_id in entry_ids]
+        result = await build_candidate(deps.git, mirror, branch, attempt, carried)
+        if isinstance(result, Broken):
+            decision = machine.after_build(attempt_view(attempt, running.members), build_failure(result))
+            log.info("gate.build_stopped", train=self.train_id, attempt=attempt.id, entry=result.key)
+            for action in decision.actions:
+                assert isinstance(action, FailAttempt)
+                await self._fail(action, loaded)
             return
-        if isinstance(result, NothingToMerge):
-            await self._fail(tuple(entry_ids), Reason.ALREADY_IN_BASE, {"base": branch}, loaded)
-            return
-        assert isinstance(result, Built)
-        strategy = Strategy(attempt.strategy)
-        ref = (
-            f"refs/heads/merge-bot/{branch}/{attempt.id}"
-            if strategy is Strategy.STAGING
-            else f"refs/heads/{pull.head_ref}"
-        )
+        plan = plan_for(attempt.strategy)
+        ref = plan.candidate_ref(branch, attempt.id, [pull for _, pull in carried])
+        ends = {link.key: link.end_sha for link in result.links}
         async with deps.sessions.begin() as session:  # the intent, before the push
             await queries.move_attempt(session, attempt, candidate_sha=result.sha, ref=ref, intent={"push": ref})
+            await queries.record_ends(session, attempt.id, ends)
+        for member in running.members:
+            member.end_sha = ends[member.entry_id]
         self._crashpoint("candidate_recorded")
         await self.lock.check()
-        expected = None if strategy is Strategy.STAGING else entry.approved_sha
+        expected = plan.push_lease([entry for entry, _ in carried])
         pushed = await self._push_owned(mirror, ref, result.sha, expected)
         if isinstance(pushed, Rejected):
             raise errors.ForgeError("PUSH", ref, None, f"{pushed.reason}: {pushed.detail}")
@@ -490,7 +498,7 @@ class Gate:
         short_ref = ref.removeprefix("refs/heads/")
         for entry_id in entry_ids:
             e, p = loaded.entries[entry_id]
-            head = result.sha if strategy is Strategy.PR_BRANCH else e.approved_sha
+            head = plan.tested_head(e, result.sha)
             await self.notices.status(
                 loaded.repo, p, head, "pending", messages.status_description(Reason.STARTED, {"ref": short_ref})
             )
@@ -513,16 +521,18 @@ class Gate:
 
     async def _merge(self, action: MergeAttempt, loaded: Loaded) -> None:
         deps = self.deps
-        attempt = loaded.attempt
-        assert attempt is not None
+        running = loaded.attempt(action.attempt_id)
+        attempt = running.row
         if attempt.state != AttemptState.MERGING:
-            for member in loaded.members:
+            for member in running.members:
                 entry, _ = loaded.entries[member.entry_id]
                 if not await deps.permissions.may_merge(
                     loaded.repo.owner, loaded.repo.name, entry.approved_by, fresh=True
                 ):
                     detail = {"by": entry.approved_by, "base": loaded.train.branch}
-                    await self._fail((entry.id,), Reason.PERMISSION_REVOKED, detail, loaded)
+                    others = tuple(entry_id for entry_id in running.entry_ids if entry_id != entry.id)
+                    revoked = FailAttempt(attempt.id, (entry.id,), Reason.PERMISSION_REVOKED, detail, others)
+                    await self._fail(revoked, loaded)
                     return
             async with deps.sessions.begin() as session:
                 await queries.move_attempt(
@@ -530,65 +540,51 @@ class Gate:
                 )
             self._crashpoint("merge_intent")
         await self.lock.check()
-        repo, branch = loaded.repo, loaded.train.branch
-        if Strategy(attempt.strategy) is Strategy.STAGING:
-            mirror = await self._mirror(repo)
-            result = await mirror.push_fast_forward(branch, action.candidate_sha)
-            if isinstance(result, Rejected) and result.reason is Rejection.REMOTE_REJECTED:
-                entry_ids = tuple(m.entry_id for m in loaded.members)
-                await self._fail(entry_ids, Reason.MERGE_REFUSED, {"message": result.detail, "base": branch}, loaded)
-            # A non-fast-forward refusal means the base moved: the next snapshot sees it and rebuilds.
-            if isinstance(result, Pushed):
-                self._crashpoint("base_pushed")
-                self._landed_now = action.candidate_sha
-            return
-        entry, pull = loaded.entries[loaded.members[0].entry_id]
-        try:
-            await deps.forge.merge_pull(
-                repo.owner,
-                repo.name,
-                pull.number,
-                "fast-forward-only",
-                head_commit_id=action.candidate_sha,
-                delete_branch_after_merge=deps.settings.delete_branch_after_merge,
-            )
+        pulls = [loaded.entries[entry_id][1] for entry_id in running.entry_ids]
+        landing = await plan_for(attempt.strategy).land(self._base(loaded), pulls, action.candidate_sha)
+        if isinstance(landing, Refused):
+            detail = {"message": landing.message, "base": loaded.train.branch, "via": landing.via}
+            await self._fail(FailAttempt(attempt.id, running.entry_ids, Reason.MERGE_REFUSED, detail), loaded)
+        elif isinstance(landing, Landed):
             self._crashpoint("base_pushed")
-        except errors.NotAllowed as exc:
-            if exc.try_again_later or exc.already_merged:
-                return  # mergeability still being checked, or it did merge: the next snapshot re-reads
-            # A 405 is not taken at its word: a PR closed, merged or pushed to under the call is the next
-            # snapshot's to decide (cancel, finish), not a refusal (docs/faults.md #15).
-            info = await deps.forge.get_pull(repo.owner, repo.name, pull.number)
-            if info.merged or info.state != "open" or info.head_sha != action.candidate_sha:
-                return
-            detail = {"message": exc.message, "base": branch, "via": "merge"}
-            await self._fail((entry.id,), Reason.MERGE_REFUSED, detail, loaded)
-        except (errors.Conflict, errors.ServerError, errors.Unavailable, errors.NotFound) as exc:
-            log.warning("gate.merge_call_failed", train=self.train_id, error=str(exc))  # re-read decides
+            if landing.known:
+                self._landed_now[attempt.id] = action.candidate_sha
+
+    def _base(self, loaded: Loaded) -> Base:
+        repo = loaded.repo
+        return Base(
+            self.deps.forge,
+            repo,
+            loaded.train.branch,
+            lambda: self._mirror(repo),
+            self.deps.settings.delete_branch_after_merge,
+        )
 
     async def _finish(self, action: FinishMerged, loaded: Loaded) -> None:
+        """The candidate is in the base: each PR is marked merged at the commit where its own change ends."""
         deps = self.deps
-        attempt = loaded.attempt
-        assert attempt is not None
+        running = loaded.attempt(action.attempt_id)
+        attempt = running.row
         repo = loaded.repo
-        strategy = Strategy(attempt.strategy)
+        plan = plan_for(attempt.strategy)
+        ends = {entry_id: running.end_of(entry_id, action.candidate_sha) for entry_id in action.entry_ids}
+        base = self._base(loaded)
         for entry_id in action.entry_ids:
             _, pull = loaded.entries[entry_id]
-            if strategy is Strategy.STAGING:
-                await self._mark_merged(repo, pull.number, action.candidate_sha)
+            await plan.mark_merged(base, self.lock, pull, ends[entry_id])
         self._crashpoint("marked_merged")
         await self._delete_staging(attempt, loaded)
         now = deps.clock.now()
-        detail = {"sha": action.candidate_sha, "base": loaded.train.branch, "strategy": strategy.value}
         async with deps.sessions.begin() as session:
             await queries.move_attempt(session, attempt, state=AttemptState.DONE.value, finished_at=now, intent=None)
             for entry_id in action.entry_ids:
                 entry, _ = loaded.entries[entry_id]
+                detail = {"sha": ends[entry_id], "base": loaded.train.branch, "strategy": plan.strategy.value}
                 await queries.move_entry(
                     session,
                     entry,
                     EntryState.MERGED.value,
-                    merged_sha=action.candidate_sha,
+                    merged_sha=ends[entry_id],
                     finished_at=now,
                     reason=Reason.MERGED.value,
                     reason_detail=detail,
@@ -599,7 +595,7 @@ class Gate:
                     "merged",
                     reason=Reason.MERGED.value,
                     attempt_id=attempt.id,
-                    detail={"sha": action.candidate_sha},
+                    detail={"sha": ends[entry_id]},
                 )
         log.info("gate.merged", train=self.train_id, attempt=attempt.id, sha=action.candidate_sha)
         self._crashpoint("merge_recorded")
@@ -607,40 +603,25 @@ class Gate:
             entry, pull = loaded.entries[entry_id]
             await self.notices.tell(repo, entry, pull)
 
-    async def _mark_merged(self, repo: Repository, number: int, sha: str) -> None:
-        """Gitea does not mark a PR merged by a push (autodetect is off by default): say so explicitly."""
-        await self.lock.check()
-        try:
-            info = await self.deps.forge.get_pull(repo.owner, repo.name, number)
-            if info.merged:
-                return
-            await self.deps.forge.merge_pull(repo.owner, repo.name, number, "manually-merged", merge_commit_id=sha)
-        except errors.NotAllowed as exc:
-            if exc.try_again_later:
-                raise  # the gate backs off; the next snapshot sees the base at the candidate and marks again
-            if not exc.already_merged:
-                log.warning("gate.mark_merged_refused", pull=number, error=str(exc))
-        except errors.ForgeError as exc:
-            log.warning("gate.mark_merged_failed", pull=number, error=str(exc))
-
-    async def _fail(self, entry_ids: tuple[int, ...], reason: Reason, detail: dict[str, Any], loaded: Loaded) -> None:
+    async def _fail(self, action: FailAttempt, loaded: Loaded) -> None:
+        """The attempt ends failed; the entries it names fail with its reason."""
         deps = self.deps
-        attempt = loaded.attempt
+        attempt = loaded.attempt(action.attempt_id).row
+        entry_ids, reason, detail = action.entry_ids, action.reason, dict(action.detail)
         now = deps.clock.now()
         detail.setdefault("base", loaded.train.branch)
         if reason is Reason.CI_TIMEOUT:
             detail.setdefault("timeout", f"{deps.settings.ci_timeout_seconds} s")
         async with deps.sessions.begin() as session:
-            if attempt is not None:
-                await queries.move_attempt(
-                    session,
-                    attempt,
-                    state=AttemptState.FAILED.value,
-                    finished_at=now,
-                    reason=reason.value,
-                    reason_detail=detail,
-                    intent=None,
-                )
+            await queries.move_attempt(
+                session,
+                attempt,
+                state=AttemptState.FAILED.value,
+                finished_at=now,
+                reason=reason.value,
+                reason_detail=detail,
+                intent=None,
+            )
             for entry_id in entry_ids:
                 entry, pull = loaded.entries[entry_id]
                 await queries.move_entry(
@@ -656,20 +637,23 @@ class Gate:
                     entry_id,
                     "failed",
                     reason=reason.value,
-                    attempt_id=attempt.id if attempt else None,
+                    attempt_id=attempt.id,
                     detail=detail,
                 )
-        log.info("gate.failed", train=self.train_id, reason=reason.value, entries=list(entry_ids))
+            for entry_id in action.requeue:  # not at fault: back in line as they were
+                entry, _ = loaded.entries[entry_id]
+                await queries.move_entry(session, entry, EntryState.QUEUED.value)
+                queries.record(session, entry_id, "requeued", reason=reason.value, attempt_id=attempt.id)
+        requeued = list(action.requeue)
+        log.info("gate.failed", train=self.train_id, reason=reason.value, entries=list(entry_ids), requeued=requeued)
         for entry_id in entry_ids:
             entry, pull = loaded.entries[entry_id]
             await self.notices.tell(loaded.repo, entry, pull)
-        if attempt is not None:
-            await self._delete_staging(attempt, loaded)
+        await self._delete_staging(attempt, loaded)
 
     async def _abandon(self, action: AbandonAttempt, loaded: Loaded) -> None:
         deps = self.deps
-        attempt = loaded.attempt
-        assert attempt is not None
+        attempt = loaded.attempt(action.attempt_id).row
         async with deps.sessions.begin() as session:
             await queries.move_attempt(
                 session,
@@ -682,8 +666,9 @@ class Gate:
             for entry_id in action.requeue:
                 entry, pull = loaded.entries[entry_id]
                 values: dict[str, Any] = {}
-                if Strategy(attempt.strategy) is Strategy.PR_BRANCH and attempt.candidate_sha == pull.head_sha:
-                    values["approved_sha"] = pull.head_sha  # the approval follows the bot's own rebase
+                approval = plan_for(attempt.strategy).approval_after_abandon(attempt.candidate_sha, pull)
+                if approval is not None:
+                    values["approved_sha"] = approval
                 await queries.move_entry(session, entry, EntryState.QUEUED.value, **values)
                 queries.record(session, entry_id, "requeued", reason=action.reason.value, attempt_id=attempt.id)
         log.info("gate.abandoned", train=self.train_id, attempt=attempt.id, reason=action.reason.value)
@@ -709,49 +694,10 @@ class Gate:
     async def _delete_staging(self, attempt: Attempt, loaded: Loaded) -> None:
         """Delete the attempt's staging branch. Its name is unique to the attempt and only the lock holder
         writes it, so a plain branch delete through the API is safe (and cheaper than a git push)."""
-        if Strategy(attempt.strategy) is not Strategy.STAGING or not attempt.ref:
+        branch = plan_for(attempt.strategy).staging_branch(attempt.ref)
+        if branch is None:
             return
-        await self.notices.best_effort(
-            self.deps.forge.delete_branch, loaded.repo.owner, loaded.repo.name, attempt.ref.removeprefix("refs/heads/")
-        )
-
-    # -- what users see ---------------------------------------------------------------------------
-
-    async def _post_positions(self, loaded: Loaded, snapshot: TrainSnapshot) -> None:
-        for position, view in enumerate(machine.queue_order(snapshot.entries), start=1):
-            if self._positions.get(view.id) == position or (position > POSITIONS_SHOWN and view.id in self._positions):
-                continue  # beyond the first few, a position is posted once: the queue moves by one each merge
-            entry, pull = loaded.entries[view.id]
-            description = messages.status_description(Reason.IDLE, {"position": position})
-            await self.notices.status(loaded.repo, pull, entry.approved_sha, "pending", description)
-            self._positions[view.id] = position
-
-    async def _mirror_checks(self, loaded: Loaded, snapshot: TrainSnapshot) -> None:
-        """The candidate's CI results, mirrored onto each PR head as ``merge-bot/<context>``, so authors see
-        why without leaving the PR (staging only: with pr-branch, CI already runs on the PR)."""
-        attempt = loaded.attempt
-        if attempt is None or Strategy(attempt.strategy) is not Strategy.STAGING or not attempt.candidate_sha:
-            return
-        own = self.deps.settings.status_context
-        for context, status in checks_latest(snapshot.statuses).items():
-            if context == own or context.startswith(own + "/"):
-                continue
-            for member in loaded.members:
-                key = (member.entry_id, context)
-                if self._mirrored.get(key) == status.state:
-                    continue
-                self._mirrored[key] = status.state
-                entry, _ = loaded.entries[member.entry_id]
-                await self.notices.best_effort(
-                    self.deps.forge.create_status,
-                    loaded.repo.owner,
-                    loaded.repo.name,
-                    entry.approved_sha,
-                    state=status.state,
-                    context=f"{own}/{context}",
-                    description=f"on the queue's candidate {attempt.candidate_sha[:10]}",
-                    target_url=status.target_url,
-                )
+        await self.notices.best_effort(self.deps.forge.delete_branch, loaded.repo.owner, loaded.repo.name, branch)
 
 
 def strategy_for(wanted: Strategy, repository: str, head_repos: list[str | None]) -> Strategy:

@@ -9,6 +9,7 @@ what an entry waits for or why it is blocked.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,6 +20,14 @@ from bot.queue import deps
 from bot.queue.commands import DepRef
 from bot.queue.deps import DepPull, DepState, DepVerdict
 from bot.queue.model import EntryState
+
+
+@dataclass(frozen=True)
+class Waits:
+    """What a waiting entry waits for (``blocked``: it cannot get there by itself: a cycle, a closed PR)."""
+
+    text: str
+    blocked: bool
 
 
 async def waiting_graph(session: AsyncSession) -> dict[DepRef, list[DepRef]]:

@@ -17,16 +17,23 @@ applies exactly the change C^..C to O's tree.
 
 Every build returns a typed result: :class:`Built`, :class:`Conflict` (with the conflicting paths) or
 :class:`NothingToMerge` (the PR adds nothing to the base). Failures of git itself raise ``GitError``.
+
+:meth:`CandidateBuilder.chain` stacks several PRs (an attempt's entries, in order), each built onto the result
+of the ones before with its own method, so the candidate is exactly the chain of commits that will land
+(rebase: each PR's commits rebased in turn; merge: one merge commit per PR; squash: one commit per PR). It
+says where each PR's change ends (:class:`Link`), or which PR broke the chain (:class:`Broken`).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from bot.git.runner import GitError, GitResult, GitRunner
+from bot.queue.model import MergeMethod
 
 _AUTHOR_RE = re.compile(rb"^(?P<name>.*) <(?P<email>.*)> (?P<ts>-?\d+) (?P<tz>[+-]\d{4})$")
 _CHERRY_PICK_BASE_MESSAGE = b"merge-bot: cherry-pick base\n"
@@ -78,6 +85,46 @@ class NothingToMerge:
 
 
 BuildResult = Built | Conflict | NothingToMerge
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One PR of a chain: ``key`` names it to the caller; ``message`` is the merge or squash commit's."""
+
+    key: int
+    head: str
+    method: MergeMethod = MergeMethod.REBASE
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Link:
+    """A PR built into a chain: ``built.sha`` is the commit where its own change ends."""
+
+    key: int
+    built: Built
+
+    @property
+    def end_sha(self) -> str:
+        return self.built.sha
+
+
+@dataclass(frozen=True)
+class Chain:
+    """The candidate ``sha`` on ``base_sha``: every piece, in order, each on the one before."""
+
+    sha: str
+    base_sha: str
+    links: tuple[Link, ...]
+
+
+@dataclass(frozen=True)
+class Broken:
+    """The piece ``key`` does not apply onto the ones before it (``links``, built): ``result`` says how."""
+
+    key: int
+    result: Conflict | NothingToMerge
+    links: tuple[Link, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -220,6 +267,30 @@ class CandidateBuilder:
     def __init__(self, runner: GitRunner, repo: Path) -> None:
         self._runner = runner
         self._repo = repo
+
+    async def chain(
+        self, base: str, pieces: Sequence[Piece], *, committer_date: datetime | None = None
+    ) -> Chain | Broken:
+        """Each piece built onto the result of the ones before it, the first onto ``base``."""
+        if not pieces:
+            raise ValueError("a chain needs at least one piece")
+        current = base
+        links: list[Link] = []
+        for piece in pieces:
+            result = await self.build(current, piece, committer_date=committer_date)
+            if not isinstance(result, Built):
+                return Broken(piece.key, result, tuple(links))
+            links.append(Link(piece.key, result))
+            current = result.sha
+        return Chain(current, links[0].built.base_sha, tuple(links))
+
+    async def build(self, base: str, piece: Piece, *, committer_date: datetime | None = None) -> BuildResult:
+        """One piece onto ``base``, by its method."""
+        if piece.method is MergeMethod.MERGE:
+            return await self.merge(base, piece.head, message=piece.message, committer_date=committer_date)
+        if piece.method is MergeMethod.SQUASH:
+            return await self.squash(base, piece.head, message=piece.message, committer_date=committer_date)
+        return await self.rebase(base, piece.head, committer_date=committer_date)
 
     async def rebase(self, base: str, head: str, *, committer_date: datetime | None = None) -> BuildResult:
         """The PR commits in ``base..head`` re-applied one by one onto ``base``, as ``git rebase`` would."""

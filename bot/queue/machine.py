@@ -21,6 +21,13 @@ Rules, in the order they apply:
 
 Before all of these, an entry marked testing that no active attempt carries (a crash between two steps)
 goes back in line.
+
+A build that stops (:func:`after_build`) fails the entry it stopped at — a conflict with what comes before
+it, or nothing left to add — and sends the attempt's other entries back in line.
+
+The snapshot carries the train's active attempts in chain order, and every action names the attempt it is
+for. The rules above work on the first attempt of the chain (the one built on the base); today's policy
+starts an attempt only when none is active, so it is the only one.
 """
 
 from __future__ import annotations
@@ -34,6 +41,8 @@ from bot.queue.checks import Verdict, evaluate
 from bot.queue.model import (
     AttemptState,
     AttemptView,
+    BuildFailure,
+    EntryConflicts,
     EntryState,
     EntryView,
     Reason,
@@ -51,8 +60,12 @@ class CancelEntry:
 
 @dataclass(frozen=True, slots=True)
 class StartAttempt:
+    """A new attempt for ``entry_ids`` (in this order) on ``base_sha``: the base tip, or the candidate of
+    attempt ``parent_id``."""
+
     entry_ids: tuple[int, ...]
     base_sha: str
+    parent_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,12 +84,14 @@ class AbandonAttempt:
 
 @dataclass(frozen=True, slots=True)
 class FailAttempt:
-    """The attempt failed; its entries fail with the same reason."""
+    """The attempt failed; ``entry_ids`` fail with the same reason, ``requeue`` (its other entries, which
+    were not at fault) go back to the queue as they were."""
 
     attempt_id: int
     entry_ids: tuple[int, ...]
     reason: Reason
     detail: Mapping[str, Any] = field(default_factory=dict)
+    requeue: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,10 +164,9 @@ def queue_order(entries: Iterable[EntryView]) -> list[EntryView]:
     return sorted(queued, key=lambda entry: (-entry.priority, entry.queued_at, entry.id))
 
 
-def decide(snapshot: TrainSnapshot, *, candidate_landed: bool = False) -> Decision:
-    """The next step for a train. ``candidate_landed``: the attempt's candidate is in the base's history."""
-    attempt = snapshot.attempt
-    carried = set(attempt.entry_ids) if attempt is not None else set()
+def decide(snapshot: TrainSnapshot) -> Decision:
+    """The next step for a train."""
+    carried = {entry_id for attempt in snapshot.attempts for entry_id in attempt.entry_ids}
     orphans = [
         RequeueEntry(entry.id)
         for entry in snapshot.entries
@@ -160,8 +174,8 @@ def decide(snapshot: TrainSnapshot, *, candidate_landed: bool = False) -> Decisi
     ]
     if orphans:
         return Decision(tuple(orphans), Reason.ORPHANED)
-    if attempt is not None:
-        decision = _attempt_step(snapshot, attempt, candidate_landed)
+    if snapshot.attempts:
+        decision = _attempt_step(snapshot, snapshot.attempts[0])
         if decision is not None:
             return decision
     cancels = [cancel for entry in snapshot.entries if (cancel := _stale(entry, None)) is not None]
@@ -172,17 +186,28 @@ def decide(snapshot: TrainSnapshot, *, candidate_landed: bool = False) -> Decisi
     ]
     if promotions:
         return Decision(tuple(promotions), Reason.DEPENDENCIES_MET)
-    if attempt is None:
+    if not snapshot.attempts:
         line = queue_order(snapshot.entries)
         if line:
             return Decision((StartAttempt((line[0].id,), snapshot.base_tip),), Reason.STARTED)
     return Decision((WaitUntil(),), Reason.IDLE)
 
 
-def _attempt_step(snapshot: TrainSnapshot, attempt: AttemptView, landed: bool) -> Decision | None:
+def after_build(attempt: AttemptView, failure: BuildFailure) -> Decision:
+    """The attempt's candidate could not be built: the entry it stopped at fails (naming the conflicting
+    paths), and the attempt's other entries go back to the queue without penalty."""
+    others = tuple(entry_id for entry_id in attempt.entry_ids if entry_id != failure.entry_id)
+    if isinstance(failure, EntryConflicts):
+        reason, detail = Reason.CONFLICT, {"paths": list(failure.paths)}
+    else:
+        reason, detail = Reason.ALREADY_IN_BASE, {}
+    return Decision((FailAttempt(attempt.id, (failure.entry_id,), reason, detail, others),), reason, detail)
+
+
+def _attempt_step(snapshot: TrainSnapshot, attempt: AttemptView) -> Decision | None:
     carried = [entry for entry in snapshot.entries if entry.id in attempt.entry_ids]
     if attempt.state is AttemptState.MERGING and attempt.candidate_sha is not None:
-        merging = _merging_step(snapshot, attempt, landed)
+        merging = _merging_step(snapshot, attempt)
         if merging is not None:
             return merging
     stale = [cancel for entry in carried if (cancel := _stale(entry, attempt)) is not None]
@@ -219,9 +244,9 @@ def _urgent(snapshot: TrainSnapshot, carried: list[EntryView]) -> EntryView | No
     return line[0]
 
 
-def _merging_step(snapshot: TrainSnapshot, attempt: AttemptView, landed: bool) -> Decision | None:
+def _merging_step(snapshot: TrainSnapshot, attempt: AttemptView) -> Decision | None:
     assert attempt.candidate_sha is not None
-    if landed or snapshot.base_tip == attempt.candidate_sha:
+    if attempt.landed or snapshot.base_tip == attempt.candidate_sha:
         return Decision((FinishMerged(attempt.id, attempt.entry_ids, attempt.candidate_sha),), Reason.MERGED)
     if snapshot.base_tip == attempt.base_sha:
         if any(_stale(entry, attempt) for entry in snapshot.entries if entry.id in attempt.entry_ids):
@@ -241,7 +266,7 @@ def _merging_step(snapshot: TrainSnapshot, attempt: AttemptView, landed: bool) -
 
 def _checks_step(snapshot: TrainSnapshot, attempt: AttemptView) -> Decision:
     assert attempt.candidate_sha is not None
-    result = evaluate(snapshot.required, snapshot.statuses, snapshot.own_context)
+    result = evaluate(snapshot.required, attempt.statuses, snapshot.own_context)
     if result.verdict is Verdict.FAILURE:
         assert result.failed is not None
         detail = {

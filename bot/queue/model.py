@@ -99,7 +99,22 @@ class EntryView:
 
 
 @dataclass(frozen=True, slots=True)
+class StatusView:
+    context: str
+    state: str
+    target_url: str = ""
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class AttemptView:
+    """One active attempt: its entries in the order their changes are stacked on ``base_sha``.
+
+    ``parent_id`` is the attempt whose candidate this one is built on (a speculative chain), or None for an
+    attempt built on the base. ``statuses`` are the candidate's statuses as read for this snapshot (none while
+    building, or once the base is at the candidate); ``landed``: the candidate is in the base's history.
+    """
+
     id: int
     state: AttemptState
     base_sha: str
@@ -107,14 +122,28 @@ class AttemptView:
     candidate_sha: str | None = None
     deadline_at: datetime | None = None
     strategy: Strategy = Strategy.STAGING
+    parent_id: int | None = None
+    statuses: tuple[StatusView, ...] = ()
+    landed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
-class StatusView:
-    context: str
-    state: str
-    target_url: str = ""
-    description: str = ""
+class EntryConflicts:
+    """Building an attempt's candidate stopped at this entry: its PR conflicts in ``paths`` with what comes
+    before it (the base and the attempt's earlier entries)."""
+
+    entry_id: int
+    paths: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class EntryAddsNothing:
+    """Building stopped at this entry: everything its PR changes is already in what comes before it."""
+
+    entry_id: int
+
+
+BuildFailure = EntryConflicts | EntryAddsNothing
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,13 +156,14 @@ class RequiredChecks:
 
 @dataclass(frozen=True, slots=True)
 class TrainSnapshot:
+    """Everything the machine decides on for one train, read at one moment (``now``)."""
+
     train_id: int
     base_branch: str
     base_tip: str
     entries: tuple[EntryView, ...]
-    attempt: AttemptView | None
+    attempts: tuple[AttemptView, ...]  # the active attempts in chain order: each built on the one before
     now: datetime
-    statuses: tuple[StatusView, ...] = ()
     required: RequiredChecks = field(default_factory=RequiredChecks)
     own_context: str = "merge-bot"
     urgent_priority: int | None = None

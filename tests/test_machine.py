@@ -37,6 +37,7 @@ from bot.queue.model import (
     Strategy,
     TrainSnapshot,
 )
+from bot.queue.policy import QueuePolicy
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 BASE = "b" * 40
@@ -348,7 +349,7 @@ def test_only_an_urgent_entry_preempts_a_running_attempt(priority: int, urgent: 
         entry(2, priority=priority),
         attempt_=attempt(),
         statuses=PENDING,
-        urgent_priority=urgent,
+        policy=QueuePolicy(urgent_priority=urgent),
     )
     decision = decide(snapshot)
     assert (decision.reason is Reason.PREEMPTED) is preempts
@@ -358,7 +359,8 @@ def test_only_an_urgent_entry_preempts_a_running_attempt(priority: int, urgent: 
 
 def test_an_urgent_entry_does_not_preempt_an_equally_urgent_attempt() -> None:
     running = replace(entry(1, EntryState.TESTING), priority=200)
-    decision = decide(snap(running, entry(2, priority=200), attempt_=attempt(), statuses=PENDING, urgent_priority=100))
+    urgent = QueuePolicy(urgent_priority=100)
+    decision = decide(snap(running, entry(2, priority=200), attempt_=attempt(), statuses=PENDING, policy=urgent))
     assert decision.reason is Reason.CHECKS_PENDING
 
 
@@ -368,7 +370,7 @@ def test_a_merging_attempt_is_never_preempted() -> None:
             entry(1, EntryState.TESTING),
             entry(2, priority=1000),
             attempt_=attempt(AttemptState.MERGING),
-            urgent_priority=1,
+            policy=QueuePolicy(urgent_priority=1),
             statuses=GREEN,
         )
     )
@@ -400,9 +402,15 @@ def test_an_attempt_of_two_entries_merges_and_finishes_both() -> None:
     )
 
 
-def test_a_red_check_fails_every_entry_of_the_attempt_it_names() -> None:
+def test_without_bisection_a_red_check_fails_every_entry_of_the_attempt_it_names() -> None:
     decision = decide(
-        snap(entry(1, EntryState.TESTING), entry(2, EntryState.TESTING), attempt_=attempt(ids=(1, 2)), statuses=RED)
+        snap(
+            entry(1, EntryState.TESTING),
+            entry(2, EntryState.TESTING),
+            attempt_=attempt(ids=(1, 2)),
+            statuses=RED,
+            policy=QueuePolicy(batch_max=2, bisect=False),
+        )
     )
     assert decision.reason is Reason.CHECKS_FAILED
     assert [(a.attempt_id, a.entry_ids) for a in decision.actions if isinstance(a, FailAttempt)] == [(100, (1, 2))]

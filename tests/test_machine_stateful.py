@@ -59,6 +59,7 @@ from bot.queue.model import (
     Strategy,
     TrainSnapshot,
 )
+from bot.queue.policy import QueuePolicy
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 CI_TIMEOUT = timedelta(minutes=30)
@@ -196,7 +197,7 @@ class Train:
             now=self.now,
             required=self.required,
             own_context=OWN,
-            urgent_priority=self.urgent,
+            policy=QueuePolicy(urgent_priority=self.urgent),
         )
 
     # -- carrying decisions out, as the gate does ------------------------------------------------------------

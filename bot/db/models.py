@@ -143,6 +143,7 @@ class Entry(Base):
     merged_sha: Mapped[str | None] = mapped_column(String(64))
     retries: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     cancel_requested_by: Mapped[str | None] = mapped_column(String(255))
+    single: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))  # /merge single: 0004
     version: Mapped[int] = mapped_column(Integer, server_default=text("1"))
     queued_at: Mapped[datetime] = mapped_column(server_default=_now())
     finished_at: Mapped[datetime | None]
@@ -170,6 +171,7 @@ class Attempt(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     train_id: Mapped[int] = mapped_column(ForeignKey("trains.id", ondelete="CASCADE"))
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("attempts.id", ondelete="SET NULL"))
+    split_from: Mapped[int | None] = mapped_column(ForeignKey("attempts.id", ondelete="SET NULL"))  # 0004
     state: Mapped[str] = mapped_column(String(16), server_default=AttemptState.BUILDING.value)
     strategy: Mapped[str] = mapped_column(String(16), server_default=Strategy.STAGING.value)
     base_sha: Mapped[str] = mapped_column(String(64))
@@ -192,6 +194,11 @@ class Attempt(Base):
             "ix_attempts_active_train_id",
             "train_id",
             postgresql_where=text(ACTIVE_ATTEMPT_STATES_SQL),
+        ),
+        Index(
+            "ix_attempts_unsettled_bisections",
+            "train_id",
+            postgresql_where=text("reason = 'bisected' AND (reason_detail ->> 'outcome') IS NULL"),
         ),
     )
 

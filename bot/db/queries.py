@@ -134,6 +134,47 @@ async def active_attempts(session: AsyncSession, train_id: int) -> list[tuple[At
     return [(attempt, members[attempt.id]) for attempt in chain_order(attempts)]
 
 
+async def unsettled_bisections(session: AsyncSession, train_id: int) -> list[tuple[Attempt, list[tuple[int, str]]]]:
+    """The train's red batches under bisection whose outcome is not recorded yet, each with the entries it
+    carried and the state each is in now."""
+    attempts = list(
+        (
+            await session.execute(
+                select(Attempt)
+                .where(
+                    Attempt.train_id == train_id,
+                    Attempt.reason == "bisected",
+                    Attempt.reason_detail["outcome"].astext.is_(None),
+                )
+                .order_by(Attempt.id)
+            )
+        ).scalars()
+    )
+    if not attempts:
+        return []
+    states: dict[int, list[tuple[int, str]]] = {attempt.id: [] for attempt in attempts}
+    rows = await session.execute(
+        select(AttemptEntry.attempt_id, Entry.id, Entry.state)
+        .join(Entry, Entry.id == AttemptEntry.entry_id)
+        .where(AttemptEntry.attempt_id.in_(list(states)))
+        .order_by(AttemptEntry.attempt_id, AttemptEntry.position)
+    )
+    for attempt_id, entry_id, state in rows:
+        states[attempt_id].append((entry_id, state))
+    return [(attempt, states[attempt.id]) for attempt in attempts]
+
+
+async def pulls_of(session: AsyncSession, entry_ids: Sequence[int]) -> list[PullRequest]:
+    """The PRs of these entries, in the entries' order."""
+    rows = await session.execute(
+        select(Entry.id, PullRequest).join(PullRequest, PullRequest.id == Entry.pull_request_id).where(
+            Entry.id.in_(list(entry_ids))
+        )
+    )
+    found = {entry_id: pull for entry_id, pull in rows}
+    return [found[entry_id] for entry_id in entry_ids if entry_id in found]
+
+
 def chain_order(attempts: Sequence[Attempt]) -> list[Attempt]:
     """Parents before children: an attempt whose parent is not among ``attempts`` starts the chain; the
     rest follow the ``parent_id`` links (ties, and anything unlinked, by id)."""

@@ -31,6 +31,7 @@ def entry_view(entry: Entry, pull: PullRequest) -> EntryView:
         priority=entry.priority,
         method=MergeMethod(entry.merge_method),
         cancel_requested_by=entry.cancel_requested_by,
+        single=entry.single,
     )
 
 
@@ -52,4 +53,5 @@ def attempt_view(
         parent_id=attempt.parent_id,
         statuses=statuses,
         landed=landed,
+        split_from=attempt.split_from,
     )

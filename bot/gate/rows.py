@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bot.db.models import Attempt, AttemptEntry, Entry, PullRequest, Repository, Train
 
@@ -32,6 +32,7 @@ class Loaded:
     repo: Repository
     entries: dict[int, tuple[Entry, PullRequest]]
     attempts: dict[int, Running]
+    bisections: list[tuple[Attempt, list[tuple[int, str]]]] = field(default_factory=list)  # unsettled
 
     def attempt(self, attempt_id: int) -> Running:
         """The attempt an action names (the machine only names attempts of its snapshot)."""

@@ -53,13 +53,17 @@ from bot.queue.machine import (
     FinishMerged,
     MergeAttempt,
     PromoteEntry,
+    ReplaceChain,
     RequeueEntry,
+    SettleBisection,
     StartAttempt,
     WaitUntil,
 )
 from bot.queue.model import (
     AttemptState,
     AttemptView,
+    BisectionOutcome,
+    BisectionView,
     EntryState,
     EntryView,
     Reason,
@@ -67,6 +71,7 @@ from bot.queue.model import (
     Strategy,
     TrainSnapshot,
 )
+from bot.queue.policy import QueuePolicy
 
 log = get_logger(__name__)
 
@@ -197,8 +202,9 @@ class Gate:
             assert repo is not None
             rows = await queries.active_entries(session, self.train_id)
             found = await queries.active_attempts(session, self.train_id)
+            bisections = await queries.unsettled_bisections(session, self.train_id)
         attempts = {attempt.id: Running(attempt, members) for attempt, members in found}
-        return Loaded(train, repo, {entry.id: (entry, pull) for entry, pull in rows}, attempts)
+        return Loaded(train, repo, {entry.id: (entry, pull) for entry, pull in rows}, attempts, bisections)
 
     async def refresh_facts(self, loaded: Loaded) -> None:
         """Entries under test and waiting ones are judged on a fresh read of the forge, never on cached facts:
@@ -265,9 +271,28 @@ class Gate:
             now=now,
             required=required,
             own_context=deps.settings.status_context,
-            urgent_priority=deps.settings.urgent_priority,
+            policy=self.policy(),
+            bisections=tuple(
+                BisectionView(
+                    attempt.id,
+                    tuple((entry_id, EntryState(state)) for entry_id, state in states),
+                    str((attempt.reason_detail or {}).get("context", "")),
+                )
+                for attempt, states in loaded.bisections
+            ),
         )
         return snapshot, waits
+
+    def policy(self) -> QueuePolicy:
+        """How this train forms batches: the settings, capped by what the strategy can carry."""
+        settings = self.deps.settings
+        limit = plan_for(Strategy(settings.strategy)).max_entries
+        return QueuePolicy(
+            batch_max=min(settings.batch_max, limit) if limit else settings.batch_max,
+            batch_wait_seconds=settings.batch_wait_seconds,
+            bisect=settings.bisect,
+            urgent_priority=settings.urgent_priority,
+        )
 
     async def _attempt_view(self, repo: Repository, branch: str, base_tip: str, running: Running) -> AttemptView:
         """An attempt as the machine sees it: whether its candidate landed, and its statuses."""
@@ -404,24 +429,36 @@ class Gate:
             await self._promote(action, loaded)
         elif isinstance(action, RequeueEntry):
             await self._requeue(action, loaded)
+        elif isinstance(action, ReplaceChain):
+            await self._replace(action, loaded)
+        elif isinstance(action, SettleBisection):
+            await self._settle(action, loaded)
         elif isinstance(action, WaitUntil):
             pass  # a wait is carried out by the loop (``run``), not here
         else:
             assert_never(action)
 
     async def _start(self, action: StartAttempt, loaded: Loaded) -> None:
+        running = await self._open(action.entry_ids, action.base_sha, action.parent_id, None, loaded)
+        await self._build(running, loaded)
+
+    async def _open(
+        self, entry_ids: tuple[int, ...], base_sha: str, parent_id: int | None, split_from: int | None, loaded: Loaded
+    ) -> Running:
+        """A new attempt for ``entry_ids`` (in this order) on ``base_sha``, its entries under test."""
         deps = self.deps
         now = deps.clock.now()
-        strategy = self._strategy(loaded, action.entry_ids)
+        strategy = self._strategy(loaded, entry_ids)
         limit = plan_for(strategy).max_entries
-        assert limit is None or len(action.entry_ids) <= limit, (strategy, action.entry_ids)
+        assert limit is None or len(entry_ids) <= limit, (strategy, entry_ids)
         async with deps.sessions.begin() as session:
             attempt = Attempt(
                 train_id=self.train_id,
-                parent_id=action.parent_id,
+                parent_id=parent_id,
+                split_from=split_from,
                 state=AttemptState.BUILDING.value,
                 strategy=strategy.value,
-                base_sha=action.base_sha,
+                base_sha=base_sha,
                 lease_owner=deps.owner,
                 lease_expires_at=now + timedelta(seconds=deps.settings.lease_seconds),
                 created_at=now.replace(microsecond=0),
@@ -429,7 +466,7 @@ class Gate:
             session.add(attempt)
             await session.flush()
             members = []
-            for position, entry_id in enumerate(action.entry_ids):
+            for position, entry_id in enumerate(entry_ids):
                 entry, _ = loaded.entries[entry_id]
                 members.append(
                     AttemptEntry(
@@ -437,14 +474,102 @@ class Gate:
                     )
                 )
                 await queries.move_entry(session, entry, EntryState.TESTING.value)
-                queries.record(
-                    session, entry_id, "attempt_started", attempt_id=attempt.id, detail={"base": action.base_sha}
-                )
+                detail = {"base": base_sha, "with": [loaded.entries[other][1].number for other in entry_ids]}
+                queries.record(session, entry_id, "attempt_started", attempt_id=attempt.id, detail=detail)
             session.add_all(members)
         running = loaded.attempts[attempt.id] = Running(attempt, members)
         self._crashpoint("attempt_created")
-        log.info("gate.attempt_started", train=self.train_id, attempt=attempt.id, entries=list(action.entry_ids))
-        await self._build(running, loaded)
+        log.info(
+            "gate.attempt_started",
+            train=self.train_id,
+            attempt=attempt.id,
+            entries=list(entry_ids),
+            parent=parent_id,
+            split_from=split_from,
+        )
+        return running
+
+    async def _replace(self, action: ReplaceChain, loaded: Loaded) -> None:
+        """End a tail of the chain and build its groups in its place, each on the one before; the groups'
+        entries stay under test (a bisection's halves, or a bisection's parts rebuilt after a change)."""
+        deps = self.deps
+        now = deps.clock.now()
+        kept = {entry_id for group in action.groups for entry_id in group.entry_ids}
+        ended = [loaded.attempt(attempt_id) for attempt_id in action.attempt_ids]
+        async with deps.sessions.begin() as session:
+            for running in ended:
+                attempt = running.row
+                if attempt.id == action.bisected:
+                    detail = {**action.detail, "base": loaded.train.branch, "entries": list(running.entry_ids)}
+                    values: dict[str, Any] = {"state": AttemptState.FAILED.value, "reason": Reason.BISECTED.value}
+                    values["reason_detail"] = detail
+                else:
+                    values = {"state": AttemptState.ABANDONED.value, "reason": action.reason.value}
+                await queries.move_attempt(session, attempt, finished_at=now, intent=None, **values)
+                plan = plan_for(attempt.strategy)
+                for entry_id in running.entry_ids:
+                    if entry_id not in kept:
+                        continue  # a stale entry: cancelled by the same decision
+                    entry, pull = loaded.entries[entry_id]
+                    approval = plan.approval_after_abandon(attempt.candidate_sha, pull)
+                    if approval is not None:
+                        await queries.move_entry(session, entry, EntryState.TESTING.value, approved_sha=approval)
+                    event = "bisected" if attempt.id == action.bisected else "rebuilt"
+                    queries.record(session, entry_id, event, reason=action.reason.value, attempt_id=attempt.id)
+        for running in ended:
+            del loaded.attempts[running.row.id]
+            await self._delete_staging(running.row, loaded)
+        log.info(
+            "gate.chain_replaced",
+            train=self.train_id,
+            ended=list(action.attempt_ids),
+            bisected=action.bisected,
+            groups=[list(group.entry_ids) for group in action.groups],
+            reason=action.reason.value,
+        )
+        self._crashpoint("chain_replaced")
+        parent_id, base = action.parent_id, action.base_sha
+        for group in action.groups:
+            running = await self._open(group.entry_ids, base, parent_id, group.split_from, loaded)
+            await self._build(running, loaded)
+            if running.row.candidate_sha is not None and running.row.state == AttemptState.TESTING:
+                parent_id, base = running.row.id, running.row.candidate_sha
+
+    async def _settle(self, action: SettleBisection, loaded: Loaded) -> None:
+        """Record what a bisected batch turned out to be; a flaky failure is counted for its context and said
+        on every PR it carried."""
+        deps = self.deps
+        found = [(row, states) for row, states in loaded.bisections if row.id == action.attempt_id]
+        if not found:
+            return
+        attempt, states = found[0]
+        entry_ids = [entry_id for entry_id, _ in states]
+        async with deps.sessions.begin() as session:
+            detail = {**(attempt.reason_detail or {}), "outcome": action.outcome.value}
+            await queries.move_attempt(session, attempt, reason_detail=detail)
+            if action.outcome is BisectionOutcome.FLAKY:
+                for entry_id in entry_ids:
+                    queries.record(
+                        session,
+                        entry_id,
+                        "flaky",
+                        reason=Reason.FLAKY.value,
+                        attempt_id=attempt.id,
+                        detail={"context": action.context},
+                    )
+            pulls = await queries.pulls_of(session, entry_ids)
+        log.info(
+            "gate.bisection_settled",
+            train=self.train_id,
+            attempt=attempt.id,
+            outcome=action.outcome.value,
+            context=action.context,
+        )
+        if action.outcome is BisectionOutcome.FLAKY:
+            numbers = [pull.number for pull in pulls]
+            body = messages.flaky_comment(action.context, detail.get("target_url", ""), numbers)
+            for pull in pulls:
+                await self.notices.comment(loaded.repo, pull, body)
 
     def _crashpoint(self, step: str) -> None:
         crashpoints.reached(step, self.deps.settings.crash_at)
@@ -496,11 +621,13 @@ class Gate:
         log.info("gate.testing", train=self.train_id, attempt=attempt.id, candidate=result.sha, ref=ref)
         self._crashpoint("testing_recorded")
         short_ref = ref.removeprefix("refs/heads/")
+        numbers = [pull.number for _, pull in carried]
         for entry_id in entry_ids:
             e, p = loaded.entries[entry_id]
             head = plan.tested_head(e, result.sha)
+            started = {"ref": short_ref, "with": [n for n in numbers if n != p.number]}
             await self.notices.status(
-                loaded.repo, p, head, "pending", messages.status_description(Reason.STARTED, {"ref": short_ref})
+                loaded.repo, p, head, "pending", messages.status_description(Reason.STARTED, started)
             )
 
     async def _push_owned(self, mirror: Mirror, ref: str, sha: str, expected: str | None) -> Pushed | Rejected:
@@ -520,35 +647,42 @@ class Gate:
         return pushed
 
     async def _merge(self, action: MergeAttempt, loaded: Loaded) -> None:
+        """Land the attempt (and the green ones ahead of it, ``through``) by one fast-forward to its candidate:
+        every approver is checked again first, and the intent is recorded on each attempt before the push."""
         deps = self.deps
-        running = loaded.attempt(action.attempt_id)
-        attempt = running.row
-        if attempt.state != AttemptState.MERGING:
-            for member in running.members:
+        landing_set = [loaded.attempt(attempt_id) for attempt_id in (*action.through, action.attempt_id)]
+        running = landing_set[-1]
+        for each in landing_set:
+            if each.row.state == AttemptState.MERGING:
+                continue
+            for member in each.members:
                 entry, _ = loaded.entries[member.entry_id]
                 if not await deps.permissions.may_merge(
                     loaded.repo.owner, loaded.repo.name, entry.approved_by, fresh=True
                 ):
                     detail = {"by": entry.approved_by, "base": loaded.train.branch}
-                    others = tuple(entry_id for entry_id in running.entry_ids if entry_id != entry.id)
-                    revoked = FailAttempt(attempt.id, (entry.id,), Reason.PERMISSION_REVOKED, detail, others)
+                    others = tuple(entry_id for entry_id in each.entry_ids if entry_id != entry.id)
+                    revoked = FailAttempt(each.row.id, (entry.id,), Reason.PERMISSION_REVOKED, detail, others)
                     await self._fail(revoked, loaded)
                     return
             async with deps.sessions.begin() as session:
                 await queries.move_attempt(
-                    session, attempt, state=AttemptState.MERGING.value, intent={"merge": action.candidate_sha}
+                    session, each.row, state=AttemptState.MERGING.value, intent={"merge": action.candidate_sha}
                 )
             self._crashpoint("merge_intent")
         await self.lock.check()
-        pulls = [loaded.entries[entry_id][1] for entry_id in running.entry_ids]
+        attempt = running.row
+        pulls = [loaded.entries[entry_id][1] for each in landing_set for entry_id in each.entry_ids]
         landing = await plan_for(attempt.strategy).land(self._base(loaded), pulls, action.candidate_sha)
         if isinstance(landing, Refused):
             detail = {"message": landing.message, "base": loaded.train.branch, "via": landing.via}
-            await self._fail(FailAttempt(attempt.id, running.entry_ids, Reason.MERGE_REFUSED, detail), loaded)
+            for each in landing_set:
+                await self._fail(FailAttempt(each.row.id, each.entry_ids, Reason.MERGE_REFUSED, detail), loaded)
         elif isinstance(landing, Landed):
             self._crashpoint("base_pushed")
             if landing.known:
-                self._landed_now[attempt.id] = action.candidate_sha
+                for each in landing_set:
+                    self._landed_now[each.row.id] = each.row.candidate_sha or action.candidate_sha
 
     def _base(self, loaded: Loaded) -> Base:
         repo = loaded.repo
@@ -579,7 +713,14 @@ class Gate:
             await queries.move_attempt(session, attempt, state=AttemptState.DONE.value, finished_at=now, intent=None)
             for entry_id in action.entry_ids:
                 entry, _ = loaded.entries[entry_id]
-                detail = {"sha": ends[entry_id], "base": loaded.train.branch, "strategy": plan.strategy.value}
+                detail: dict[str, Any] = {
+                    "sha": ends[entry_id],
+                    "base": loaded.train.branch,
+                    "strategy": plan.strategy.value,
+                }
+                if len(action.entry_ids) > 1:  # a batch: said on the PR, with the candidate it was tested as
+                    detail["with"] = [loaded.entries[e][1].number for e in action.entry_ids if e != entry_id]
+                    detail["candidate"] = action.candidate_sha
                 await queries.move_entry(
                     session,
                     entry,
@@ -612,6 +753,11 @@ class Gate:
         detail.setdefault("base", loaded.train.branch)
         if reason is Reason.CI_TIMEOUT:
             detail.setdefault("timeout", f"{deps.settings.ci_timeout_seconds} s")
+        if attempt.split_from is not None:
+            detail["bisected"] = True  # found by splitting a red batch: red alone on top of what passed
+        carried = loaded.attempt(action.attempt_id).entry_ids
+        if len(carried) > 1 and reason in (Reason.CHECKS_FAILED, Reason.CI_TIMEOUT):
+            detail["with"] = [loaded.entries[e][1].number for e in carried]  # a batch failed as one (no bisect)
         async with deps.sessions.begin() as session:
             await queries.move_attempt(
                 session,

@@ -72,6 +72,7 @@ class Request:
     method: MergeMethod | None = None
     after: tuple[DepRef, ...] = ()
     approved_sha: str | None = None  # the head the trigger saw; else the head now
+    single: bool = False  # /merge single: tested in a batch of its own
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,7 @@ class Enqueuer:
                     trigger=request.trigger,
                     priority=request.priority,
                     merge_method=method.value,
+                    single=request.single,
                     queued_at=now,
                     reason_detail={"awaiting_approvals": True} if for_approvals else None,
                 )
@@ -191,6 +193,7 @@ class Enqueuer:
                         "method": method.value,
                         "trigger": request.trigger,
                         "after": [str(ref.relative_to(owner, name)) for ref, _ in needs],
+                        "single": request.single,
                     },
                 )
                 position = await position_of(session, train.id, entry.id)

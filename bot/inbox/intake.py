@@ -225,6 +225,7 @@ class Intake:
                 "priority": command.priority,
                 "method": command.method.value if command.method else None,
                 "after": [str(ref.resolve(event.repo.owner, event.repo.name)) for ref in command.after],
+                "single": command.single,
             }
         claim = self._claim(event, f"comment:{event.comment_id}", kind, args)
         enqueuer = self.enqueuer
@@ -269,7 +270,12 @@ class Intake:
         if isinstance(command, commands.Queue):
             approved = event.pull.head_sha if event.pull is not None else None
             request = replace(
-                request, priority=command.priority, method=command.method, after=command.after, approved_sha=approved
+                request,
+                priority=command.priority,
+                method=command.method,
+                after=command.after,
+                approved_sha=approved,
+                single=command.single,
             )
         outcome = await enqueuer.queue(request)
         return outcome.reason != "seen"

@@ -2,32 +2,42 @@
 
 The gate calls :func:`decide`, carries the actions out (each idempotent and fenced), takes a fresh
 snapshot and asks again, until the decision is to wait. Nothing here does I/O or reads a clock: ``now``
-and every fact about the forge come in the snapshot.
+and every fact about the forge come in the snapshot. How batches form is the snapshot's
+:class:`~bot.queue.policy.QueuePolicy`.
 
-Rules, in the order they apply:
+The train's active attempts form one chain: the first is built on the base tip, each next one on the
+candidate of the one before (a red batch's halves under bisection are such a chain). Rules, in the order
+they apply:
 
-1. An attempt being merged finishes its bookkeeping once its candidate is in the base, retries the
-   fast-forward while the base is still where the candidate was built and its checks are still green (a
-   check that turned red fails it), and is rebuilt if the base moved
-   elsewhere (the forge refused the fast-forward, so nothing untested landed).
-2. An entry someone asked to cancel, or whose PR was closed, merged outside the queue, or got a head
-   other than the approved one (the bot's own rebase excepted) is cancelled; an attempt carrying it is
-   abandoned and its other entries go back to the queue without penalty.
-3. An attempt that lost its candidate mid-build is rebuilt.
-4. An attempt under test is rebuilt when the base moved; fails on the first red required check (naming it);
-   fails when the deadline passes with checks still pending; goes to merge when all are green.
-5. A waiting entry whose dependencies are all merged joins the queue.
-6. With no attempt running, the head of the queue — highest priority, then oldest — starts one.
+1. A bisected batch whose entries are all final is settled: flaky when every part landed.
+2. The first attempt, being merged, finishes its bookkeeping once its candidate is in the base; while the
+   base is still where it was built, the fast-forward is retried as long as its checks are still green.
+3. An entry someone asked to cancel, or whose PR was closed, merged outside the queue, or got a head other
+   than the approved one (the bot's own rebase excepted) is cancelled; the attempt carrying it and those
+   behind it are rebuilt without it, those ahead are untouched.
+4. An attempt that lost its candidate mid-build is rebuilt; one whose parent was rebuilt (so it no longer
+   sits on the parent's candidate) is rebuilt on it.
+5. When the base moved outside the chain (a human push), the whole chain is rebuilt on the new tip,
+   without penalty.
+6. An urgent entry in line aborts the chain (its entries go back in line, behind it).
+7. Checks, along the chain: the longest green prefix lands, by one fast-forward to its deepest candidate.
+   Only the first attempt's failure is acted on (a red attempt behind a pending one waits: an innocent entry
+   is never rejected): a batch of one fails, naming the check; a larger batch is bisected — its first half is
+   tested on its base, the second on top of the first, priorities kept — and what was behind it is rebuilt on
+   top. A deadline passed with checks pending counts as a failure.
+8. A waiting entry whose dependencies are all merged joins the queue.
+9. With no attempt active, the head of the line starts an attempt of up to ``batch_max`` entries
+   (:func:`~bot.queue.policy.next_batch`), after waiting up to ``batch_wait_seconds`` for a short batch.
 
 Before all of these, an entry marked testing that no active attempt carries (a crash between two steps)
 goes back in line.
 
+Rebuilding a chain sends plain attempts' entries back in line, where they line up again by priority and
+age and may share a batch with newcomers; attempts that are parts of a bisection keep their grouping
+(:class:`ReplaceChain`), so a bisection goes on where it was.
+
 A build that stops (:func:`after_build`) fails the entry it stopped at — a conflict with what comes before
 it, or nothing left to add — and sends the attempt's other entries back in line.
-
-The snapshot carries the train's active attempts in chain order, and every action names the attempt it is
-for. The rules above work on the first attempt of the chain (the one built on the base); today's policy
-starts an attempt only when none is active, so it is the only one.
 """
 
 from __future__ import annotations
@@ -39,8 +49,11 @@ from typing import Any
 
 from bot.queue.checks import Verdict, evaluate
 from bot.queue.model import (
+    FINAL_ENTRY_STATES,
     AttemptState,
     AttemptView,
+    BisectionOutcome,
+    BisectionView,
     BuildFailure,
     EntryConflicts,
     EntryState,
@@ -49,6 +62,7 @@ from bot.queue.model import (
     Strategy,
     TrainSnapshot,
 )
+from bot.queue.policy import halves, next_batch
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,11 +110,47 @@ class FailAttempt:
 
 @dataclass(frozen=True, slots=True)
 class MergeAttempt:
-    """Move the base from ``base_sha`` to ``candidate_sha`` by a fast-forward only."""
+    """Move the base from ``base_sha`` to ``candidate_sha`` (attempt ``attempt_id``'s) by a fast-forward only.
+    ``through``: the attempts ahead of it in the chain, green too, that land with it in the same push."""
 
     attempt_id: int
     base_sha: str
     candidate_sha: str
+    through: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """The entries of one attempt to be, in order; ``split_from``: the red batch it is a part of."""
+
+    entry_ids: tuple[int, ...]
+    split_from: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaceChain:
+    """End ``attempt_ids`` (a tail of the chain) and build ``groups`` in their place, in order: the first on
+    ``base_sha`` (the candidate of attempt ``parent_id``, or the base tip when None), each next one on the one
+    before. The groups' entries stay under test. ``bisected``: the attempt among them that failed and is
+    being split (it ends failed, with ``detail``); the others end abandoned for ``reason``."""
+
+    attempt_ids: tuple[int, ...]
+    base_sha: str
+    parent_id: int | None
+    groups: tuple[Group, ...]
+    reason: Reason
+    bisected: int | None = None
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SettleBisection:
+    """Every entry of the bisected batch (the failed attempt ``attempt_id``) is final: record the outcome
+    (flaky: the batch failed on ``context`` yet every part of it passed)."""
+
+    attempt_id: int
+    outcome: BisectionOutcome
+    context: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +191,8 @@ Action = (
     | FailAttempt
     | MergeAttempt
     | FinishMerged
+    | ReplaceChain
+    | SettleBisection
     | PromoteEntry
     | RequeueEntry
     | WaitUntil
@@ -174,8 +226,11 @@ def decide(snapshot: TrainSnapshot) -> Decision:
     ]
     if orphans:
         return Decision(tuple(orphans), Reason.ORPHANED)
+    settled = [settle for bisection in snapshot.bisections if (settle := _settled(bisection)) is not None]
+    if settled:
+        return Decision(tuple(settled), Reason.FLAKY if _any_flaky(settled) else Reason.BISECTED)
     if snapshot.attempts:
-        decision = _attempt_step(snapshot, snapshot.attempts[0])
+        decision = _chain_step(snapshot, snapshot.attempts)
         if decision is not None:
             return decision
     cancels = [cancel for entry in snapshot.entries if (cancel := _stale(entry, None)) is not None]
@@ -187,9 +242,11 @@ def decide(snapshot: TrainSnapshot) -> Decision:
     if promotions:
         return Decision(tuple(promotions), Reason.DEPENDENCIES_MET)
     if not snapshot.attempts:
-        line = queue_order(snapshot.entries)
-        if line:
-            return Decision((StartAttempt((line[0].id,), snapshot.base_tip),), Reason.STARTED)
+        batch = next_batch(queue_order(snapshot.entries), snapshot.policy, snapshot.now)
+        if batch is not None and batch.wait_until is not None:
+            return Decision((WaitUntil(batch.wait_until),), Reason.BATCH_WAIT, {"entries": list(batch.entry_ids)})
+        if batch is not None:
+            return Decision((StartAttempt(batch.entry_ids, snapshot.base_tip),), Reason.STARTED)
     return Decision((WaitUntil(),), Reason.IDLE)
 
 
@@ -204,101 +261,143 @@ def after_build(attempt: AttemptView, failure: BuildFailure) -> Decision:
     return Decision((FailAttempt(attempt.id, (failure.entry_id,), reason, detail, others),), reason, detail)
 
 
-def _attempt_step(snapshot: TrainSnapshot, attempt: AttemptView) -> Decision | None:
-    carried = [entry for entry in snapshot.entries if entry.id in attempt.entry_ids]
-    if attempt.state is AttemptState.MERGING and attempt.candidate_sha is not None:
-        merging = _merging_step(snapshot, attempt)
-        if merging is not None:
-            return merging
-    stale = [cancel for entry in carried if (cancel := _stale(entry, attempt)) is not None]
-    if stale:
-        keep = tuple(entry_id for entry_id in attempt.entry_ids if entry_id not in {c.entry_id for c in stale})
-        return Decision((AbandonAttempt(attempt.id, stale[0].reason, keep), *stale), stale[0].reason)
-    if attempt.state is AttemptState.BUILDING or attempt.candidate_sha is None:
-        return Decision((BuildCandidate(attempt.id),), Reason.RESUMED_BUILD)
-    if snapshot.base_tip != attempt.base_sha:
-        return Decision(
-            (AbandonAttempt(attempt.id, Reason.BASE_MOVED, attempt.entry_ids),),
-            Reason.BASE_MOVED,
-            {"built_on": attempt.base_sha, "base_now": snapshot.base_tip},
-        )
-    urgent = _urgent(snapshot, carried)
-    if urgent is not None:
-        return Decision(
-            (AbandonAttempt(attempt.id, Reason.PREEMPTED, attempt.entry_ids),),
-            Reason.PREEMPTED,
-            {"by": urgent.id, "priority": urgent.priority},
-        )
-    return _checks_step(snapshot, attempt)
+def _settled(bisection: BisectionView) -> SettleBisection | None:
+    states = [state for _, state in bisection.entries]
+    if not states or any(state not in FINAL_ENTRY_STATES for state in states):
+        return None
+    if all(state is EntryState.MERGED for state in states):
+        outcome = BisectionOutcome.FLAKY
+    elif any(state is EntryState.FAILED for state in states):
+        outcome = BisectionOutcome.CULPRIT
+    else:
+        outcome = BisectionOutcome.INCONCLUSIVE
+    return SettleBisection(bisection.attempt_id, outcome, bisection.context)
+
+
+def _any_flaky(settled: list[SettleBisection]) -> bool:
+    return any(settle.outcome is BisectionOutcome.FLAKY for settle in settled)
+
+
+def _chain_step(snapshot: TrainSnapshot, chain: tuple[AttemptView, ...]) -> Decision | None:
+    first = chain[0]
+    landed = first.landed or snapshot.base_tip == first.candidate_sha
+    if first.state is AttemptState.MERGING and first.candidate_sha is not None and landed:
+        return Decision((FinishMerged(first.id, first.entry_ids, first.candidate_sha),), Reason.MERGED)
+    for index, attempt in enumerate(chain):
+        stale = [
+            cancel
+            for entry in snapshot.entries
+            if entry.id in attempt.entry_ids and (cancel := _stale(entry, attempt)) is not None
+        ]
+        if stale:
+            gone = {cancel.entry_id for cancel in stale}
+            keep = Group(tuple(e for e in attempt.entry_ids if e not in gone), attempt.split_from)
+            rebuilt = _rebuild(snapshot, chain, index, [keep], stale[0].reason)
+            return Decision((*rebuilt, *stale), stale[0].reason)
+    for index, attempt in enumerate(chain):
+        if attempt.state is AttemptState.BUILDING or attempt.candidate_sha is None:
+            return Decision((BuildCandidate(attempt.id),), Reason.RESUMED_BUILD)
+        parent = chain[index - 1] if index else None
+        if parent is not None and attempt.base_sha != parent.candidate_sha:
+            rebuilt = _rebuild(snapshot, chain, index, [], Reason.CHAIN_BROKEN)
+            return Decision(rebuilt, Reason.CHAIN_BROKEN, {"attempt": attempt.id})
+    if snapshot.base_tip != first.base_sha and not first.landed:
+        detail = {"built_on": first.base_sha, "base_now": snapshot.base_tip}
+        return Decision(_rebuild(snapshot, chain, 0, [], Reason.BASE_MOVED), Reason.BASE_MOVED, detail)
+    if first.state is not AttemptState.MERGING:
+        carried = [entry for entry in snapshot.entries if any(entry.id in a.entry_ids for a in chain)]
+        urgent = _urgent(snapshot, carried)
+        if urgent is not None:
+            aborted = tuple(AbandonAttempt(a.id, Reason.PREEMPTED, a.entry_ids) for a in chain)
+            return Decision(aborted, Reason.PREEMPTED, {"by": urgent.id, "priority": urgent.priority})
+    return _checks_step(snapshot, chain)
+
+
+def _rebuild(
+    snapshot: TrainSnapshot, chain: tuple[AttemptView, ...], index: int, first: list[Group], reason: Reason
+) -> tuple[AbandonAttempt | ReplaceChain, ...]:
+    """End ``chain[index:]`` and build it again: ``first`` (or, when empty, ``chain[index]``'s entries)
+    then what was behind it, on what is ahead of it. Plain attempts' entries go back in line; a bisection's
+    parts are rebuilt as they were grouped."""
+    tail = chain[index:]
+    groups = [g for g in first if g.entry_ids] if first else [Group(tail[0].entry_ids, tail[0].split_from)]
+    groups += [Group(a.entry_ids, a.split_from) for a in tail[1:]]
+    if index == 0 and all(group.split_from is None for group in groups):
+        kept = {entry_id for group in groups for entry_id in group.entry_ids}
+        return tuple(AbandonAttempt(a.id, reason, tuple(e for e in a.entry_ids if e in kept)) for a in tail)
+    parent = chain[index - 1] if index else None
+    base = parent.candidate_sha if parent is not None and parent.candidate_sha else snapshot.base_tip
+    return (ReplaceChain(tuple(a.id for a in tail), base, parent.id if parent else None, tuple(groups), reason),)
 
 
 def _urgent(snapshot: TrainSnapshot, carried: list[EntryView]) -> EntryView | None:
     """A queued entry urgent enough to abort the running test, or None (a running attempt normally finishes)."""
-    if snapshot.urgent_priority is None:
+    urgent_priority = snapshot.policy.urgent_priority
+    if urgent_priority is None:
         return None
     line = queue_order(snapshot.entries)
-    if not line or line[0].priority < snapshot.urgent_priority:
+    if not line or line[0].priority < urgent_priority:
         return None
     if line[0].priority <= max((entry.priority for entry in carried), default=0):
         return None
     return line[0]
 
 
-def _merging_step(snapshot: TrainSnapshot, attempt: AttemptView) -> Decision | None:
-    assert attempt.candidate_sha is not None
-    if attempt.landed or snapshot.base_tip == attempt.candidate_sha:
-        return Decision((FinishMerged(attempt.id, attempt.entry_ids, attempt.candidate_sha),), Reason.MERGED)
-    if snapshot.base_tip == attempt.base_sha:
-        if any(_stale(entry, attempt) for entry in snapshot.entries if entry.id in attempt.entry_ids):
-            return None  # rule 2 abandons it before anything is pushed
-        # The push is tried again only while the candidate is still green: a check that turned red (or is
-        # running again) since the decision stops it (docs/faults.md #12: the latest status per context wins).
-        checked = _checks_step(snapshot, attempt)
-        if checked.reason is Reason.CHECKS_PASSED:
-            return Decision(checked.actions, Reason.MERGE_RETRY)
-        return checked
-    return Decision(
-        (AbandonAttempt(attempt.id, Reason.BASE_MOVED, attempt.entry_ids),),
-        Reason.BASE_MOVED,
-        {"built_on": attempt.base_sha, "base_now": snapshot.base_tip},
-    )
-
-
-def _checks_step(snapshot: TrainSnapshot, attempt: AttemptView) -> Decision:
-    assert attempt.candidate_sha is not None
-    result = evaluate(snapshot.required, attempt.statuses, snapshot.own_context)
+def _checks_step(snapshot: TrainSnapshot, chain: tuple[AttemptView, ...]) -> Decision:
+    """Land the longest green prefix of the chain; act on the first attempt's failure; else wait."""
+    first = chain[0]
+    results = [evaluate(snapshot.required, attempt.statuses, snapshot.own_context) for attempt in chain]
+    green = 0
+    while green < len(chain) and results[green].verdict is Verdict.SUCCESS:
+        green += 1
+    if green:
+        deepest = chain[green - 1]
+        assert deepest.candidate_sha is not None
+        through = tuple(attempt.id for attempt in chain[: green - 1])
+        reason = Reason.MERGE_RETRY if first.state is AttemptState.MERGING else Reason.CHECKS_PASSED
+        return Decision((MergeAttempt(deepest.id, first.base_sha, deepest.candidate_sha, through),), reason)
+    result = results[0]
+    assert first.candidate_sha is not None
     if result.verdict is Verdict.FAILURE:
         assert result.failed is not None
-        detail = {
+        detail: dict[str, Any] = {
             "context": result.failed.context,
             "state": result.failed.state,
             "target_url": result.failed.target_url,
             "description": result.failed.description,
-            "sha": attempt.candidate_sha,
+            "sha": first.candidate_sha,
         }
-        return Decision(
-            (FailAttempt(attempt.id, attempt.entry_ids, Reason.CHECKS_FAILED, detail),),
-            Reason.CHECKS_FAILED,
-            detail,
-        )
-    if result.verdict is Verdict.SUCCESS:
-        return Decision((MergeAttempt(attempt.id, attempt.base_sha, attempt.candidate_sha),), Reason.CHECKS_PASSED)
-    if attempt.deadline_at is not None and snapshot.now >= attempt.deadline_at:
+        return _fault(snapshot, chain, Reason.CHECKS_FAILED, detail)
+    if first.deadline_at is not None and snapshot.now >= first.deadline_at:
         timed_out: dict[str, Any] = {
             "missing": list(result.missing),
             "pending": list(result.pending),
-            "sha": attempt.candidate_sha,
+            "sha": first.candidate_sha,
         }
-        return Decision(
-            (FailAttempt(attempt.id, attempt.entry_ids, Reason.CI_TIMEOUT, timed_out),),
-            Reason.CI_TIMEOUT,
-            timed_out,
-        )
+        return _fault(snapshot, chain, Reason.CI_TIMEOUT, timed_out)
+    deadlines = [attempt.deadline_at for attempt in chain if attempt.deadline_at is not None]
     return Decision(
-        (WaitUntil(attempt.deadline_at),),
+        (WaitUntil(min(deadlines) if deadlines else None),),
         Reason.CHECKS_PENDING,
         {"missing": list(result.missing), "pending": list(result.pending)},
     )
+
+
+def _fault(snapshot: TrainSnapshot, chain: tuple[AttemptView, ...], reason: Reason, detail: dict[str, Any]) -> Decision:
+    """The first attempt of the chain is red (or timed out) on top of everything green before it: a batch of
+    one fails and what is behind it is rebuilt on its base; a larger batch is bisected."""
+    first = chain[0]
+    if len(first.entry_ids) > 1 and snapshot.policy.bisect:
+        one, two = halves(first.entry_ids)
+        groups = (Group(one, first.id), Group(two, first.id), *(Group(a.entry_ids, a.split_from) for a in chain[1:]))
+        split = ReplaceChain(
+            tuple(a.id for a in chain), first.base_sha, None, groups, reason, bisected=first.id, detail=detail
+        )
+        return Decision((split,), Reason.BISECTED, {**detail, "halves": [list(one), list(two)]})
+    failed = FailAttempt(first.id, first.entry_ids, reason, detail)
+    if len(chain) == 1:
+        return Decision((failed,), reason, detail)
+    return Decision((failed, *_rebuild(snapshot, chain[1:], 0, [], reason)), reason, detail)
 
 
 def _stale(entry: EntryView, attempt: AttemptView | None) -> CancelEntry | None:

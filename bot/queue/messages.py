@@ -27,14 +27,30 @@ def outcome_comment(reason: Reason, detail: Mapping[str, Any], *, queue_url: str
     link = f"\n\nDetails: {queue_url}" if queue_url else ""
     base = detail.get("base", "the target branch")
     if reason is Reason.MERGED:
-        return f"Merged by the queue as {detail.get('sha', '')} after its checks passed on that very commit.{link}"
+        batch = ""
+        if detail.get("with"):
+            batch = (
+                f" It was tested in one candidate ({_short(detail.get('candidate'))}) together with "
+                f"{_prs(detail['with'])}, which landed with it."
+            )
+        return (
+            f"Merged by the queue as {detail.get('sha', '')} after its checks passed on that very commit.{batch}{link}"
+        )
     if reason is Reason.CHECKS_FAILED:
         where = f" ({detail['target_url']})" if detail.get("target_url") else ""
         described = f": {detail['description']}" if detail.get("description") else ""
+        combines = f"combines this PR with the current {base}"
+        if detail.get("with"):
+            combines = f"combines the batch {_prs(detail['with'])} with the current {base}"
+        found = (
+            " It was found by splitting a red batch: it fails alone on top of everything that passed before it."
+            if detail.get("bisected")
+            else ""
+        )
         return (
             f"Not merged: the required check `{detail.get('context', '?')}` reported "
             f"**{detail.get('state', 'failure')}**{described}{where} on {_short(detail.get('sha'))}, the commit that "
-            f"combines this PR with the current {base}. Fix it and queue the PR again with `/merge`.{link}"
+            f"{combines}.{found} Fix it and queue the PR again with `/merge`.{link}"
         )
     if reason is Reason.CI_TIMEOUT:
         waiting = list(detail.get("missing", [])) + list(detail.get("pending", []))
@@ -81,10 +97,27 @@ def outcome_comment(reason: Reason, detail: Mapping[str, Any], *, queue_url: str
     return f"Queue update: {reason.value}.{link}"
 
 
+def flaky_comment(context: str, target_url: str, numbers: list[int]) -> str:
+    """Said on every PR of a batch that failed although each of its parts passed."""
+    where = f" ({target_url})" if target_url else ""
+    return (
+        f"Note: the batch {_prs(numbers)} failed on `{context or 'a required check'}`{where}, yet every part of it "
+        "passed when tested on its own, and all of it landed. The failure did not come from these changes: "
+        f"it is counted as a flaky failure of `{context or 'that check'}`."
+    )
+
+
+def _prs(numbers: object) -> str:
+    found = [f"#{number}" for number in numbers] if isinstance(numbers, (list, tuple)) else []
+    return ", ".join(found) or "(none)"
+
+
 def status_description(reason: Reason, detail: Mapping[str, Any]) -> str:
     """The description of the bot's own `merge-bot` commit status on the PR head."""
     if reason is Reason.STARTED:
         text = f"testing in {detail.get('ref', 'the queue')}"
+        if detail.get("with"):
+            text += f" with {_prs(detail['with'])}"
     elif reason is Reason.MERGED:
         text = f"merged as {_short(detail.get('sha'))}"
     elif reason is Reason.CHECKS_FAILED:

@@ -6,6 +6,8 @@ import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from bot.queue.policy import QueuePolicy
+
 
 class EntryState(enum.StrEnum):
     WAITING = "waiting"
@@ -27,6 +29,7 @@ class AttemptState(enum.StrEnum):
 
 
 ACTIVE_ENTRY_STATES = frozenset({EntryState.WAITING, EntryState.QUEUED, EntryState.TESTING})
+FINAL_ENTRY_STATES = frozenset({EntryState.MERGED, EntryState.FAILED, EntryState.CANCELLED})
 ACTIVE_ATTEMPT_STATES = frozenset(
     {AttemptState.BUILDING, AttemptState.TESTING, AttemptState.PASSED, AttemptState.MERGING}
 )
@@ -67,6 +70,18 @@ class Reason(enum.StrEnum):
     ORPHANED = "orphaned"
     PREEMPTED = "preempted"
     PERMISSION_REVOKED = "permission_revoked"
+    BATCH_WAIT = "batch_wait"  # a short batch waits a moment for more entries
+    BISECTED = "bisected"  # a red batch is split in two and each half tested
+    CHAIN_BROKEN = "chain_broken"  # an attempt's parent was rebuilt: what is built on it is rebuilt too
+    FLAKY = "flaky"  # a batch failed, yet every part of it passed
+
+
+class BisectionOutcome(enum.StrEnum):
+    """What a bisected batch turned out to be, once every entry it carried is final."""
+
+    CULPRIT = "culprit"  # a part failed alone: the batch was red because of it
+    FLAKY = "flaky"  # every part passed (and landed): the batch's failure did not come from its changes
+    INCONCLUSIVE = "inconclusive"  # entries were cancelled or left otherwise: nothing can be said
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +140,7 @@ class AttemptView:
     parent_id: int | None = None
     statuses: tuple[StatusView, ...] = ()
     landed: bool = False
+    split_from: int | None = None  # the red batch (a failed attempt) this attempt is a part of, when bisecting
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,4 +182,15 @@ class TrainSnapshot:
     now: datetime
     required: RequiredChecks = field(default_factory=RequiredChecks)
     own_context: str = "merge-bot"
-    urgent_priority: int | None = None
+    policy: QueuePolicy = field(default_factory=QueuePolicy)
+    bisections: tuple[BisectionView, ...] = ()  # red batches being bisected, not yet settled
+
+
+@dataclass(frozen=True, slots=True)
+class BisectionView:
+    """A red batch that was split (the failed attempt ``attempt_id``), with the states its entries are in
+    now: it settles once every one of them is final."""
+
+    attempt_id: int
+    entries: tuple[tuple[int, EntryState], ...]
+    context: str = ""

@@ -16,8 +16,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-from bot.queue.model import EntryView
+if TYPE_CHECKING:  # the snapshot (bot.queue.model) carries a policy: the import goes that way at run time
+    from bot.queue.model import EntryView
 
 
 @dataclass(frozen=True, slots=True)

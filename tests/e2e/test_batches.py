@@ -1,0 +1,123 @@
+"""Batches end to end: several PRs in one candidate, bisection of a red batch, each PR marked merged at its own
+commit. The bot, the simulator with real git and CI, and PostgreSQL, as in the other end-to-end tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.db.models import Attempt, AttemptEntry
+from gitea_sim.testing import SimHandle
+from tests.crash.invariants import untested_base_moves
+from tests.e2e.conftest import make_world
+
+pytestmark = pytest.mark.slow
+
+BATCHES = {"MERGE_BOT_BATCH_MAX": "4", "MERGE_BOT_BATCH_WAIT_SECONDS": "30"}
+
+
+async def git_log(sim: SimHandle, repo: str, sha: str) -> list[str]:
+    """Every commit reachable from ``sha``, newest first (read from the simulator's repository itself)."""
+    owner, name = repo.split("/")
+    found = sim.sim.state.repo_by_name(owner, name)
+    assert found is not None
+    return await sim.sim.git(found).rev_list("--topo-order", sha)
+
+
+async def files_at(sim: SimHandle, repo: str, sha: str) -> set[str]:
+    owner, name = repo.split("/")
+    found = sim.sim.state.repo_by_name(owner, name)
+    assert found is not None
+    listed = await sim.sim.git(found).git("ls-tree", "--name-only", sha)
+    return set(listed.split())
+
+
+async def attempts(engine: AsyncEngine) -> list[tuple[Attempt, list[int]]]:
+    async with engine.connect() as connection:
+        rows = (await connection.execute(select(Attempt.__table__).order_by(Attempt.id))).all()
+        members = (
+            await connection.execute(select(AttemptEntry.__table__).order_by(AttemptEntry.position))
+        ).all()
+    return [(row, [m.entry_id for m in members if m.attempt_id == row.id]) for row in rows]  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("method", ["rebase", "merge", "squash"])
+async def test_a_batch_of_three_lands_in_one_candidate_each_pr_at_its_own_commit(
+    sim: SimHandle, engine: AsyncEngine, tmp_path: Path, method: str
+) -> None:
+    async for world in make_world(sim, engine, tmp_path, extra={**BATCHES, "MERGE_BOT_BATCH_MAX": "3"}):
+        numbers = [await world.open_pr(f"part-{n}", {f"part-{n}.txt": f"{n}\n"}) for n in range(3)]
+        for number in numbers:
+            await world.queue(number, f"/merge method={method}")
+        entries = [await world.final_entry(number) for number in numbers]
+        assert [entry.state for entry in entries] == ["merged"] * 3
+        main = await world.main_sha()
+        assert entries[-1].merged_sha == main  # the last PR's change ends at the tested candidate
+        history = await git_log(world.sim, world.repo, main)
+        for number, entry in zip(numbers, entries, strict=True):
+            pr = await world.sim.get_pr(world.repo, number)
+            assert pr["merged"] is True
+            assert pr["merge_commit_sha"] == entry.merged_sha  # each PR's page points at its own commit
+            assert entry.merged_sha in history
+        positions = [history.index(entry.merged_sha) for entry in entries]
+        assert positions == sorted(positions, reverse=True)  # in queue order along main
+        assert len(set(positions)) == 3
+        runs = [a for a, _ in await attempts(world.engine)]
+        assert len(runs) == 1  # one candidate, one CI run for all three
+        assert untested_base_moves(await world.sim.log(), 0, pusher=world.bot.login) == []
+        await world.says(numbers[0], "Merged by the queue", "together with", f"#{numbers[1]}", f"#{numbers[2]}")
+
+
+async def test_a_batch_of_four_with_a_semantic_conflict_lands_three_and_rejects_the_culprit(
+    sim: SimHandle, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    async for world in make_world(sim, engine, tmp_path, extra=BATCHES):
+        await world.sim.push_commit(world.repo, world.owner, "main", {"feature-a.flag": "a\n"}, message="Feature A")
+        files = [{"one.txt": "1\n"}, {"two.txt": "2\n"}, {"feature-b.flag": "b\n"}, {"four.txt": "4\n"}]
+        numbers = [await world.open_pr(f"pr-{n}", change) for n, change in enumerate(files)]
+        culprit = numbers[2]
+        for number in numbers:
+            await world.queue(number)
+        entries = {number: await world.final_entry(number, within=120) for number in numbers}
+        assert {n: e.state for n, e in entries.items()} == {
+            numbers[0]: "merged",
+            numbers[1]: "merged",
+            culprit: "failed",
+            numbers[3]: "merged",
+        }
+        assert entries[culprit].reason == "checks_failed"
+        assert entries[culprit].reason_detail["bisected"] is True
+        assert entries[culprit].reason_detail["target_url"]  # the failing check's link
+        await world.says(culprit, "Not merged", "ci/test", "splitting a red batch")
+        assert untested_base_moves(await world.sim.log(), 0, pusher=world.bot.login) == []
+        main = await world.main_sha()
+        history = await git_log(world.sim, world.repo, main)
+        for number in (numbers[0], numbers[1], numbers[3]):
+            assert entries[number].merged_sha in history
+        assert "feature-b.flag" not in await files_at(world.sim, world.repo, main)
+        rows = await attempts(world.engine)
+        bisected = [row for row, _ in rows if row.reason == "bisected"]
+        assert len(bisected) >= 1
+        assert bisected[0].reason_detail["outcome"] == "culprit"
+        assert [n for row, ids in rows if row.split_from == bisected[0].id for n in ids]  # its parts were tested
+
+
+async def test_a_batch_that_failed_although_every_part_passes_lands_and_is_counted_flaky(
+    sim: SimHandle, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    async for world in make_world(sim, engine, tmp_path, extra={**BATCHES, "MERGE_BOT_BATCH_MAX": "2"}):
+        numbers = [await world.open_pr(f"flaky-{n}", {f"flaky-{n}.txt": f"{n}\n"}) for n in range(2)]
+        await world.sim.fault(kind="ci", action="fail", repo=world.repo, count=1)  # the batch's run fails once
+        for number in numbers:
+            await world.queue(number)
+        entries = [await world.final_entry(number, within=120) for number in numbers]
+        assert [entry.state for entry in entries] == ["merged", "merged"]
+        for number in numbers:
+            await world.says(number, "flaky failure of `ci/test`", within=30)
+        rows = await attempts(world.engine)
+        bisected = [row for row, _ in rows if row.reason == "bisected"]
+        assert [row.reason_detail.get("outcome") for row in bisected] == ["flaky"]
+        assert untested_base_moves(await world.sim.log(), 0, pusher=world.bot.login) == []

@@ -638,6 +638,7 @@ def build_parser() -> argparse.ArgumentParser:
         "dropped); default: an embedded server per policy in a temporary directory",
     )
     parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
+    parser.add_argument("--json-file", type=Path, help="also write the JSON results to this file")
     return parser
 
 
@@ -674,15 +675,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress(f"{policy} failed: {exc!r}")
             results.append(Result(policy, POLICIES[policy], False, error=repr(exc)))
     commit = checkout_commit()
+    report = {
+        "plan": asdict(plan) | {"database_url": None},
+        "commit": commit,
+        "models": {name: asdict(m) for name, m in models_for(plan).items()},
+        "results": [asdict(r) for r in results],
+        "identical_results": identical(results),
+    }
+    text = json.dumps(strict(report), indent=2, ensure_ascii=False)
+    if args.json_file is not None:
+        args.json_file.write_text(text + "\n")
     if args.json:
-        report = {
-            "plan": asdict(plan) | {"database_url": None},
-            "commit": commit,
-            "models": {name: asdict(m) for name, m in models_for(plan).items()},
-            "results": [asdict(r) for r in results],
-            "identical_results": identical(results),
-        }
-        print(json.dumps(strict(report), indent=2, ensure_ascii=False))
+        print(text)
     else:
         print(render(plan, results, commit))
     failed = any(r.error is not None or r.bad_landed or r.bad_markers_in_base for r in results)

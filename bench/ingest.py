@@ -55,10 +55,10 @@ import sys
 from pathlib import Path
 
 # `python bench/ingest.py` puts bench/ first on sys.path, where a sibling script (bench/queue.py) shadows the
-# standard library module of that name (asyncio needs `queue`). This file imports nothing from its own
-# directory, so that entry goes, before any other import.
+# standard library module of that name (asyncio needs `queue`). Before any other import, that entry moves to
+# the end of the path, where the shared `harness` module is still found (bench/harness.py says more).
 if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
-    del sys.path[0]
+    sys.path.append(sys.path.pop(0))
 
 import argparse
 import asyncio
@@ -80,11 +80,13 @@ from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import aiohttp
 import asyncpg
 from aiohttp import web
+from harness import asyncpg_dsn, percentile, with_database
+from harness import progress as log
 
 from bot.db.migrate import upgrade_async
 from bot.embedded_pg import EmbeddedPostgres
@@ -102,10 +104,6 @@ MAX_BODY = 1_048_576
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
 REQUEST_TIMEOUT = 30.0
-
-
-def log(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
 # --- the baseline server -----------------------------------------------------------------------------
@@ -198,13 +196,6 @@ class LoadResult:
     accepted_uuids: list[str] = field(default_factory=list)
 
 
-def percentile(ordered: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of an already sorted sequence (NaN when empty)."""
-    if not ordered:
-        return math.nan
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
-
-
 def delivery_headers(delivery: str, signature: str, event: str) -> dict[str, str]:
     """The headers a Gitea webhook carries (tests/test_webhook.py, tests/contract/gitea/payloads)."""
     return {
@@ -278,9 +269,9 @@ async def generate_load(
     result.window = max(seconds, last_done - measure_from)
     result.statuses = dict(statuses)
     result.errors = dict(errors)
-    result.p50_ms = percentile(latencies, 0.50) * 1000
-    result.p90_ms = percentile(latencies, 0.90) * 1000
-    result.p99_ms = percentile(latencies, 0.99) * 1000
+    result.p50_ms = percentile(latencies, 50) * 1000
+    result.p90_ms = percentile(latencies, 90) * 1000
+    result.p99_ms = percentile(latencies, 99) * 1000
     result.max_ms = latencies[-1] * 1000 if latencies else math.nan
     result.generator_cpu_s = (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime)
     result.generator_process_cpu_s = cpu_after.ru_utime + cpu_after.ru_stime  # imports included
@@ -356,15 +347,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((HOST, 0))
         return int(sock.getsockname()[1])
-
-
-def with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
-
-
-def asyncpg_dsn(url: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
 def proc_status_kb(pid: int, key: str) -> int:

@@ -60,20 +60,21 @@ every PR merged (whether or not the goals were met; the report says), 1 when the
 
 from __future__ import annotations
 
-import os
 import sys
+from pathlib import Path
 
-if __name__ == "__main__" and sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
-    # Run as ``python bench/queue.py``, this directory is first on sys.path, where this file would shadow the
-    # standard library's ``queue`` (asyncio's thread pool imports it): take the directory off.
-    sys.path.pop(0)
+# Run as ``python bench/queue.py``, this directory is first on sys.path, where this file would shadow the
+# standard library's ``queue`` (asyncio's thread pool imports it): move it to the end, where the shared
+# ``harness`` module is still found (bench/harness.py says more).
+if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
+    sys.path.append(sys.path.pop(0))
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
 import json
 import math
+import os
 import re
 import resource
 import secrets
@@ -83,63 +84,31 @@ import subprocess
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from pathlib import Path
-from typing import Any, TextIO, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any, TextIO
 
-import asyncpg
 from aiohttp import web
+from harness import BenchError, eventually, fresh_database, percentile, progress, serving
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import logs
 from bot.app import create_app
 from bot.config import Settings, load_settings
-from bot.db.migrate import upgrade_async
 from bot.db.models import DeliveryState, Entry, PullRequest, WebhookDelivery
 from bot.db.session import make_engine
-from bot.embedded_pg import EmbeddedPostgres
 from gitea_sim.testing import SimApiError, SimHandle, SimUser, free_port, running_sim
 
-R = TypeVar("R")
 CONTEXT = "ci/test"
 CI_SCRIPT = "#!/bin/sh\nset -e\ntest -f app.txt\n"
 GOAL_OVERHEAD_S = 0.3
 GOAL_P99_S = 1.0
-POLL_S = 0.05  # how often this benchmark looks at the database or the simulator while it waits
 FINAL_STATES = ("merged", "failed", "cancelled")
 
 
-class BenchError(Exception):
-    """The run could not be measured (a deadline passed, a PR did not merge, ...)."""
-
-
-def progress(message: str) -> None:
-    print(f"[bench/queue] {message}", file=sys.stderr, flush=True)
-
-
-async def eventually(check: Callable[[], Awaitable[R | None]], within: float, what: str) -> R:
-    """Poll ``check`` every POLL_S until it returns something truthy; BenchError after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise BenchError(f"timed out after {within:.0f} s waiting for {what}")
-        await asyncio.sleep(POLL_S)
-
-
 # -- numbers -----------------------------------------------------------------------------------------
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of a non-empty sample."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
 
 
 @dataclass(frozen=True)
@@ -156,42 +125,6 @@ class Spread:
         if not sample:
             return None
         return cls(len(sample), percentile(sample, 50), percentile(sample, 99), max(sample), statistics.fmean(sample))
-
-
-# -- the database ------------------------------------------------------------------------------------
-
-
-def with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
-
-
-def asyncpg_dsn(url: str) -> str:
-    return re.sub(r"^postgres(ql)?(\+asyncpg)?://", "postgresql://", url)
-
-
-@contextlib.asynccontextmanager
-async def fresh_database(server_url: str | None, workdir: Path) -> AsyncIterator[str]:
-    """A new, migrated database on ``server_url`` (or on an embedded server started here); dropped after."""
-    embedded: EmbeddedPostgres | None = None
-    if server_url is None:
-        embedded = EmbeddedPostgres(workdir / "pg", database="postgres")
-        progress("starting the embedded PostgreSQL")
-        server_url = await embedded.astart()
-    name = f"merge_bot_bench_queue_{os.getpid()}_{secrets.token_hex(3)}"
-    admin = await asyncpg.connect(asyncpg_dsn(server_url))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            url = with_database(server_url, name)
-            await upgrade_async(url)
-            yield url
-        finally:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
-        if embedded is not None:
-            await embedded.astop()
 
 
 # -- the simulator's log -----------------------------------------------------------------------------
@@ -299,17 +232,6 @@ def cpu_now() -> tuple[float, float]:
 def cpu_since(before: tuple[float, float]) -> tuple[float, float]:
     now = cpu_now()
     return now[0] - before[0], now[1] - before[1]
-
-
-@contextlib.asynccontextmanager
-async def serving(app: web.Application, port: int) -> AsyncIterator[None]:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        yield
-    finally:
-        await runner.cleanup()
 
 
 @dataclass(frozen=True)
@@ -672,7 +594,10 @@ class Report:
 
 
 async def run(plan: Plan, workdir: Path, log_stream: TextIO, log_path: Path) -> Report:
-    async with fresh_database(plan.database_url, workdir) as database_url, running_sim(workdir / "sim") as sim:
+    async with (
+        fresh_database(plan.database_url, workdir, "bench_queue") as database_url,
+        running_sim(workdir / "sim") as sim,
+    ):
         engine = make_engine(database_url, pool_size=2, application_name="bench-queue")
         try:
             return await run_in_world(plan, workdir, sim, engine, database_url, log_stream, log_path)

@@ -19,6 +19,7 @@ import math
 import os
 import re
 import secrets
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -120,3 +121,21 @@ async def serving(app: web.Application, port: int, host: str = "127.0.0.1") -> A
         yield
     finally:
         await runner.cleanup()
+
+
+def checkout_commit() -> str:
+    """The commit of the checkout measured (with ``+dirty`` when bot/ or gitea_sim/ has local changes)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--", "bot", "gitea_sim"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (head or "unknown") + ("+dirty" if dirty else "")

@@ -80,7 +80,6 @@ import resource
 import secrets
 import shutil
 import statistics
-import subprocess
 import tempfile
 import time
 from collections import Counter
@@ -90,7 +89,7 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from aiohttp import web
-from harness import BenchError, eventually, fresh_database, percentile, progress, serving
+from harness import BenchError, checkout_commit, eventually, fresh_database, percentile, progress, serving
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -981,23 +980,6 @@ def run_once(plan: Plan, index: int | None) -> Report:
     }
     return report
 
-
-def checkout_commit() -> str:
-    """The commit of the checkout measured (with ``+dirty`` when bot/ or gitea_sim/ has local changes)."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--", "bot", "gitea_sim"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return (head or "unknown") + ("+dirty" if dirty else "")
 
 
 if __name__ == "__main__":

@@ -25,9 +25,8 @@ The measurement
     batch8    ``MERGE_BOT_BATCH_MAX=8``
 
     every one with ``MERGE_BOT_BATCH_WAIT_SECONDS=0`` (all are queued at once), through
-    ``bot.config.load_settings`` as bench/queue.py does. ``load_settings`` ignores MERGE_BOT_ keys it does not
-    know: until the batch policy is wired into the settings, every policy runs serially, and the report says
-    so (it checks whether the settings object has ``batch_max``).
+    ``bot.config.load_settings`` as bench/queue.py does. The report's "batching" column checks that the
+    settings the bot got carry the policy's ``batch_max`` (``IGNORED`` would mean a bot without batches).
 
     Per policy:
     drain / (N·T)       first ``/merge`` posted → last entry final (its ``finished_at``), over N·T
@@ -84,7 +83,6 @@ import resource
 import secrets
 import shutil
 import statistics
-import subprocess
 import tempfile
 import time
 from collections import Counter
@@ -92,7 +90,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from harness import BenchError, eventually, fresh_database, percentile, progress, serving
+from harness import BenchError, checkout_commit, eventually, fresh_database, percentile, progress, serving
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -576,22 +574,6 @@ def render(plan: Plan, results: Sequence[Result], commit: str) -> str:
         )
     return "\n".join(out)
 
-
-def checkout_commit() -> str:
-    root = Path(__file__).resolve().parent.parent
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--", "bot", "gitea_sim"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return (head or "unknown") + ("+dirty" if dirty else "")
 
 
 def strict(value: Any) -> Any:

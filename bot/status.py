@@ -84,7 +84,7 @@ def _styled(state: str) -> Text:
 
 
 def _train(train: views.TrainRow, now: datetime) -> Panel:
-    parts: list[RenderableType] = [_running(train.running)]
+    parts: list[RenderableType] = [_chain(train.attempts)]
     line = Table(title="Next in line", title_justify="left", expand=True, show_edge=False, pad_edge=False)
     for name, options in (
         ("#", {"justify": "right", "width": 3}),
@@ -133,21 +133,36 @@ def _train(train: views.TrainRow, now: datetime) -> Panel:
                 _styled(entry.state),
                 f"#{entry.pull.number}",
                 entry.pull.title,
-                entry.reason_text or "",
+                " · ".join(text for text in (entry.reason_text, entry.tested_in and entry.tested_in.text) if text),
                 ago(entry.finished_at, now),
             )
         parts.append(recent)
+    if train.flaky:
+        flaky = Text("Flaky checks (batches that failed though every part passed): ", style="bold")
+        counts = sorted(train.flaky.items())
+        flaky.append(" · ".join(f"{views.check_name(context)} {count}" for context, count in counts))
+        parts.append(flaky)
     title = f"[b]{train.repository}[/b] → {train.branch}  ({train.depth} active{', paused' if train.paused else ''})"
     return Panel(Group(*parts), title=title, title_align="left")
 
 
-def _running(attempt: views.AttemptRow | None) -> RenderableType:
-    if attempt is None:
+def _chain(attempts: tuple[views.AttemptRow, ...]) -> RenderableType:
+    """Every active attempt, in chain order (each built on the one before)."""
+    if not attempts:
         return Text("Nothing is being tested.", style="dim")
-    text = Text("Testing now: ", style="bold")
+    return Group(*(_running(attempt, index) for index, attempt in enumerate(attempts)))
+
+
+def _running(attempt: views.AttemptRow, index: int = 0) -> RenderableType:
+    text = Text("Testing now: " if index == 0 else "Then, on top: ", style="bold")
     text.append(", ".join(f"#{pull.number} {pull.title}" for pull in attempt.pulls))
     text.append("  ")
     text.append_text(_styled(attempt.state))
+    text.append(f"  attempt {attempt.id}", style="dim")
+    if attempt.note:
+        text.append(f"\n  {attempt.note}", style="yellow")
+        if attempt.bisection is not None:
+            text.append(f"\n  {attempt.bisection.known}")
     if attempt.candidate_sha:
         text.append(f"\n  candidate {attempt.candidate_sha[:10]} on {attempt.ref or '?'} from {attempt.base_sha[:10]}")
     else:

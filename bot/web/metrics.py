@@ -1,11 +1,12 @@
 """``GET /metrics``: Prometheus metrics, read from the database at scrape time wherever the database knows.
 
 The queue's state lives in PostgreSQL, shared by every replica, so queue depth, time in queue, CI time,
-attempts and entries by outcome and reason, merges and stored webhook deliveries are counted there when
-Prometheus asks (one read-only snapshot, a few aggregate queries): every replica reports the same cluster
-figures, and they survive restarts. What only a process sees is counted live in that process: webhook
-requests by answer (rejections included, which store nothing), the reconciler's heals and the gate-lock
-refusals, plus prometheus-client's process metrics. Labels: ``repository`` (owner/name) and ``branch``.
+attempts and entries by outcome and reason, merges, flaky failures per check context and stored webhook
+deliveries are counted there when Prometheus asks (one read-only snapshot, a few aggregate queries): every
+replica reports the same cluster figures, and they survive restarts. What only a process sees is counted
+live in that process: webhook requests by answer (rejections included, which store nothing), the
+reconciler's heals and the gate-lock refusals, plus prometheus-client's process metrics. Labels:
+``repository`` (owner/name) and ``branch``.
 """
 
 from __future__ import annotations
@@ -179,6 +180,7 @@ async def database_families(engine: AsyncEngine, now: datetime) -> list[Metric]:
             await _ci_time(session, names),
             *await _attempts(session, names),
             *await _entries(session, names),
+            await _flaky(session, names),
             *await _deliveries(session, now),
             await _gate_locks(session),
         ]
@@ -340,6 +342,19 @@ async def _entries(session: AsyncSession, names: dict[int, list[str]]) -> list[M
     for train_id, count in sorted(merged.items()):
         merges.add_metric(_labels(names, train_id), count)
     return [outcomes, merges]
+
+
+async def _flaky(session: AsyncSession, names: dict[int, list[str]]) -> Metric:
+    family = CounterMetricFamily(
+        "merge_bot_flaky_failures",
+        "Flaky failures by check context: bisected batches whose every part passed on its own "
+        "(context empty: the batch timed out)",
+        labels=["repository", "branch", "context"],
+    )
+    for train_id, counts in sorted((await views.flaky_counts(session)).items()):
+        for context, count in sorted(counts.items()):
+            family.add_metric(_labels(names, train_id, context), count)
+    return family
 
 
 async def _deliveries(session: AsyncSession, now: datetime) -> list[Metric]:

@@ -48,7 +48,9 @@ def setup(app: web.Application) -> None:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(short=short, ago=ago, duration=duration, iso=iso, clock=clock, safe_url=safe_url)
+    env.filters.update(
+        short=short, ago=ago, duration=duration, iso=iso, clock=clock, safe_url=safe_url, check_name=views.check_name
+    )
     env.globals["static"] = {
         path.name: str(static.url_for(filename=path.name)) for path in STATIC.iterdir() if path.is_file()
     }

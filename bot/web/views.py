@@ -31,9 +31,11 @@ from bot.db.models import (
     Repository,
     Train,
 )
+from bot.db.queries import chain_order
 from bot.db.views import entry_view
 from bot.queue import machine, messages
-from bot.queue.model import ACTIVE_ATTEMPT_STATES, ACTIVE_ENTRY_STATES, EntryState, Reason
+from bot.queue.model import ACTIVE_ATTEMPT_STATES, ACTIVE_ENTRY_STATES, BisectionOutcome, EntryState, Reason
+from bot.queue.policy import halves
 
 RECENT = 10  # finished entries shown per train
 FINAL_ENTRY_STATES = (EntryState.MERGED.value, EntryState.FAILED.value, EntryState.CANCELLED.value)
@@ -72,6 +74,16 @@ class Check:
 
 
 @dataclass(frozen=True, slots=True)
+class Batch:
+    """The attempt a finished entry was last tested in, with every PR it carried, in order."""
+
+    attempt_id: int
+    pulls: tuple[PullRef, ...]
+    split_from: int | None  # the red batch it is a part of, when it was found by bisecting
+    text: str | None  # in words, when the PR was not tested alone ("tested in batch #14 with #3, #4")
+
+
+@dataclass(frozen=True, slots=True)
 class EntryRow:
     id: int
     pull: PullRef
@@ -90,6 +102,36 @@ class EntryRow:
     dependencies: tuple[str, ...]
     blocked: str | None
     merged_sha: str | None
+    tested_in: Batch | None  # merged and failed entries: the attempt that decided
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One part of a bisected batch: its PRs, and where they stand (testing, waiting, passed, failed,
+    cancelled)."""
+
+    number: int
+    pulls: tuple[PullRef, ...]
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class Bisection:
+    """A red batch split in two to find the PR at fault (the failed attempt ``attempt_id``), with what is
+    known so far; ``outcome`` (culprit, flaky, inconclusive) once every entry it carried is final."""
+
+    attempt_id: int
+    pulls: tuple[PullRef, ...]
+    reason: str | None
+    context: str
+    target_url: str
+    outcome: str | None
+    parts: tuple[Part, ...]
+    known: str
+
+    def part_of(self, number: int) -> Part | None:
+        """The part carrying PR ``number``."""
+        return next((part for part in self.parts if any(p.number == number for p in part.pulls)), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +150,12 @@ class AttemptRow:
     finished_at: datetime | None
     seconds_left: float | None
     reason: str | None
+    parent_id: int | None  # the attempt whose candidate it is built on (None: on the base tip)
+    split_from: int | None  # the red batch it is a part of
+    part: int | None  # which part of that batch (1 or 2)
+    bisection: Bisection | None  # that batch, and what is known of it so far
+    note: str | None  # the two in words: "bisecting batch #12 (PRs #1, #2, #3, #4): part 1 of 2"
+    outcome: str | None  # a bisected batch's own attempt: culprit, flaky or inconclusive once settled
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,11 +164,13 @@ class TrainRow:
     repository: str
     branch: str
     paused: bool
-    running: AttemptRow | None
+    running: AttemptRow | None  # the first attempt of the chain (kept for the API's older readers)
+    attempts: tuple[AttemptRow, ...]  # every active attempt, in chain order (each on the one before)
     queue: tuple[EntryRow, ...]
     waiting: tuple[EntryRow, ...]
     recent: tuple[EntryRow, ...]
     depth: int  # active entries: under test, queued and waiting
+    flaky: Mapping[str, int]  # flaky failures (settled bisections whose parts all passed) per check context
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +182,7 @@ class Event:
     actor: str | None
     attempt_id: int | None
     detail: Mapping[str, Any]
+    url: str | None  # where to read more (the failed check's run)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,14 +228,19 @@ def reason_text(reason: str | None, detail: Mapping[str, Any] | None, actor: str
         return f"cancelled by {facts.get('by') or actor}"
     if code in (Reason.PR_CLOSED, Reason.PR_MERGED_OUTSIDE):
         return "PR closed" if code is Reason.PR_CLOSED else "merged outside the queue"
-    if code in (Reason.BASE_MOVED, Reason.PREEMPTED, Reason.DEPENDENCIES_MET):
-        return {
-            Reason.BASE_MOVED: "the base branch moved: rebuilt on the new tip",
-            Reason.PREEMPTED: "made way for an urgent PR",
-            Reason.DEPENDENCIES_MET: "dependencies merged",
-        }[code]
+    if code in _REASON_WORDS:
+        return _REASON_WORDS[code]
     return messages.status_description(code, facts)
 
+
+_REASON_WORDS = {
+    Reason.BASE_MOVED: "the base branch moved: rebuilt on the new tip",
+    Reason.PREEMPTED: "made way for an urgent PR",
+    Reason.DEPENDENCIES_MET: "dependencies merged",
+    Reason.BISECTED: "its batch failed and is being bisected",
+    Reason.CHAIN_BROKEN: "the attempt it was built on was rebuilt",
+    Reason.FLAKY: "a flaky failure",
+}
 
 _EVENT_WORDS = {
     "queued": "queued",
@@ -196,13 +252,91 @@ _EVENT_WORDS = {
     "merged": "merged",
     "failed": "failed",
     "cancelled": "cancelled",
+    "rebuilt": "rebuilt",
+}
+
+_REBUILT_WORDS = {
+    Reason.BASE_MOVED.value: "rebuilt on the new tip of the base branch",
+    Reason.CHAIN_BROKEN.value: "rebuilt on the rebuilt attempt before it",
+    Reason.CHECKS_FAILED.value: "rebuilt on top of the parts of a red batch",
+    Reason.CI_TIMEOUT.value: "rebuilt on top of the parts of a red batch",
+    Reason.PREEMPTED.value: "rebuilt behind an urgent PR",
+}
+
+_PART_STATES = {
+    "testing": "being tested",
+    "waiting": "back in line",
+    "passed": "passed",
+    "failed": "failed",
+    "cancelled": "left the queue",
+}
+
+_OUTCOME_WORDS = {
+    BisectionOutcome.CULPRIT.value: "settled: the PR at fault was found and rejected",
+    BisectionOutcome.FLAKY.value: "settled: every part passed, so the batch's failure was flaky",
+    BisectionOutcome.INCONCLUSIVE.value: "settled: PRs left the queue before the cause was found",
 }
 
 
-def event_text(event: EntryEvent) -> str:
+def check_name(context: str) -> str:
+    """A check context as shown; a flaky batch that timed out has none."""
+    return context or "(a deadline)"
+
+
+def prs(pulls: Iterable[PullRef | int]) -> str:
+    """PR numbers as "#1, #2"."""
+    return ", ".join(f"#{pull if isinstance(pull, int) else pull.number}" for pull in pulls)
+
+
+def batch_name(attempt_id: int, pulls: Iterable[PullRef | int]) -> str:
+    return f"batch #{attempt_id} (PRs {prs(pulls)})"
+
+
+def failure_text(reason: str | None, detail: Mapping[str, Any] | None) -> str:
+    """Why a batch failed, without the leading "failed: " (e.g. "ci/test reported failure")."""
+    text = reason_text(reason, detail) or "its checks failed"
+    return text.removeprefix("failed: ")
+
+
+def known_text(bisection: Bisection) -> str:
+    """What a bisection has found so far, in words."""
+    said = [f"the batch failed: {failure_text(bisection.reason, {'context': bisection.context})}"]
+    for part in bisection.parts:
+        said.append(f"part {part.number} ({prs(part.pulls)}) {_PART_STATES.get(part.state, part.state)}")
+    if bisection.outcome:
+        said.append(_OUTCOME_WORDS.get(bisection.outcome, bisection.outcome))
+    return "; ".join(said)
+
+
+def part_note(bisection: Bisection, part: int) -> str:
+    return f"bisecting {batch_name(bisection.attempt_id, bisection.pulls)}: part {part} of {len(bisection.parts)}"
+
+
+def batch_text(batch: Batch, number: int) -> str | None:
+    """Which batch a finished PR was tested in, when not alone: "tested in batch #14 with #3, #4"."""
+    others = [pull for pull in batch.pulls if pull.number != number]
+    if not others and batch.split_from is None:
+        return None
+    text = f"tested in batch #{batch.attempt_id}" + (f" with {prs(others)}" if others else " alone")
+    if batch.split_from is not None:
+        text += f", split from batch #{batch.split_from}"
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    """What an entry's events refer to: the attempts they name and the bisections those are parts of."""
+
+    number: int
+    attempts: Mapping[int, Attempt]
+    bisections: Mapping[int, Bisection]
+
+
+def event_text(event: EntryEvent, context: _Context | None = None) -> str:
     detail = event.detail or {}
     words = _EVENT_WORDS.get(event.kind, event.kind.replace("_", " "))
     sha = detail.get("sha")
+    attempt = context.attempts.get(event.attempt_id) if context and event.attempt_id is not None else None
     if event.kind in ("queued", "waiting"):
         extra = [f"at {str(sha)[:10]}" if sha else "", f"by {event.actor}" if event.actor else ""]
         if detail.get("priority"):
@@ -212,12 +346,42 @@ def event_text(event: EntryEvent) -> str:
         return " ".join([words, *[part for part in extra if part]])
     if event.kind == "candidate_built" and sha:
         return f"{words}: {str(sha)[:10]} on {str(detail.get('ref', '')).removeprefix('refs/heads/')}"
-    if event.kind == "attempt_started" and detail.get("base"):
-        return f"{words} on {str(detail['base'])[:10]}"
+    if event.kind == "attempt_started":
+        text = f"{words} on {str(detail['base'])[:10]}" if detail.get("base") else words
+        others = [n for n in detail.get("with", ()) if isinstance(n, int) and context and n != context.number]
+        if others:
+            text += f" in batch #{event.attempt_id} with {prs(others)}"
+        split = context.bisections.get(attempt.split_from) if context and attempt and attempt.split_from else None
+        if context and split is not None:
+            part = split.part_of(context.number)
+            if part is not None:
+                text += f" ({part_note(split, part.number)})"
+        return text
+    if event.kind == "bisected":
+        facts = attempt.reason_detail if attempt is not None else None
+        bisection = context.bisections.get(event.attempt_id) if context and event.attempt_id is not None else None
+        name = batch_name(bisection.attempt_id, bisection.pulls) if bisection else f"batch #{event.attempt_id}"
+        return f"{name} failed: {failure_text(event.reason, facts)}; bisecting it to find the PR at fault"
+    if event.kind == "rebuilt":
+        return _REBUILT_WORDS.get(event.reason or "", "rebuilt without a PR that left the queue")
+    if event.kind == "flaky":
+        check = detail.get("context") or "a required check"
+        return f"counted as a flaky failure of {check}: batch #{event.attempt_id} failed, yet every part of it passed"
     if event.reason and event.kind != "dependencies_met":
         text = reason_text(event.reason, detail, event.actor) or ""
         return text if text.startswith(words) else f"{words}: {text}"
     return words
+
+
+def event_url(event: EntryEvent, attempts: Mapping[int, Attempt]) -> str | None:
+    """The link of an event: its failed check's run, or for a bisection's events the batch's failed check."""
+    detail = event.detail or {}
+    if detail.get("target_url"):
+        return str(detail["target_url"])
+    attempt = attempts.get(event.attempt_id) if event.attempt_id is not None else None
+    if event.kind in ("bisected", "flaky") and attempt is not None and (attempt.reason_detail or {}).get("target_url"):
+        return str((attempt.reason_detail or {})["target_url"])
+    return None
 
 
 # -- queries -----------------------------------------------------------------------------------------
@@ -242,6 +406,7 @@ async def trains(session: AsyncSession, links: Links, now: datetime, repository:
     recent = await _recent(session, ids)
     attempts = await _attempts(session, links, now, Attempt.train_id.in_(ids), Attempt.state.in_(_ACTIVE_ATTEMPTS))
     rows = await _rows(session, links, names, [*active, *recent])
+    flaky = await flaky_counts(session, ids)
     by_train: defaultdict[int, list[tuple[Entry, PullRequest]]] = defaultdict(list)
     for entry, pull in active:
         by_train[entry.train_id].append((entry, pull))
@@ -251,18 +416,21 @@ async def trains(session: AsyncSession, links: Links, now: datetime, repository:
         position = {view.id: index for index, view in enumerate(line, start=1)}
         queued = [dataclasses.replace(rows[view.id], position=position[view.id]) for view in line]
         waiting = [rows[e.id] for e, _ in by_train[train.id] if e.state == EntryState.WAITING.value]
-        running = next((attempt for attempt in attempts if attempt.train_id == train.id), None)
+        rows_of = {attempt.row.id: attempt.row for attempt in attempts if attempt.train_id == train.id}
+        chain = [rows_of[a.id] for a in chain_order([x.attempt for x in attempts if x.train_id == train.id])]
         result.append(
             TrainRow(
                 id=train.id,
                 repository=names[train.id][0],
                 branch=train.branch,
                 paused=train.paused,
-                running=running.row if running else None,
+                running=chain[0] if chain else None,
+                attempts=tuple(chain),
                 queue=tuple(queued),
                 waiting=tuple(waiting),
                 recent=tuple(rows[e.id] for e, _ in recent if e.train_id == train.id),
                 depth=len(by_train[train.id]),
+                flaky=flaky.get(train.id, {}),
             )
         )
     return result
@@ -318,16 +486,27 @@ async def pull_history(session: AsyncSession, links: Links, repository: str, num
             .where(EntryEvent.entry_id.in_([entry.id for entry, _ in found]))
             .order_by(EntryEvent.at, EntryEvent.id)
         )
-        for event in (await session.execute(query)).scalars():
+        logged = list((await session.execute(query)).scalars())
+        named = {event.attempt_id for event in logged if event.attempt_id is not None}
+        attempts = {
+            attempt.id: attempt
+            for attempt in (await session.execute(select(Attempt).where(Attempt.id.in_(named)))).scalars()
+        }
+        batches = {a.split_from for a in attempts.values() if a.split_from is not None}
+        batches |= {event.attempt_id for event in logged if event.kind == "bisected" and event.attempt_id is not None}
+        bisections = await _bisections(session, links, batches)
+        context = _Context(number, attempts, bisections)
+        for event in logged:
             events[event.entry_id].append(
                 Event(
                     at=event.at,
                     kind=event.kind,
                     reason=event.reason,
-                    text=event_text(event),
+                    text=event_text(event, context),
                     actor=event.actor,
                     attempt_id=event.attempt_id,
                     detail=dict(event.detail or {}),
+                    url=event_url(event, attempts),
                 )
             )
     return PullHistory(
@@ -346,6 +525,7 @@ async def pull_history(session: AsyncSession, links: Links, repository: str, num
 class _Attempt:
     train_id: int
     row: AttemptRow
+    attempt: Attempt
 
 
 async def _repository(session: AsyncSession, full_name: str) -> Repository | None:
@@ -411,6 +591,7 @@ async def _rows(
         )
         for dep in (await session.execute(query)).scalars():
             needs[dep.entry_id].append(f"{dep.owner}/{dep.repo}#{dep.number}")
+    batches = await _batches(session, links, names, [entry for entry, _ in found if entry.state in _DECIDED])
     rows = {}
     for entry, pull in found:
         repository, branch = names.get(entry.train_id, ("", ""))
@@ -438,8 +619,136 @@ async def _rows(
             ),
             blocked=str(detail["blocked"]) if detail.get("blocked") else None,
             merged_sha=entry.merged_sha,
+            tested_in=batches.get(entry.id),
         )
     return rows
+
+
+_DECIDED = (EntryState.MERGED.value, EntryState.FAILED.value)
+
+
+async def _batches(
+    session: AsyncSession, links: Links, names: Mapping[int, tuple[str, str]], decided: Sequence[Entry]
+) -> dict[int, Batch]:
+    """The last attempt each of these entries was tested in, with the PRs it carried."""
+    if not decided:
+        return {}
+    last = (
+        await session.execute(
+            select(AttemptEntry.entry_id, func.max(AttemptEntry.attempt_id))
+            .where(AttemptEntry.entry_id.in_([entry.id for entry in decided]))
+            .group_by(AttemptEntry.entry_id)
+        )
+    ).all()
+    attempt_of = {entry_id: attempt_id for entry_id, attempt_id in last}
+    if not attempt_of:
+        return {}
+    members = (
+        await session.execute(
+            select(AttemptEntry.attempt_id, Attempt.split_from, PullRequest)
+            .join(Attempt, Attempt.id == AttemptEntry.attempt_id)
+            .join(Entry, Entry.id == AttemptEntry.entry_id)
+            .join(PullRequest, PullRequest.id == Entry.pull_request_id)
+            .where(AttemptEntry.attempt_id.in_(set(attempt_of.values())))
+            .order_by(AttemptEntry.attempt_id, AttemptEntry.position)
+        )
+    ).all()
+    repository = {entry.id: names.get(entry.train_id, ("", ""))[0] for entry in decided}
+    carried: defaultdict[int, list[PullRequest]] = defaultdict(list)
+    split: dict[int, int | None] = {}
+    for attempt_id, split_from, pull in members:
+        carried[attempt_id].append(pull)
+        split[attempt_id] = split_from
+    numbers = {entry.id: entry.pull_request_id for entry in decided}
+    found = {}
+    for entry_id, attempt_id in attempt_of.items():
+        pulls = tuple(_pull_ref(links, repository[entry_id], pull) for pull in carried[attempt_id])
+        batch = Batch(attempt_id, pulls, split.get(attempt_id), None)
+        number = next((p.number for p in carried[attempt_id] if p.id == numbers[entry_id]), 0)
+        found[entry_id] = dataclasses.replace(batch, text=batch_text(batch, number))
+    return found
+
+
+async def _bisections(session: AsyncSession, links: Links, attempt_ids: Iterable[int]) -> dict[int, Bisection]:
+    """These red batches (attempts that ended ``bisected``), each with its parts and where they stand."""
+    ids = sorted(set(attempt_ids))
+    if not ids:
+        return {}
+    batches = (
+        await session.execute(select(Attempt).where(Attempt.id.in_(ids), Attempt.reason == Reason.BISECTED.value))
+    ).scalars()
+    found = {attempt.id: attempt for attempt in batches}
+    if not found:
+        return {}
+    members = (
+        await session.execute(
+            select(AttemptEntry.attempt_id, Entry.state, PullRequest, Repository)
+            .join(Entry, Entry.id == AttemptEntry.entry_id)
+            .join(PullRequest, PullRequest.id == Entry.pull_request_id)
+            .join(Repository, Repository.id == PullRequest.repository_id)
+            .where(AttemptEntry.attempt_id.in_(list(found)))
+            .order_by(AttemptEntry.attempt_id, AttemptEntry.position)
+        )
+    ).all()
+    carried: defaultdict[int, list[tuple[str, PullRef]]] = defaultdict(list)
+    for attempt_id, state, pull, repo in members:
+        carried[attempt_id].append((state, _pull_ref(links, repo.full_name, pull)))
+    result = {}
+    for attempt_id, attempt in found.items():
+        entries = carried[attempt_id]
+        split = halves(range(len(entries))) if len(entries) > 1 else (tuple(range(len(entries))),)
+        parts = tuple(
+            Part(number, tuple(entries[i][1] for i in half), _part_state([entries[i][0] for i in half]))
+            for number, half in enumerate(split, start=1)
+        )
+        detail = attempt.reason_detail or {}
+        timed_out = "pending" in detail or "missing" in detail  # the batch's failure: a deadline, else a check
+        failed = Reason.CI_TIMEOUT.value if timed_out else Reason.CHECKS_FAILED.value
+        bisection = Bisection(
+            attempt_id=attempt_id,
+            pulls=tuple(pull for _, pull in entries),
+            reason=failed,
+            context=str(detail.get("context") or ""),
+            target_url=str(detail.get("target_url") or ""),
+            outcome=str(detail["outcome"]) if detail.get("outcome") else None,
+            parts=parts,
+            known="",
+        )
+        result[attempt_id] = dataclasses.replace(bisection, known=known_text(bisection))
+    return result
+
+
+def _part_state(states: Sequence[str]) -> str:
+    """Where a part of a bisected batch stands, from its entries' states."""
+    if any(state == EntryState.FAILED.value for state in states):
+        return "failed"
+    if any(state == EntryState.TESTING.value for state in states):
+        return "testing"
+    if any(state in (EntryState.QUEUED.value, EntryState.WAITING.value) for state in states):
+        return "waiting"
+    if any(state == EntryState.MERGED.value for state in states):
+        return "passed"
+    return "cancelled"
+
+
+async def flaky_counts(session: AsyncSession, train_ids: Sequence[int] | None = None) -> dict[int, dict[str, int]]:
+    """Flaky failures per train and check context: settled bisections whose every part passed."""
+    context = Attempt.reason_detail["context"].astext
+    query = (
+        select(Attempt.train_id, func.coalesce(context, ""), func.count())
+        .where(
+            Attempt.reason == Reason.BISECTED.value,
+            Attempt.reason_detail["outcome"].astext == BisectionOutcome.FLAKY.value,
+        )
+        .group_by(Attempt.train_id, context)
+        .order_by(Attempt.train_id, context)
+    )
+    if train_ids is not None:
+        query = query.where(Attempt.train_id.in_(list(train_ids)))
+    counts: defaultdict[int, dict[str, int]] = defaultdict(dict)
+    for train_id, name, count in await session.execute(query):
+        counts[train_id][name] = count
+    return dict(counts)
 
 
 def _pull_ref(links: Links, repository: str, pull: PullRequest) -> PullRef:
@@ -476,6 +785,7 @@ async def _attempts(
     for attempt_id, pull in members:
         pulls[attempt_id].append(pull)
     checks = await _checks(session, links, [(repo.id, a.candidate_sha) for a, _, repo in found if a.candidate_sha])
+    bisections = await _bisections(session, links, [a.split_from for a, _, _ in found if a.split_from is not None])
     result = []
     for attempt, train, repo in found:
         left = (attempt.deadline_at - now).total_seconds() if attempt.deadline_at and not attempt.finished_at else None
@@ -494,8 +804,20 @@ async def _attempts(
             finished_at=attempt.finished_at,
             seconds_left=max(0.0, left) if left is not None else None,
             reason=attempt.reason,
+            parent_id=attempt.parent_id,
+            split_from=attempt.split_from,
+            part=None,
+            bisection=None,
+            note=None,
+            outcome=str((attempt.reason_detail or {}).get("outcome") or "") or None,
         )
-        result.append(_Attempt(train.id, row))
+        bisection = bisections.get(attempt.split_from) if attempt.split_from is not None else None
+        if bisection is not None and row.pulls:
+            part = bisection.part_of(row.pulls[0].number)
+            if part is not None:
+                note = part_note(bisection, part.number)
+                row = dataclasses.replace(row, part=part.number, bisection=bisection, note=note)
+        result.append(_Attempt(train.id, row, attempt))
     return result
 
 

@@ -52,6 +52,8 @@ async def answer(client: Client, template: str, url: str, method: str = "GET", *
 async def test_api_answers_fit_their_schemas(client: Client, seeded: Seeded) -> None:
     trains = await answer(client, "/api/v1/trains", "/api/v1/trains")
     assert isinstance(trains, dict) and trains["trains"][0]["running"]["pulls"][0]["number"] == 3
+    assert trains["trains"][0]["attempts"] == [trains["trains"][0]["running"]]  # one attempt: the chain is it
+    assert trains["trains"][0]["flaky"] == {}
     repo = "/api/v1/repos/{owner}/{repo}"
     await answer(client, repo + "/trains", "/api/v1/repos/acme/app/trains")
     await answer(client, repo + "/trains", "/api/v1/repos/acme/lib/trains")  # managed, nothing queued: []

@@ -500,7 +500,12 @@ class Gate:
             for running in ended:
                 attempt = running.row
                 if attempt.id == action.bisected:
-                    detail = {**action.detail, "base": loaded.train.branch, "entries": list(running.entry_ids)}
+                    detail = {
+                        **action.detail,
+                        "base": loaded.train.branch,
+                        "entries": list(running.entry_ids),
+                        "failed_as": action.reason.value,  # checks_failed or ci_timeout
+                    }
                     values: dict[str, Any] = {"state": AttemptState.FAILED.value, "reason": Reason.BISECTED.value}
                     values["reason_detail"] = detail
                 else:

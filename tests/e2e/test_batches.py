@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.db.models import Attempt, AttemptEntry
 from gitea_sim.testing import SimHandle
 from tests.crash.invariants import untested_base_moves
-from tests.e2e.conftest import make_world
+from tests.e2e.conftest import eventually, make_world
 
 pytestmark = pytest.mark.slow
 
@@ -98,9 +98,14 @@ async def test_a_batch_of_four_with_a_semantic_conflict_lands_three_and_rejects_
         for number in (numbers[0], numbers[1], numbers[3]):
             assert entries[number].merged_sha in history
         assert "feature-b.flag" not in await files_at(world.sim, world.repo, main)
-        rows = await attempts(world.engine)
+
+        async def settled(engine: AsyncEngine = world.engine) -> list[tuple[Attempt, list[int]]] | None:
+            rows = await attempts(engine)
+            bisected = [row for row, _ in rows if row.reason == "bisected"]
+            return rows if bisected and all("outcome" in row.reason_detail for row in bisected) else None
+
+        rows = await eventually(settled, within=30, what="the bisection to be settled")
         bisected = [row for row, _ in rows if row.reason == "bisected"]
-        assert len(bisected) >= 1
         assert bisected[0].reason_detail["outcome"] == "culprit"
         assert [n for row, ids in rows if row.split_from == bisected[0].id for n in ids]  # its parts were tested
 

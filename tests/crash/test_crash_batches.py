@@ -8,6 +8,11 @@ restarted without the setting. Two scenarios:
 
 * ``batch-green``: four independent PRs, one batch, one fast-forward lands all four, each PR is then marked
   merged at the commit where its own change ends. Crashes at every step of ``STEPS``.
+* ``batch-through``: four independent PRs whose batch fails once (an injected CI failure): it is bisected, and
+  both halves, green at once, land by one fast-forward (``MergeAttempt.through``); the bisection is settled
+  flaky. The first half's CI run is held back (silent) and its success posted by the test once the second
+  half passed, so that both are green together whatever the order the runs would finish in. Crashes at the
+  steps of that landing (``merge_intent`` to ``merge_recorded``).
 * ``batch-bisect``: four PRs, the third red only on top of the first (``feature-a.flag`` with
   ``feature-b.flag``): the batch is red, it is bisected, the first half lands, the second is bisected again
   and the culprit alone fails. Crashes at every step of ``STEPS`` and at ``chain_replaced`` (the red batch
@@ -52,6 +57,9 @@ class Scenario:
     outcomes: tuple[str, ...]
     steps: tuple[str, ...]
     culprit: str | None = None
+    ci_faults: tuple[str, ...] = ()  # injected into the first CI runs, in order (the simulator's ci actions)
+    hold_first_half: bool = False  # the first half's success is posted once the second half passed
+    bisection: str | None = None  # how every bisected batch must be settled
 
 
 SCENARIOS = {
@@ -68,6 +76,15 @@ SCENARIOS = {
         ("merged", "merged", "failed", "merged"),
         STEPS + CHAIN_STEPS,
         culprit="feature-b",
+        bisection="culprit",
+    ),
+    "batch-through": Scenario(
+        tuple((f"part-{n}", {f"part-{n}.txt": f"{n}\n"}) for n in range(BATCH_MAX)),
+        ("merged",) * BATCH_MAX,
+        ("merge_intent", "base_pushed", "marked_merged", "merge_recorded"),
+        ci_faults=("fail", "silent"),
+        hold_first_half=True,
+        bisection="flaky",
     ),
 }
 CASES = [pytest.param(name, step, id=f"{step}-{name}") for name, plan in SCENARIOS.items() for step in plan.steps]
@@ -84,6 +101,28 @@ async def bisection_outcomes(world: CrashWorld) -> list[str | None]:
         return [(detail or {}).get("outcome") for detail in details]
 
 
+async def release_first_half(world: CrashWorld, repo: str) -> None:
+    """Once the second half of the bisected batch passed, post the held-back first half's success: both green
+    at once, so they land together."""
+
+    async def halves() -> list[str] | None:
+        async with world.engine.connect() as connection:
+            found = await connection.scalars(
+                select(Attempt.candidate_sha).where(Attempt.split_from.is_not(None)).order_by(Attempt.id)
+            )
+            candidates = [sha for sha in found if sha]
+        return candidates if len(candidates) == 2 else None
+
+    first, second = await eventually(halves, within=60, what="both halves built")
+
+    async def second_passed() -> bool:
+        runs = await world.sim.log("ci")
+        return any(e["sha"] == second and e.get("phase") == "done" and e.get("state") == "success" for e in runs)
+
+    await eventually(second_passed, within=60, what="the second half to pass")
+    await world.sim.set_status(repo, first, "success", context="ci/test")
+
+
 @pytest.mark.parametrize(("scenario", "step"), CASES)
 async def test_crash_in_a_batch_then_restart(make_world: MakeWorld, report: Report, scenario: str, step: str) -> None:
     plan = SCENARIOS[scenario]
@@ -92,6 +131,8 @@ async def test_crash_in_a_batch_then_restart(make_world: MakeWorld, report: Repo
     numbers = await world.open_prs(repo, plan.prs)
     branch_of = dict(zip(numbers, (branch for branch, _ in plan.prs), strict=True))
     await world.move_main(repo)
+    for action in plan.ci_faults:
+        await world.sim.fault(kind="ci", action=action, repo=repo, count=1)
     bot = world.bot_process(extra=BATCHES)
 
     async with ChainWatch(world.engine) as watch:
@@ -101,6 +142,8 @@ async def test_crash_in_a_batch_then_restart(make_world: MakeWorld, report: Repo
             for number in numbers:
                 await world.queue(repo, number)
             await world.queued(len(numbers))
+        if plan.hold_first_half:
+            await release_first_half(world, repo)
 
         code = await bot.wait_exit(within=60)
         assert code == -9, f"the bot should have killed itself at {step}, exit status {code}"
@@ -126,19 +169,20 @@ async def test_crash_in_a_batch_then_restart(make_world: MakeWorld, report: Repo
     assert len({row.merged_sha for row in merged}) == len(merged)
     bot_moves = base_moves(await world.sim.log("push"), world.baseline_seq)
     if plan.culprit is None:
-        assert len(bot_moves) == 1  # one batch, one fast-forward for all four
+        assert len(bot_moves) == 1  # one fast-forward for all four: the batch, or both halves together
     else:
         failed = [row for row in entries if row.state == "failed"]
         assert [branch_of[row.number] for row in failed] == [plan.culprit]
         assert [row.reason for row in failed] == ["checks_failed"]
         assert failed[0].reason_detail.get("bisected") is True
+    if plan.bisection is not None:
 
         async def settled_bisections() -> list[str | None] | None:
             found = await bisection_outcomes(world)
             return found if found and all(found) else None
 
         found = await eventually(settled_bisections, within=20, what="every bisected batch to be settled")
-        assert set(found) == {"culprit"}, found
+        assert set(found) == {plan.bisection}, found
 
     async def all_told() -> bool:
         return not await untold(world, repo)

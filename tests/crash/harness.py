@@ -32,11 +32,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.db.models import Attempt, AttemptEntry, Entry, PullRequest, Repository
 from bot.gate.locks import NAMESPACE
-from bot.queue.model import ACTIVE_ATTEMPT_STATES, ACTIVE_ENTRY_STATES
+from bot.queue.model import ACTIVE_ATTEMPT_STATES, ACTIVE_ENTRY_STATES, AttemptState
 from gitea_sim.gitrepo import run_git
 from gitea_sim.testing import SimHandle, SimUser, free_port
 from tests.crash.invariants import (
+    ZERO_SHA,
+    AttemptRow,
     base_moves,
+    broken_chains,
     database_disagrees,
     merged_twice,
     overlapping_attempts,
@@ -434,15 +437,21 @@ async def make_crash_world(
 # -- the verdict -----------------------------------------------------------------------------------------
 
 
-async def violations(world: CrashWorld, committed_faults: frozenset[int] = frozenset()) -> list[str]:
-    """Every broken promise the simulator's log and the database show (see ``invariants``)."""
+async def violations(
+    world: CrashWorld, committed_faults: frozenset[int] = frozenset(), *, most: int = 1
+) -> list[str]:
+    """Every broken promise the simulator's log and the database show (see ``invariants``); ``most``: the
+    longest chain of attempts the queue may run at once (1: serial)."""
     log = await world.sim.log()
     found = untested_base_moves(log, world.baseline_seq)
     found += merged_twice(log, committed_faults)
-    found += overlapping_attempts(log)
+    found += overlapping_attempts(log, most=most)
+    # The base's history: every commit reachable from a SHA it pointed to (a batch's PRs are merged at the
+    # commits where their own changes end, below the candidate the base moved to).
     history: defaultdict[str, set[str]] = defaultdict(set)
-    for move in base_moves(log, 0):
-        history[move["repo"]].add(move["after"])
+    reach = await reachable(world, base_moves(log, 0))
+    for (repo, _), commits in reach.items():
+        history[repo] |= commits
     rows = await world.entries()
     pulls = {}
     for repo in world.repos:
@@ -457,6 +466,101 @@ async def violations(world: CrashWorld, committed_faults: frozenset[int] = froze
         found.append(f"{attempts} attempts still active")
     found += [f"{branch} left behind" for branch in await world.staging_branches()]
     return found
+
+
+ATTEMPTS_SQL = (
+    "SELECT a.id, a.train_id, a.parent_id, a.base_sha, a.candidate_sha, a.state,"
+    " coalesce(array_agg(m.entry_id ORDER BY m.position) FILTER (WHERE m.entry_id IS NOT NULL), '{}') AS entry_ids"
+    " FROM attempts a LEFT JOIN attempt_entries m ON m.attempt_id = a.id"
+    " WHERE a.state = ANY(:states) GROUP BY a.id ORDER BY a.id"
+)
+
+
+async def attempt_rows(engine: AsyncEngine, states: list[str]) -> list[AttemptRow]:
+    """The attempts in these states, each with its entries in order, read in one statement."""
+    async with engine.connect() as connection:
+        rows = (await connection.execute(text(ATTEMPTS_SQL), {"states": states})).all()
+    return [_attempt_row(row) for row in rows]
+
+
+def _attempt_row(row: Any) -> AttemptRow:
+    return AttemptRow(
+        int(row.id),
+        int(row.train_id),
+        row.parent_id,
+        str(row.base_sha),
+        row.candidate_sha,
+        str(row.state),
+        tuple(int(e) for e in row.entry_ids),
+    )
+
+
+class ChainWatch:
+    """Reads the active attempts (with their entries) over and over while a scenario runs, each read one
+    statement and so one consistent snapshot of the database, and keeps every distinct one: the samples
+    ``broken_chains`` judges."""
+
+    def __init__(self, engine: AsyncEngine, every: float = 0.05) -> None:
+        self.engine = engine
+        self.every = every
+        self.samples: list[tuple[AttemptRow, ...]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def read(self) -> tuple[AttemptRow, ...]:
+        return tuple(await attempt_rows(self.engine, [s.value for s in ACTIVE_ATTEMPT_STATES]))
+
+    async def _run(self) -> None:
+        while True:
+            sample = await self.read()
+            if not self.samples or self.samples[-1] != sample:
+                self.samples.append(sample)
+            await asyncio.sleep(self.every)
+
+    async def __aenter__(self) -> ChainWatch:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self.samples.append(await self.read())
+
+    @property
+    def longest(self) -> int:
+        """The most active attempts one sample held (the longest chain seen)."""
+        return max((len(sample) for sample in self.samples), default=0)
+
+
+async def reachable(
+    world: CrashWorld, log: list[dict[str, Any]], branch: str = "main"
+) -> dict[tuple[str, str], frozenset[str]]:
+    """(repo, SHA) → the commits reachable from it, for every SHA the base or a staging branch pointed to
+    (read from the simulator's repositories themselves)."""
+    reach: dict[tuple[str, str], frozenset[str]] = {}
+    for event in log:
+        if event["kind"] != "push" or event["after"] == ZERO_SHA:
+            continue
+        if event["ref"] != f"refs/heads/{branch}" and not event["ref"].startswith("refs/heads/merge-bot/"):
+            continue
+        key = (event["repo"], event["after"])
+        if key in reach:
+            continue
+        owner, name = key[0].split("/")
+        repo = world.sim.sim.state.repo_by_name(owner, name)
+        assert repo is not None
+        reach[key] = frozenset(await world.sim.sim.git(repo).rev_list(key[1]))
+    return reach
+
+
+async def chain_violations(world: CrashWorld, watch: ChainWatch, *, most: int) -> list[str]:
+    """The chain invariant, on the database's samples and on what the forge saw (see ``invariants``)."""
+    log = await world.sim.log()
+    found = overlapping_attempts(log, most=most, reach=await reachable(world, log))
+    every = {row.id: row for row in await attempt_rows(world.engine, [s.value for s in AttemptState])}
+    history = {move["after"] for move in base_moves(log, 0)}
+    return found + broken_chains(watch.samples, every, history)
 
 
 class WebhookBalancer:

@@ -5,15 +5,22 @@ database the bots share. Pure functions of that evidence; each returns a list of
   by a fast-forward, to a SHA on which CI had reported ``success`` for the required context *before* the
   push — and to each SHA at most once.
 * No PR merged twice: at most one merge call per PR took effect.
-* Never two attempts on one train at once: at most one live ``merge-bot/*`` branch per repository.
+* The active attempts of a train form one chain from the base tip: each attempt's base is the candidate of the
+  one before it, the first one's base the tip when it was built (``broken_chains``, judged on samples of the
+  database's attempt rows); no entry is in two active attempts at once; what the forge shows agrees
+  (``overlapping_attempts``: the live ``merge-bot/*`` branches, at most ``most`` of them, each candidate on
+  the one before). Serially (a batch of one, no bisection) the chain has at most one attempt: at most one
+  live staging branch per repository.
 * Every entry final, nothing active, and the forge agrees with the database about what merged.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 ZERO_SHA = "0" * 40
@@ -109,10 +116,121 @@ def most_live_staging(log: Iterable[dict[str, Any]]) -> dict[str, int]:
     return dict(most)
 
 
-def overlapping_attempts(log: Iterable[dict[str, Any]]) -> list[str]:
-    return [
-        f"{repo}: {count} staging branches live at once" for repo, count in most_live_staging(log).items() if count > 1
-    ]
+def _attempt_number(ref: str) -> tuple[int, str]:
+    """``refs/heads/merge-bot/<base>/<attempt>`` → (attempt id, ref): staging refs in the order attempts were made."""
+    tail = ref.rsplit("/", 1)[-1]
+    return (int(tail) if tail.isdigit() else -1, ref)
+
+
+def overlapping_attempts(
+    log: Iterable[dict[str, Any]],
+    *,
+    most: int = 1,
+    reach: Mapping[tuple[str, str], frozenset[str]] | None = None,
+    branch: str = "main",
+) -> list[str]:
+    """The active attempts of a train form one chain from the base tip, as the forge shows it: per repository
+    at most ``most`` ``merge-bot/*`` branches live at once (1 for a serial queue: never two attempts at once).
+    With ``reach`` ((repo, SHA) → the commits reachable from it, itself included), whenever a candidate is
+    pushed the live candidates, in the order their attempts were made, each sit strictly on top of the one
+    before, and the first one is on top of the base tip or already in it (landed, its bookkeeping pending)."""
+    violations: list[str] = []
+    live: defaultdict[str, dict[str, str]] = defaultdict(dict)
+    tip: dict[str, str] = {}
+    base = f"refs/heads/{branch}"
+    for event in log:
+        if event["kind"] != "push":
+            continue
+        repo, ref, after = event["repo"], event["ref"], event["after"]
+        if ref == base:
+            tip[repo] = after
+            continue
+        if not ref.startswith(STAGING_PREFIX):
+            continue
+        refs = live[repo]
+        if after == ZERO_SHA:
+            refs.pop(ref, None)
+            continue
+        refs[ref] = after
+        where = f"{repo} push #{event['seq']} of {ref.removeprefix(STAGING_PREFIX)}"
+        if len(refs) > most:
+            violations.append(f"{where}: {len(refs)} staging branches live at once")
+        if reach is None:
+            continue
+        chain = [(name.removeprefix(STAGING_PREFIX), refs[name]) for name in sorted(refs, key=_attempt_number)]
+        first_ref, first = chain[0]
+        under = tip.get(repo)
+        on_tip = under is None or under in reach.get((repo, first), frozenset())
+        if not on_tip and first not in reach.get((repo, under or ""), frozenset()):
+            violations.append(f"{where}: {first_ref} ({first[:10]}) is neither on the base tip nor in it")
+        for (_, lower), (upper_ref, upper) in itertools.pairwise(chain):
+            if upper == lower or lower not in reach.get((repo, upper), frozenset()):
+                violations.append(f"{where}: {upper_ref} ({upper[:10]}) does not sit on {lower[:10]}")
+    return list(dict.fromkeys(violations))
+
+
+@dataclass(frozen=True)
+class AttemptRow:
+    """What the chain invariant reads of an ``attempts`` row (and its ``attempt_entries``)."""
+
+    id: int
+    train_id: int
+    parent_id: int | None
+    base_sha: str
+    candidate_sha: str | None
+    state: str
+    entry_ids: tuple[int, ...] = ()
+
+
+def broken_chains(
+    samples: Iterable[Sequence[AttemptRow]], attempts: Mapping[int, AttemptRow], base_history: set[str]
+) -> list[str]:
+    """The active attempts of a train form one chain from the base tip, judged on ``samples`` (each the active
+    attempts as one consistent read of the database saw them): one first attempt per train, each other one
+    the child (``parent_id``) of the one before and built on its candidate (``base_sha``); the first built on
+    a SHA the base held (``base_history``), or, when its parent ended (landed and being finished, or red and
+    this one about to be rebuilt), on that parent's candidate (``attempts``: every attempt row, by id, as it
+    ended). And no entry in two active attempts at once."""
+    violations: list[str] = []
+    for sample in samples:
+        trains: defaultdict[int, list[AttemptRow]] = defaultdict(list)
+        for row in sample:
+            trains[row.train_id].append(row)
+        carried = Counter(entry_id for row in sample for entry_id in row.entry_ids)
+        violations += [
+            f"entry {entry_id} in {count} active attempts at once" for entry_id, count in carried.items() if count > 1
+        ]
+        for train, rows in trains.items():
+            ids = {row.id for row in rows}
+            roots = [row for row in rows if row.parent_id not in ids]
+            children: defaultdict[int, list[AttemptRow]] = defaultdict(list)
+            for row in rows:
+                if row.parent_id in ids:
+                    children[row.parent_id].append(row)
+            where = f"train {train}, active attempts {sorted(ids)}"
+            if len(roots) != 1:
+                violations.append(f"{where}: {len(roots)} chains")
+                continue
+            root = roots[0]
+            if root.parent_id is None:
+                if root.base_sha not in base_history:
+                    violations.append(f"{where}: attempt {root.id} built on {root.base_sha[:10]}, never the base")
+            else:
+                parent = attempts.get(root.parent_id)
+                if parent is None or root.base_sha != parent.candidate_sha:
+                    violations.append(f"{where}: attempt {root.id} not built on its parent {root.parent_id}")
+            chain, here = [root], root
+            while children[here.id]:
+                if len(children[here.id]) > 1:
+                    violations.append(f"{where}: attempt {here.id} has {len(children[here.id])} children")
+                child = children[here.id][0]
+                if here.candidate_sha is None or child.base_sha != here.candidate_sha:
+                    violations.append(f"{where}: attempt {child.id} not built on the candidate of {here.id}")
+                chain.append(child)
+                here = child
+            if len(chain) != len(rows):
+                violations.append(f"{where}: not one chain")
+    return list(dict.fromkeys(violations))
 
 
 def database_disagrees(

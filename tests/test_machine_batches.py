@@ -231,7 +231,7 @@ def test_a_part_red_alone_on_top_of_green_is_the_culprit_and_only_it_fails() -> 
     assert decision.reason is Reason.CHECKS_FAILED
     assert decision.actions == (
         FailAttempt(102, (3,), Reason.CHECKS_FAILED, {**RED_DETAIL, "sha": cand(102)}),
-        ReplaceChain((103,), BASE, None, (Group((4,), 100),), Reason.CHECKS_FAILED),
+        AbandonAttempt(103, Reason.CHECKS_FAILED, (4,)),  # built on the culprit: back in line, next to go
     )
 
 
@@ -242,13 +242,14 @@ def test_a_red_part_behind_a_pending_one_waits_no_innocent_is_rejected() -> None
     assert not any(isinstance(action, (FailAttempt, ReplaceChain)) for action in decision.actions)
 
 
-def test_a_red_first_half_is_split_again_and_the_second_half_rebuilt_on_top() -> None:
+def test_a_red_first_half_is_split_again_and_the_second_half_goes_back_in_line() -> None:
     parts = chain(((1, 2), RED), ((3, 4), GREEN), split_from=100)
     decision = decide(snap(*under_test(1, 2, 3, 4), attempts=parts))
-    (split,) = decision.actions
+    behind, split = decision.actions
+    assert behind == AbandonAttempt(102, Reason.CHECKS_FAILED, (3, 4))  # its green says nothing: it held 1, 2
     assert isinstance(split, ReplaceChain)
-    assert split.attempt_ids == (101, 102) and split.bisected == 101 and split.base_sha == BASE
-    assert split.groups == (Group((1,), 101), Group((2,), 101), Group((3, 4), 100))
+    assert split.attempt_ids == (101,) and split.bisected == 101 and split.base_sha == BASE
+    assert split.groups == (Group((1,), 101), Group((2,), 101))
 
 
 def test_a_red_plain_batch_of_one_fails_and_what_is_behind_it_goes_back_in_line() -> None:

@@ -12,7 +12,7 @@ Every write is made only once the train lock is proven, so a gate that lost its 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import timedelta
 from typing import Any
 
@@ -123,15 +123,16 @@ class Notices:
             await session.execute(update(Entry).where(Entry.id == entry.id).values(**values))
         return posted
 
-    async def tell_untold(self) -> int:
-        """Tell the train's final entries that were never told (a crash or the forge cut it short)."""
+    async def tell_untold(self, skip: Collection[int] = ()) -> int:
+        """Tell the train's final entries that were never told (a crash or the forge cut it short, or the gate
+        put it off until its next attempt was under way); ``skip``: entries not to tell yet."""
         async with self.sessions() as session:
             rows = (
                 await session.execute(
                     select(Entry, PullRequest, Repository)
                     .join(PullRequest, PullRequest.id == Entry.pull_request_id)
                     .join(Repository, Repository.id == PullRequest.repository_id)
-                    .where(Entry.train_id == self.train_id, queries.untold_due())
+                    .where(Entry.train_id == self.train_id, queries.untold_due(), Entry.id.not_in(list(skip)))
                     .order_by(Entry.id)
                     .limit(UNTOLD_BATCH)
                 )

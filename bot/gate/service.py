@@ -111,6 +111,9 @@ class Gate:
         self.train_id = train_id
         self.lock = lock
         self._landed_now: dict[int, str] = {}  # attempt → candidate the base was just fast-forwarded to
+        # Entries merged in this pass: told after the next pass's actions, so that the next candidate is
+        # under CI while the PRs get their statuses and comments (told_at makes sure they are told).
+        self._tell_later: set[int] = set()
         self._seen_status: dict[tuple[str, str], StatusView] = {}
         self.notices = Notices(deps.settings, deps.sessions, deps.forge, deps.clock, lock, train_id, deps.queue_url)
         self.display = Display(deps.settings, deps.sessions, deps.forge, self.notices)
@@ -150,7 +153,8 @@ class Gate:
         """One pass: tell the outcomes still untold; load the train, refresh its facts from the forge and renew
         its leases; snapshot (reads only); record what it read (statuses) and tell waiting entries what they
         wait for; decide; act (or, when the decision is to wait, show the queued entries their positions)."""
-        await self.notices.tell_untold()
+        earlier, self._tell_later = self._tell_later, set()
+        await self.notices.tell_untold(skip=earlier)  # what a crash or the forge cut short
         loaded = await self.load()
         await self.refresh_facts(loaded)
         await self.renew_leases(loaded)
@@ -166,6 +170,8 @@ class Gate:
         )
         await self.display.mirror_checks(loaded, snapshot)
         if decision.waits:
+            await self.notices.tell_untold(skip=self._tell_later)  # nothing started: tell them now
+            self._tell_later.clear()
             idle = not loaded.entries and not loaded.attempts
             if not idle:
                 await self.display.post_positions(loaded, snapshot)
@@ -176,6 +182,7 @@ class Gate:
             # The forge accepted the fast-forward: that is the fact the next decision needs, so
             # decide on it at once instead of re-reading everything (the machine still decides).
             await self._decide_landed(snapshot, loaded)
+        await self.notices.tell_untold(skip=self._tell_later)  # the last pass's merges, now this pass's work runs
         return Pass(decision, False, snapshot.now)
 
     async def _sleep(self, wake: asyncio.Event, actions: tuple[Action, ...], now: datetime) -> None:
@@ -704,7 +711,6 @@ class Gate:
         deps = self.deps
         running = loaded.attempt(action.attempt_id)
         attempt = running.row
-        repo = loaded.repo
         plan = plan_for(attempt.strategy)
         ends = {entry_id: running.end_of(entry_id, action.candidate_sha) for entry_id in action.entry_ids}
         base = self._base(loaded)
@@ -745,9 +751,7 @@ class Gate:
                 )
         log.info("gate.merged", train=self.train_id, attempt=attempt.id, sha=action.candidate_sha)
         self._crashpoint("merge_recorded")
-        for entry_id in action.entry_ids:
-            entry, pull = loaded.entries[entry_id]
-            await self.notices.tell(repo, entry, pull)
+        self._tell_later.update(action.entry_ids)  # told once the next attempt is under way (see step)
 
     async def _fail(self, action: FailAttempt, loaded: Loaded) -> None:
         """The attempt ends failed; the entries it names fail with its reason."""

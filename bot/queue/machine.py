@@ -23,8 +23,9 @@ they apply:
 7. Checks, along the chain: the longest green prefix lands, by one fast-forward to its deepest candidate.
    Only the first attempt's failure is acted on (a red attempt behind a pending one waits: an innocent entry
    is never rejected): a batch of one fails, naming the check; a larger batch is bisected — its first half is
-   tested on its base, the second on top of the first, priorities kept — and what was behind it is rebuilt on
-   top. A deadline passed with checks pending counts as a failure.
+   tested on its base, the second on top of the first, priorities kept. What was behind it carries its red
+   changes and can tell nothing: it ends, its entries back in line. A deadline passed with checks pending
+   counts as a failure.
 8. A waiting entry whose dependencies are all merged joins the queue.
 9. With no attempt active, the head of the line starts an attempt of up to ``batch_max`` entries
    (:func:`~bot.queue.policy.next_batch`), after waiting up to ``batch_wait_seconds`` for a short batch.
@@ -385,19 +386,16 @@ def _checks_step(snapshot: TrainSnapshot, chain: tuple[AttemptView, ...]) -> Dec
 
 def _fault(snapshot: TrainSnapshot, chain: tuple[AttemptView, ...], reason: Reason, detail: dict[str, Any]) -> Decision:
     """The first attempt of the chain is red (or timed out) on top of everything green before it: a batch of
-    one fails and what is behind it is rebuilt on its base; a larger batch is bisected."""
+    one fails, a larger batch is bisected. Every attempt behind it carries its red changes, so none of them
+    can tell anything: they end, and their entries go back in line (oldest first, so they are next)."""
     first = chain[0]
+    behind = tuple(AbandonAttempt(a.id, reason, a.entry_ids) for a in chain[1:])
     if len(first.entry_ids) > 1 and snapshot.policy.bisect:
         one, two = halves(first.entry_ids)
-        groups = (Group(one, first.id), Group(two, first.id), *(Group(a.entry_ids, a.split_from) for a in chain[1:]))
-        split = ReplaceChain(
-            tuple(a.id for a in chain), first.base_sha, None, groups, reason, bisected=first.id, detail=detail
-        )
-        return Decision((split,), Reason.BISECTED, {**detail, "halves": [list(one), list(two)]})
-    failed = FailAttempt(first.id, first.entry_ids, reason, detail)
-    if len(chain) == 1:
-        return Decision((failed,), reason, detail)
-    return Decision((failed, *_rebuild(snapshot, chain[1:], 0, [], reason)), reason, detail)
+        groups = (Group(one, first.id), Group(two, first.id))
+        split = ReplaceChain((first.id,), first.base_sha, None, groups, reason, bisected=first.id, detail=detail)
+        return Decision((*behind, split), Reason.BISECTED, {**detail, "halves": [list(one), list(two)]})
+    return Decision((FailAttempt(first.id, first.entry_ids, reason, detail), *behind), reason, detail)
 
 
 def _stale(entry: EntryView, attempt: AttemptView | None) -> CancelEntry | None:

@@ -9,11 +9,17 @@ may be cut short by a crash at any forge write or git push, before it or after i
 and ``GitRunner``, raise where the process would have died; the gate is dropped with its lock and a new one
 takes over, as after a restart).
 
+Histories also run with batches: each draws ``MERGE_BOT_BATCH_MAX`` (1 to 4; the pr-branch strategy caps it at
+one), so red batches (a broken PR, or the two feature PRs together) are bisected against the real service.
+
 Invariants after every rule, from the simulator's log and the database: the bot moves the base only by a
 fast-forward to a SHA whose CI was green before the push, never twice to the same SHA; no PR merged twice;
-at most one active attempt and one live staging branch. At the end of every example, liveness: with the
-interference over, passes of the gate (and one reaper pass) bring every entry to a final state with its PR
-told, leave no staging branch, and the database agrees with the forge about what merged.
+the active attempts form one chain (one first attempt on a commit the base held, each next one on the
+candidate of the one before; with batches of one, that is at most one active attempt), no entry is in two
+active attempts, and the live staging branches are those of active attempts (with batches of one: at most
+one). At the end of every example, liveness: with the interference over, passes of the gate (and one reaper
+pass) bring every entry to a final state with its PR told, leave no staging branch, and the database agrees
+with the forge about what merged.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import secrets
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Coroutine, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -50,7 +56,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from bot.clock import SystemClock
 from bot.config import Settings, load_settings
 from bot.db.migrate import upgrade_async
-from bot.db.models import Attempt, Entry, PullRequest, Repository, Train
+from bot.db.models import Attempt, AttemptEntry, Entry, PullRequest, Repository, Train
 from bot.db.queries import StaleRow
 from bot.db.session import make_engine, make_sessionmaker
 from bot.forge.client import GiteaClient
@@ -66,12 +72,21 @@ from bot.scheduler.reap import Reaper
 from bot.setup import ensure_merge_styles
 from gitea_sim.testing import SimHandle, SimUser, running_sim
 from tests.conftest import asyncpg_dsn, with_database
-from tests.crash.invariants import database_disagrees, merged_twice, overlapping_attempts, untested_base_moves
+from tests.crash.invariants import (
+    STAGING_PREFIX,
+    ZERO_SHA,
+    database_disagrees,
+    merged_twice,
+    overlapping_attempts,
+    untested_base_moves,
+)
 from tests.e2e.conftest import CI_SCRIPT
 
 pytestmark = pytest.mark.slow
 T = TypeVar("T")
 _repos = itertools.count()
+ACTIVE_STATES = frozenset(s.value for s in ACTIVE_ATTEMPT_STATES)
+BATCH_MAX = (1, 2, 3, 3, 4)  # two histories in three (with staging) test batches
 SEEN: Counter[str] = Counter()  # what the examples did, printed at the end (and checked: they must do things)
 
 
@@ -212,19 +227,64 @@ class World:
             )
             return list((await connection.execute(query)).all())
 
-    async def active_attempts(self) -> int:
+    async def attempts(self) -> list[Any]:
+        """Every attempt of this repository's train, oldest first."""
         async with self.harness.engine.connect() as connection:
             query = (
-                select(func.count())
-                .select_from(Attempt)
+                select(Attempt.__table__)
                 .join(Train, Train.id == Attempt.train_id)
                 .join(Repository, Repository.id == Train.repository_id)
-                .where(
-                    Repository.owner + "/" + Repository.name == self.repo,
-                    Attempt.state.in_([s.value for s in ACTIVE_ATTEMPT_STATES]),
-                )
+                .where(Repository.owner + "/" + Repository.name == self.repo)
+                .order_by(Attempt.id)
             )
-            return int(await connection.scalar(query) or 0)
+            return list((await connection.execute(query)).all())
+
+    async def active_attempts(self) -> int:
+        return sum(1 for row in await self.attempts() if row.state in ACTIVE_STATES)
+
+    async def members(self) -> list[tuple[int, int]]:
+        """(attempt, entry) for every entry an active attempt of this train carries."""
+        active = [row.id for row in await self.attempts() if row.state in ACTIVE_STATES]
+        async with self.harness.engine.connect() as connection:
+            query = select(AttemptEntry.attempt_id, AttemptEntry.entry_id).where(AttemptEntry.attempt_id.in_(active))
+            return [(int(a), int(e)) for a, e in await connection.execute(query)]
+
+    async def chain_problems(self) -> list[str]:
+        """Where the active attempts (read from the database) are not one chain from the base."""
+        rows = await self.attempts()
+        by_id = {row.id: row for row in rows}
+        active = [row for row in rows if row.state in ACTIVE_STATES]
+        if not active:
+            return []
+        ids = {row.id for row in active}
+        roots = [row for row in active if row.parent_id not in ids]
+        problems = []
+        if len(roots) != 1:
+            problems.append(f"attempts {[row.id for row in roots]} are each built on no active attempt")
+        children: Counter[int] = Counter(row.parent_id for row in active if row.parent_id in ids)
+        problems += [f"attempt {parent} has {n} active children" for parent, n in children.items() if n > 1]
+        for row in active:
+            if row.parent_id in ids and row.base_sha != by_id[row.parent_id].candidate_sha:
+                problems.append(f"attempt {row.id} is not on the candidate of its parent {row.parent_id}")
+        log = await self.log()
+        held = {e["after"] for e in log if e["kind"] == "push" and e["ref"] == "refs/heads/main"}
+        for root in roots:
+            parent = by_id.get(root.parent_id) if root.parent_id is not None else None
+            # A crash between the transactions of one rebuild may leave the rest of a chain on its ended first
+            # attempt's candidate for a moment: the next pass rebuilds it on the base.
+            left_by_crash = self.crasher.crashes > 0 and parent is not None and parent.candidate_sha == root.base_sha
+            if root.base_sha not in held and not left_by_crash:
+                problems.append(f"the first attempt {root.id} is on {root.base_sha[:10]}, never the base")
+        return problems
+
+    async def stray_staging(self) -> list[str]:
+        """Live ``merge-bot/*`` branches (from the push log) that no active attempt owns."""
+        live: set[str] = set()
+        for event in await self.log():
+            if event["kind"] == "push" and event["ref"].startswith(STAGING_PREFIX):
+                (live.discard if event["after"] == ZERO_SHA else live.add)(event["ref"])
+        owned = {row.ref for row in await self.attempts() if row.state in ACTIVE_STATES and row.ref}
+        return sorted(live - owned)
 
     async def commands_acting_twice(self) -> list[int]:
         async with self.harness.engine.connect() as connection:
@@ -240,11 +300,19 @@ class World:
         comments = await self.sim.api("GET", f"/repos/{self.repo}/issues/{number}/comments")
         return [str(c["body"]) for c in comments if "merge-bot outcome of entry" in c["body"]]
 
+    async def main_commits(self) -> list[str]:
+        """Every commit reachable from main (read from the simulator's repository itself)."""
+        owner, name = self.repo.split("/")
+        found = self.sim.sim.state.repo_by_name(owner, name)
+        assert found is not None
+        return await self.sim.sim.git(found).rev_list("main")
+
     async def log(self) -> list[dict[str, Any]]:
         return [e for e in await self.sim.log() if e.get("repo") in (None, self.repo)]
 
 
-FILES = {
+Files = dict[str, str | None]
+FILES: dict[str, Callable[[int], Files]] = {
     "plain": lambda i: {f"plain-{i}.txt": f"{i}\n"},
     "feature-a": lambda i: {"feature-a.flag": f"{i}\n"},  # green alone, red with feature-b (CI_SCRIPT)
     "feature-b": lambda i: {"feature-b.flag": f"{i}\n"},
@@ -264,12 +332,14 @@ class GateServiceMachine(RuleBasedStateMachine):
         return self.harness.run(work)
 
     @initialize(
-        strategy=st.sampled_from(["staging", "pr-branch"]),
-        kinds=st.lists(st.sampled_from(sorted(FILES)), min_size=2, max_size=3),
+        strategy=st.sampled_from(["staging", "staging", "pr-branch"]),
+        batch_max=st.sampled_from(BATCH_MAX),
+        kinds=st.lists(st.sampled_from(sorted(FILES)), min_size=2, max_size=4),
     )
-    def setup(self, strategy: str, kinds: list[str]) -> None:
-        """A repository with two or three PRs in the queue, so that every history has work to interfere with."""
-        self.world = self.run(new_world(self.harness, strategy))
+    def setup(self, strategy: str, batch_max: int, kinds: list[str]) -> None:
+        """A repository with two to four PRs in the queue, so that every history has work to interfere with
+        (and, with batch_max above one, a batch to test)."""
+        self.world = self.run(new_world(self.harness, strategy, batch_max))
         for kind in kinds:
             self.open_pr(kind)
             self.queue(len(self.world.prs) - 1)
@@ -320,7 +390,7 @@ class GateServiceMachine(RuleBasedStateMachine):
         async def work() -> None:
             pull = await world.sim.api("GET", f"/repos/{world.repo}/pulls/{number}")
             if pull["state"] == "open":
-                files = {f"more-{edit}.txt": f"{edit}\n"}
+                files: Files = {f"more-{edit}.txt": f"{edit}\n"}
                 await world.sim.push_commit(world.repo, self.harness.maint, branch, files)
 
         self.run(work())
@@ -328,7 +398,7 @@ class GateServiceMachine(RuleBasedStateMachine):
     @rule(conflicting=st.booleans())
     def push_to_main(self, conflicting: bool) -> None:
         edit = next(self.world.edits)
-        files = {"app.txt": f"app, changed on main {edit}\n"} if conflicting else {f"main-{edit}.txt": "main\n"}
+        files: Files = {"app.txt": f"app, changed on main {edit}\n"} if conflicting else {f"main-{edit}.txt": "main\n"}
         self.run(self.world.sim.push_commit(self.world.repo, self.harness.owner, "main", files))
 
     @precondition(lambda self: bool(self.world.prs))
@@ -361,12 +431,19 @@ class GateServiceMachine(RuleBasedStateMachine):
         log = self.run(self.world.log())
         assert untested_base_moves(log, 0, pusher=self.harness.bot.login) == []
         assert merged_twice(log) == []
-        assert self.run(self.world.active_attempts()) <= 1
-        assert self.run(self.world.commands_acting_twice()) == []
-        if not self.world.crasher.crashes:
-            # Each attempt's staging branch goes before the next one is pushed; after a crash a dead attempt's
-            # may be left for the reaper (run at the end of the example, which must leave none).
-            assert overlapping_attempts(log) == []
+        world = self.world
+        assert self.run(world.chain_problems()) == []
+        if world.settings.batch_max == 1 or world.settings.strategy == "pr-branch":
+            assert self.run(world.active_attempts()) <= 1  # batches of one are never bisected: no chain
+        carried = Counter(entry for _, entry in self.run(world.members()))
+        assert [entry for entry, n in carried.items() if n > 1] == [], "an entry in two active attempts"
+        assert self.run(world.commands_acting_twice()) == []
+        if not world.crasher.crashes:
+            # An attempt's staging branch goes when the attempt ends; after a crash a dead attempt's may be left
+            # for the reaper (run at the end of the example, which must leave none).
+            assert self.run(world.stray_staging()) == []
+            if world.settings.batch_max == 1:
+                assert overlapping_attempts(log) == []
 
     def teardown(self) -> None:
         if hasattr(self, "world"):
@@ -399,10 +476,21 @@ async def settle(world: World) -> None:
             for p in await world.sim.api("GET", f"/repos/{world.repo}/pulls", params={"state": "all"})
         }
         log = await world.log()
-        history = {world.repo: {e["after"] for e in log if e["kind"] == "push" and e["ref"] == "refs/heads/main"}}
+        # A batch lands in one push, each PR merged at the commit where its own change ends: main's history is
+        # every commit reachable from it, not only the tips it pointed to.
+        tips = {e["after"] for e in log if e["kind"] == "push" and e["ref"] == "refs/heads/main"}
+        history = {world.repo: tips | set(await world.main_commits())}
         assert database_disagrees(rows, pulls, history) == []
         assert untested_base_moves(log, 0, pusher=world.harness.bot.login) == []
         SEEN.update(f"entry {row.state}" for row in rows)
+        attempts = await world.attempts()
+        SEEN[f"examples with batch_max {world.settings.batch_max}"] += 1
+        SEEN["bisections"] += sum(1 for row in attempts if row.reason == "bisected")
+        SEEN["settled flaky"] += sum(1 for row in attempts if (row.reason_detail or {}).get("outcome") == "flaky")
+        async with world.harness.engine.connect() as connection:
+            sizes = select(AttemptEntry.attempt_id).where(AttemptEntry.attempt_id.in_([row.id for row in attempts]))
+            counts = Counter(int(a) for (a,) in await connection.execute(sizes))
+        SEEN["attempts of two or more"] += sum(1 for n in counts.values() if n > 1)
         SEEN["examples"] += 1
         SEEN["crashes"] += world.crasher.crashes
         SEEN["base moves by the bot"] += sum(
@@ -412,7 +500,7 @@ async def settle(world: World) -> None:
         await world.restart()
 
 
-async def new_world(harness: Harness, strategy: str) -> World:
+async def new_world(harness: Harness, strategy: str, batch_max: int) -> World:
     sim, owner = harness.sim, harness.owner
     repo = await sim.create_repo(owner, f"app{next(_repos)}")
     await sim.add_collaborator(repo, harness.bot.login, "admin", as_user=owner)
@@ -428,6 +516,8 @@ async def new_world(harness: Harness, strategy: str) -> World:
             "MERGE_BOT_DATA_DIR": str(harness.data_dir),
             "MERGE_BOT_STRATEGY": strategy,
             "MERGE_BOT_CI_TIMEOUT_SECONDS": "600",
+            "MERGE_BOT_BATCH_MAX": str(batch_max),
+            "MERGE_BOT_BATCH_WAIT_SECONDS": "0",
         }
     )
     crasher = Crasher()
@@ -512,3 +602,4 @@ def test_gate_service_under_hostile_histories(pg_server_url: str, workdir: Path)
         loop.close()
     print("gate service state machine:", dict(sorted(SEEN.items())))
     assert SEEN["entry merged"] and SEEN["crashes"], "the examples must merge PRs and crash along the way"
+    assert SEEN["attempts of two or more"] and SEEN["bisections"], "the examples must test batches and bisect them"

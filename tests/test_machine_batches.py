@@ -337,3 +337,26 @@ def test_a_bisection_with_entries_still_under_test_is_not_settled() -> None:
     bisection = BisectionView(100, ((1, EntryState.MERGED), (2, EntryState.TESTING)), "ci/test")
     decision = decide(snap(*under_test(2), attempts=chain(((2,), PENDING), split_from=100), bisections=(bisection,)))
     assert decision.reason is Reason.CHECKS_PENDING
+
+
+# -- a tree already known red ---------------------------------------------------------------------------
+
+KNOWN = {**RED_DETAIL, "sha": cand(100)}
+
+
+def test_a_second_half_known_red_waits_behind_the_first_and_never_lands() -> None:
+    parts = list(chain(((1, 2), PENDING), ((3, 4), ()), split_from=100))
+    parts[1] = replace(parts[1], known_red=KNOWN)
+    assert decide(snap(*under_test(1, 2, 3, 4), attempts=tuple(parts))).reason is Reason.CHECKS_PENDING
+    parts[0] = replace(parts[0], statuses=GREEN)
+    assert decide(snap(*under_test(1, 2, 3, 4), attempts=tuple(parts))).actions == (MergeAttempt(101, BASE, cand(101)),)
+
+
+def test_a_known_red_tree_at_the_head_is_split_without_asking_ci_again() -> None:
+    known = replace(attempt(102, (3, 4), ()), split_from=100, known_red=KNOWN)
+    decision = decide(snap(*under_test(3, 4), attempts=(known,)))
+    assert decision.reason is Reason.BISECTED
+    (split,) = decision.actions
+    assert isinstance(split, ReplaceChain)
+    assert split.bisected == 102 and split.groups == (Group((3,), 102), Group((4,), 102))
+    assert split.detail == KNOWN  # the failure CI reported on that tree, with its link

@@ -309,7 +309,13 @@ class Gate:
         if attempt.candidate_sha:
             if attempt.state == AttemptState.MERGING and base_tip != attempt.candidate_sha:
                 landed = await self._landed(repo, branch, attempt.candidate_sha)
-            if attempt.state != AttemptState.BUILDING and not landed and base_tip != attempt.candidate_sha:
+            known_red = "inherits" in (attempt.reason_detail or {})  # never pushed: the forge does not know it
+            if (
+                attempt.state != AttemptState.BUILDING
+                and not landed
+                and not known_red
+                and base_tip != attempt.candidate_sha
+            ):
                 # Statuses count until the base is at the candidate: a merge is retried only while still green.
                 # A building candidate is recorded before it is pushed, so after a crash the forge may not know
                 # it (404, or 500 on Gitea): the machine rebuilds it without looking at statuses
@@ -607,8 +613,12 @@ class Gate:
                 await self._fail(action, loaded)
             return
         plan = plan_for(attempt.strategy)
-        ref = plan.candidate_ref(branch, attempt.id, [pull for _, pull in carried])
         ends = {link.key: link.end_sha for link in result.links}
+        red = await self._known_red(mirror, result.sha, loaded) if len(entry_ids) > 1 else None
+        if red is not None:
+            await self._record_known_red(running, result.sha, ends, red)
+            return
+        ref = plan.candidate_ref(branch, attempt.id, [pull for _, pull in carried])
         async with deps.sessions.begin() as session:  # the intent, before the push
             await queries.move_attempt(session, attempt, candidate_sha=result.sha, ref=ref, intent={"push": ref})
             await queries.record_ends(session, attempt.id, ends)
@@ -641,6 +651,41 @@ class Gate:
             await self.notices.status(
                 loaded.repo, p, head, "pending", messages.status_description(Reason.STARTED, started)
             )
+
+    async def _known_red(self, mirror: Mirror, sha: str, loaded: Loaded) -> Attempt | None:
+        """The red batch under bisection whose candidate has exactly this candidate's tree, if any: the second
+        half of a split, built on the first, is the very tree that failed (until the base moves). CI would only
+        say again what it said, so it is not asked; a single PR is always tested itself."""
+        tree = await mirror.tree_of(sha)
+        for batch, _ in loaded.bisections:
+            if batch.candidate_sha and tree is not None and await mirror.tree_of(batch.candidate_sha) == tree:
+                return batch
+        return None
+
+    async def _record_known_red(self, running: Running, sha: str, ends: dict[int, str], red: Attempt) -> None:
+        """The attempt's candidate is a tree already known red: recorded as tested, red as that batch was."""
+        deps = self.deps
+        attempt = running.row
+        failed: dict[str, Any] = dict(red.reason_detail or {})
+        kept = ("context", "state", "target_url", "description")
+        known: dict[str, Any] = {key: failed[key] for key in kept if key in failed}
+        known["sha"] = red.candidate_sha
+        detail: dict[str, Any] = {"inherits": red.id, "red": known}
+        deadline = deps.clock.now() + timedelta(seconds=deps.settings.ci_timeout_seconds)
+        async with deps.sessions.begin() as session:
+            await queries.move_attempt(
+                session,
+                attempt,
+                candidate_sha=sha,
+                state=AttemptState.TESTING.value,
+                deadline_at=deadline,
+                reason_detail=detail,
+                intent=None,
+            )
+            await queries.record_ends(session, attempt.id, ends)
+        for member in running.members:
+            member.end_sha = ends[member.entry_id]
+        log.info("gate.known_red", train=self.train_id, attempt=attempt.id, candidate=sha, same_tree_as=red.id)
 
     async def _push_owned(self, mirror: Mirror, ref: str, sha: str, expected: str | None) -> Pushed | Rejected:
         """Write a ref the bot owns, with a lease on the value it expects there.

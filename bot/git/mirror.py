@@ -168,6 +168,13 @@ class Mirror:
         result = await self._git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", ok=(0, 1))
         return result.text.strip() or None
 
+    async def tree_of(self, sha: str) -> str | None:
+        """The tree of commit ``sha`` in the mirror, or None when the mirror does not have it."""
+        if sha.startswith("-"):
+            raise ValueError(f"not a revision: {sha!r}")
+        result = await self._git("rev-parse", "--verify", "--quiet", f"{sha}^{{tree}}", ok=(0, 1))
+        return result.text.strip() or None
+
     async def remote_sha(self, ref: str) -> str | None:
         """What the remote's ``ref`` (a full ref name) holds right now, or None if it does not exist."""
         _check_ref(ref)

@@ -23,9 +23,10 @@ they apply:
 7. Checks, along the chain: the longest green prefix lands, by one fast-forward to its deepest candidate.
    Only the first attempt's failure is acted on (a red attempt behind a pending one waits: an innocent entry
    is never rejected): a batch of one fails, naming the check; a larger batch is bisected — its first half is
-   tested on its base, the second on top of the first, priorities kept. What was behind it carries its red
-   changes and can tell nothing: it ends, its entries back in line. A deadline passed with checks pending
-   counts as a failure.
+   tested on its base, the second on top of the first, priorities kept (the second half on top of the first
+   is the very tree that failed: the gate marks it known red instead of running CI on it again, unless it is a
+   single PR, which is always tested itself). What was behind a red attempt carries its red changes and can
+   tell nothing: it ends, its entries back in line. A deadline passed with checks pending counts as a failure.
 8. A waiting entry whose dependencies are all merged joins the queue.
 9. With no attempt active, the head of the line starts an attempt of up to ``batch_max`` entries
    (:func:`~bot.queue.policy.next_batch`), after waiting up to ``batch_wait_seconds`` for a short batch.
@@ -349,7 +350,7 @@ def _checks_step(snapshot: TrainSnapshot, chain: tuple[AttemptView, ...]) -> Dec
     first = chain[0]
     results = [evaluate(snapshot.required, attempt.statuses, snapshot.own_context) for attempt in chain]
     green = 0
-    while green < len(chain) and results[green].verdict is Verdict.SUCCESS:
+    while green < len(chain) and results[green].verdict is Verdict.SUCCESS and chain[green].known_red is None:
         green += 1
     if green:
         deepest = chain[green - 1]
@@ -359,6 +360,8 @@ def _checks_step(snapshot: TrainSnapshot, chain: tuple[AttemptView, ...]) -> Dec
         return Decision((MergeAttempt(deepest.id, first.base_sha, deepest.candidate_sha, through),), reason)
     result = results[0]
     assert first.candidate_sha is not None
+    if first.known_red is not None:  # the very tree a batch failed on: split it without asking CI again
+        return _fault(snapshot, chain, Reason.CHECKS_FAILED, dict(first.known_red))
     if result.verdict is Verdict.FAILURE:
         assert result.failed is not None
         detail: dict[str, Any] = {

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from bot.queue.policy import QueuePolicy
 
@@ -141,6 +143,9 @@ class AttemptView:
     statuses: tuple[StatusView, ...] = ()
     landed: bool = False
     split_from: int | None = None  # the red batch (a failed attempt) this attempt is a part of, when bisecting
+    # The candidate is a tree already known red (the second half of a split is the very tree that failed):
+    # the failure as that batch's CI reported it, and no CI run of its own.
+    known_red: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -537,6 +537,8 @@ class Gate:
         for running in ended:
             del loaded.attempts[running.row.id]
             await self._delete_staging(running.row, loaded)
+            if running.row.id == action.bisected:  # its parts are built next: a part with its tree is known red
+                loaded.bisections.append((running.row, [(e, EntryState.TESTING.value) for e in running.entry_ids]))
         log.info(
             "gate.chain_replaced",
             train=self.train_id,

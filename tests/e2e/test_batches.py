@@ -108,6 +108,10 @@ async def test_a_batch_of_four_with_a_semantic_conflict_lands_three_and_rejects_
         bisected = [row for row, _ in rows if row.reason == "bisected"]
         assert bisected[0].reason_detail["outcome"] == "culprit"
         assert [n for row, ids in rows if row.split_from == bisected[0].id for n in ids]  # its parts were tested
+        # The second half, built on the first, is the very tree the batch failed on: not pushed, not re-run.
+        known = [row for row, _ in rows if "inherits" in (row.reason_detail or {})]
+        assert [row.ref for row in known] == [None]
+        assert known[0].reason_detail["inherits"] == bisected[0].id
 
 
 async def test_a_batch_that_failed_although_every_part_passes_lands_and_is_counted_flaky(

@@ -514,6 +514,7 @@ class Gate:
                 attempt = running.row
                 if attempt.id == action.bisected:
                     detail = {
+                        **(attempt.reason_detail or {}),  # "inherits" stays: it was split without a run of its own
                         **action.detail,
                         "base": loaded.train.branch,
                         "entries": list(running.entry_ids),

@@ -220,10 +220,14 @@ class Gate:
         deps, repo = self.deps, loaded.repo
         now = deps.clock.now()
         carried = {entry_id for running in loaded.attempts.values() for entry_id in running.entry_ids}
-        for entry_id, (entry, pull) in list(loaded.entries.items()):
-            if entry.id not in carried and entry.state != EntryState.WAITING:
-                continue
-            info = await deps.forge.get_pull(repo.owner, repo.name, pull.number)
+        fresh = [
+            (entry_id, entry, pull)
+            for entry_id, (entry, pull) in loaded.entries.items()
+            if entry.id in carried or entry.state == EntryState.WAITING
+        ]
+        # A batch's PRs are read at once: the forge answers them side by side.
+        infos = await asyncio.gather(*(deps.forge.get_pull(repo.owner, repo.name, pull.number) for _, _, pull in fresh))
+        for (entry_id, entry, _), info in zip(fresh, infos, strict=True):
             async with deps.sessions.begin() as session:
                 pull = await queries.upsert_pull(session, repo.id, info, now)
             loaded.entries[entry_id] = (entry, pull)
@@ -715,11 +719,14 @@ class Gate:
         for each in landing_set:
             if each.row.state == AttemptState.MERGING:
                 continue
+            approvers = sorted({loaded.entries[member.entry_id][0].approved_by for member in each.members})
+            answers = await asyncio.gather(
+                *(deps.permissions.may_merge(loaded.repo.owner, loaded.repo.name, who, fresh=True) for who in approvers)
+            )
+            allowed = dict(zip(approvers, answers, strict=True))  # each approver asked once, all at once
             for member in each.members:
                 entry, _ = loaded.entries[member.entry_id]
-                if not await deps.permissions.may_merge(
-                    loaded.repo.owner, loaded.repo.name, entry.approved_by, fresh=True
-                ):
+                if not allowed[entry.approved_by]:
                     detail = {"by": entry.approved_by, "base": loaded.train.branch}
                     others = tuple(entry_id for entry_id in each.entry_ids if entry_id != entry.id)
                     revoked = FailAttempt(each.row.id, (entry.id,), Reason.PERMISSION_REVOKED, detail, others)
@@ -762,9 +769,10 @@ class Gate:
         plan = plan_for(attempt.strategy)
         ends = {entry_id: running.end_of(entry_id, action.candidate_sha) for entry_id in action.entry_ids}
         base = self._base(loaded)
-        for entry_id in action.entry_ids:
-            _, pull = loaded.entries[entry_id]
-            await plan.mark_merged(base, self.lock, pull, ends[entry_id])
+        # Each PR is marked merged at its own commit; the PRs of a batch side by side.
+        await asyncio.gather(
+            *(plan.mark_merged(base, self.lock, loaded.entries[e][1], ends[e]) for e in action.entry_ids)
+        )
         self._crashpoint("marked_merged")
         await self._delete_staging(attempt, loaded)
         now = deps.clock.now()

@@ -106,7 +106,7 @@ class Settings(BaseSettings):
     queue_label: str = Field(default="merge-queue", min_length=1, max_length=64)
     priority_ceiling: int = Field(default=10, ge=0)
     urgent_priority: int = Field(default=100, ge=1)
-    batch_max: int = Field(default=1, ge=1, le=64, description="Most PRs tested together in one candidate")
+    batch_max: int = Field(default=4, ge=1, le=64, description="Most PRs tested together in one candidate")
     batch_wait_seconds: float = Field(
         default=0.0, ge=0, le=3600, description="How long a short batch waits for more PRs after the first"
     )

@@ -323,6 +323,7 @@ def _settings(sim: SimHandle, bot: SimUser, workdir: Path, port: int | None) -> 
             "MERGE_BOT_CI_TIMEOUT_SECONDS": "120",
             "MERGE_BOT_RECONCILE_SECONDS": "5",
             "MERGE_BOT_REAP_SECONDS": "5",
+            "MERGE_BOT_BATCH_MAX": "1",  # the demo's six PRs tell the story one candidate at a time
         }
     )
 

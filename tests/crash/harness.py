@@ -229,6 +229,7 @@ class CrashWorld:
             "MERGE_BOT_REAP_SECONDS": "1",
             "MERGE_BOT_LEASE_SECONDS": "5",
             "MERGE_BOT_CI_TIMEOUT_SECONDS": "120",
+            "MERGE_BOT_BATCH_MAX": "1",  # the serial scenarios; the batch ones pass their own (test_crash_batches)
             **(extra or {}),
         }
         process = BotProcess(name, env, self.workdir / "logs")

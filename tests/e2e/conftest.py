@@ -186,6 +186,8 @@ async def make_world(
         "MERGE_BOT_CI_TIMEOUT_SECONDS": "60",
         "MERGE_BOT_RECONCILE_SECONDS": "1",
         "MERGE_BOT_REAP_SECONDS": "1",
+        # These tests follow one PR per candidate; batches have their own (tests/e2e/test_batches.py).
+        "MERGE_BOT_BATCH_MAX": "1",
         **(extra or {}),
     }
     settings = load_settings(env)

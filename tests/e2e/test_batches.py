@@ -16,7 +16,7 @@ from tests.e2e.conftest import eventually, make_world
 
 pytestmark = pytest.mark.slow
 
-BATCHES = {"MERGE_BOT_BATCH_MAX": "4", "MERGE_BOT_BATCH_WAIT_SECONDS": "30"}
+BATCHES = {"MERGE_BOT_BATCH_MAX": "4", "MERGE_BOT_BATCH_WAIT_SECONDS": "10"}  # all queued within it
 
 
 async def git_log(sim: SimHandle, repo: str, sha: str) -> list[str]:

@@ -569,10 +569,13 @@ class Gate:
             return
         attempt, states = found[0]
         entry_ids = [entry_id for entry_id, _ in states]
+        # A part split without a CI run of its own (its tree was the batch's) repeats the batch's failure:
+        # settled, but not counted or said again.
+        counted = action.outcome is BisectionOutcome.FLAKY and "inherits" not in (attempt.reason_detail or {})
         async with deps.sessions.begin() as session:
             detail = {**(attempt.reason_detail or {}), "outcome": action.outcome.value}
             await queries.move_attempt(session, attempt, reason_detail=detail)
-            if action.outcome is BisectionOutcome.FLAKY:
+            if counted:
                 for entry_id in entry_ids:
                     queries.record(
                         session,
@@ -590,7 +593,7 @@ class Gate:
             outcome=action.outcome.value,
             context=action.context,
         )
-        if action.outcome is BisectionOutcome.FLAKY:
+        if counted:
             numbers = [pull.number for pull in pulls]
             body = messages.flaky_comment(action.context, detail.get("target_url", ""), numbers)
             for pull in pulls:

@@ -739,6 +739,8 @@ async def flaky_counts(session: AsyncSession, train_ids: Sequence[int] | None = 
         .where(
             Attempt.reason == Reason.BISECTED.value,
             Attempt.reason_detail["outcome"].astext == BisectionOutcome.FLAKY.value,
+            # A part split without a CI run of its own (its tree was the batch's) repeats the batch's failure.
+            Attempt.reason_detail["inherits"].astext.is_(None),
         )
         .group_by(Attempt.train_id, context)
         .order_by(Attempt.train_id, context)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from bot.db.models import Attempt, AttemptEntry
 from gitea_sim.testing import SimHandle
@@ -130,3 +130,32 @@ async def test_a_batch_that_failed_although_every_part_passes_lands_and_is_count
         bisected = [row for row, _ in rows if row.reason == "bisected"]
         assert [row.reason_detail.get("outcome") for row in bisected] == ["flaky"]
         assert untested_base_moves(await world.sim.log(), 0, pusher=world.bot.login) == []
+
+
+async def test_a_flaky_batch_of_four_is_counted_once_though_its_second_half_was_split_too(
+    sim: SimHandle, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """The second half of the split is the very tree that failed: it is split without a CI run of its own, so
+    when everything lands the flake is the batch's alone, counted and said once."""
+    from bot.web.views import flaky_counts
+
+    async for world in make_world(sim, engine, tmp_path, extra=BATCHES):
+        numbers = [await world.open_pr(f"flake-{n}", {f"flake-{n}.txt": f"{n}\n"}) for n in range(4)]
+        await world.sim.fault(kind="ci", action="fail", repo=world.repo, count=1)  # the batch's run fails once
+        for number in numbers:
+            await world.queue(number)
+        entries = [await world.final_entry(number, within=120) for number in numbers]
+        assert [entry.state for entry in entries] == ["merged"] * 4
+
+        async def settled(engine: AsyncEngine = world.engine) -> list[Attempt] | None:
+            rows = [row for row, _ in await attempts(engine) if row.reason == "bisected"]
+            return rows if len(rows) == 2 and all("outcome" in row.reason_detail for row in rows) else None
+
+        _, second_half = await eventually(settled, within=30, what="both bisections to be settled")
+        assert "inherits" in second_half.reason_detail  # split without a run of its own
+        async with world.engine.connect() as connection:
+            counts = await flaky_counts(AsyncSession(bind=connection))
+        assert list(counts.values()) == [{"ci/test": 1}]
+        for number in numbers:
+            said = [body for body in await world.comments(number) if "flaky failure" in body]
+            assert len(said) == 1, said

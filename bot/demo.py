@@ -42,6 +42,7 @@ from bot import logs
 from bot.clock import SystemClock
 from bot.config import Settings, load_settings
 from bot.db.session import make_engine
+from bot.queue.model import FINAL_ENTRY_STATES
 from bot.status import render
 from bot.web import views
 
@@ -438,7 +439,7 @@ class Demo:
         for number, row in sorted(latest.items()):
             if self.seen.get(number) != (row.id, row.state):
                 self.seen[number] = (row.id, row.state)
-                words = row.reason_text if row.state in ("merged", "failed", "cancelled") else row.state
+                words = row.reason_text if row.state in FINAL_ENTRY_STATES else row.state
                 self.say(f"#{number} {row.pull.title}: {words}")
 
     async def _retry(self, latest: dict[int, views.EntryRow]) -> None:
@@ -454,7 +455,7 @@ class Demo:
             return False
         for change in SCENARIO:
             row = latest.get(change.number)
-            if row is None or row.state not in ("merged", "failed", "cancelled"):
+            if row is None or row.state not in FINAL_ENTRY_STATES:
                 return False
             if change.retry_once and row.state == "failed" and self.retried.get(change.number) in (None, row.id):
                 return False  # the retry has not been answered (or asked) yet

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from bot import __version__
 from bot.db.models import Attempt, DeliveryState, Entry, EntryEvent, Repository, Train, WebhookDelivery
 from bot.gate.locks import NAMESPACE
-from bot.queue.model import ACTIVE_ATTEMPT_STATES, ACTIVE_ENTRY_STATES, AttemptState, Reason
+from bot.queue.model import ACTIVE_ATTEMPT_STATES, ACTIVE_ENTRY_STATES, FINAL_ENTRY_STATES, AttemptState, Reason
 from bot.queue_service import QueueService
 from bot.web import views
 from bot.web.keys import CLOCK, ENGINE
@@ -37,7 +37,6 @@ from bot.web.keys import CLOCK, ENGINE
 QUEUE_BUCKETS = (10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 43200, 86400)
 CI_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200)
 WEBHOOK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-FINAL_ENTRY_STATES = ("merged", "failed", "cancelled")
 FINAL_ATTEMPT_STATES = (AttemptState.DONE.value, AttemptState.FAILED.value, AttemptState.ABANDONED.value)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -250,7 +249,7 @@ async def _time_in_queue(session: AsyncSession, names: dict[int, list[str]]) -> 
     seconds = func.extract("epoch", Entry.finished_at - Entry.queued_at)
     rows = await session.execute(
         select(Entry.train_id, Entry.state, *_bucket_columns(seconds, QUEUE_BUCKETS))
-        .where(Entry.state.in_(FINAL_ENTRY_STATES), Entry.finished_at.is_not(None))
+        .where(Entry.state.in_(sorted(FINAL_ENTRY_STATES)), Entry.finished_at.is_not(None))
         .group_by(Entry.train_id, Entry.state)
         .order_by(Entry.train_id, Entry.state)
     )
@@ -330,7 +329,7 @@ async def _entries(session: AsyncSession, names: dict[int, list[str]]) -> list[M
     )
     rows = await session.execute(
         select(Entry.train_id, Entry.state, func.coalesce(Entry.reason, ""), func.count())
-        .where(Entry.state.in_(FINAL_ENTRY_STATES))
+        .where(Entry.state.in_(sorted(FINAL_ENTRY_STATES)))
         .group_by(Entry.train_id, Entry.state, Entry.reason)
         .order_by(Entry.train_id, Entry.state, Entry.reason)
     )

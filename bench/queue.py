@@ -334,6 +334,8 @@ def bot_settings(sim: SimHandle, bot: SimUser, repo: str, data_dir: Path, plan: 
             "MERGE_BOT_DATA_DIR": str(data_dir),
             "MERGE_BOT_STRATEGY": "staging",
             "MERGE_BOT_BATCH_MAX": "1",  # the serial overhead per PR is what this measures
+            "MERGE_BOT_MAX_PARALLEL": "1",
+            "MERGE_BOT_FLAKY_RETRIES": "0",
             "MERGE_BOT_GATE_POLL_SECONDS": str(plan.gate_poll_seconds),
             "MERGE_BOT_CI_TIMEOUT_SECONDS": str(max(60, math.ceil(plan.ci_seconds * 10))),
         }

@@ -325,6 +325,8 @@ def bot_settings(sim: SimHandle, bot: SimUser, repo: str, data_dir: Path, plan: 
             "MERGE_BOT_CI_TIMEOUT_SECONDS": str(max(60, math.ceil(plan.ci_seconds * 10))),
             "MERGE_BOT_BATCH_MAX": str(batch_max),
             "MERGE_BOT_BATCH_WAIT_SECONDS": "0",
+            "MERGE_BOT_MAX_PARALLEL": "1",  # one candidate at a time (the chains' benchmark comes with issue 13)
+            "MERGE_BOT_FLAKY_RETRIES": "0",
         }
     )
 

@@ -111,6 +111,22 @@ class Settings(BaseSettings):
         default=0.0, ge=0, le=3600, description="How long a short batch waits for more PRs after the first"
     )
     bisect: bool = Field(default=True, description="Split a red batch to find the PR that broke it")
+    max_parallel: int = Field(
+        default=4, ge=1, le=64, description="Most candidates under CI at once (the CI budget; 1: one at a time)"
+    )
+    window: int | None = Field(
+        default=None, ge=1, le=64, description="How deep the chain starts speculating; default max_parallel"
+    )
+    window_floor: int = Field(default=1, ge=1, le=64, description="The window never shrinks below this")
+    optimistic: bool = Field(
+        default=False, description="A green candidate also lands the pending or red attempts before it"
+    )
+    flaky_retries: int = Field(
+        default=1, ge=0, le=5, description="Times a PR red alone is re-tested on the same SHA before it is rejected"
+    )
+    adaptive: bool = Field(
+        default=False, description="Choose batch size and window from the train's measured failure rate"
+    )
     allowed_users: tuple[str, ...] = ()
     allowed_teams: tuple[str, ...] = ()
     wait_for_approvals: bool = False
@@ -169,6 +185,14 @@ class Settings(BaseSettings):
         if not re.match(r"^postgres(ql)?(\+asyncpg)?://", url):
             raise ValueError("expected a postgresql:// URL")
         return value
+
+    @model_validator(mode="after")
+    def _window_fits(self) -> Settings:
+        if self.window is not None and self.window > self.max_parallel:
+            raise ValueError(f"window ({self.window}) must not exceed max_parallel ({self.max_parallel})")
+        if self.window_floor > self.max_parallel:
+            raise ValueError(f"window_floor ({self.window_floor}) must not exceed max_parallel ({self.max_parallel})")
+        return self
 
     @model_validator(mode="after")
     def _external_default(self) -> Settings:

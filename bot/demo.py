@@ -325,6 +325,8 @@ def _settings(sim: SimHandle, bot: SimUser, workdir: Path, port: int | None) -> 
             "MERGE_BOT_RECONCILE_SECONDS": "5",
             "MERGE_BOT_REAP_SECONDS": "5",
             "MERGE_BOT_BATCH_MAX": "1",  # the demo's six PRs tell the story one candidate at a time
+            "MERGE_BOT_MAX_PARALLEL": "1",
+            "MERGE_BOT_FLAKY_RETRIES": "0",
         }
     )
 

@@ -518,6 +518,8 @@ async def new_world(harness: Harness, strategy: str, batch_max: int) -> World:
             "MERGE_BOT_CI_TIMEOUT_SECONDS": "600",
             "MERGE_BOT_BATCH_MAX": str(batch_max),
             "MERGE_BOT_BATCH_WAIT_SECONDS": "0",
+            "MERGE_BOT_MAX_PARALLEL": "1",
+            "MERGE_BOT_FLAKY_RETRIES": "0",
         }
     )
     crasher = Crasher()

@@ -91,6 +91,7 @@ class Train(Base):
     repository_id: Mapped[int] = mapped_column(ForeignKey("repositories.id", ondelete="CASCADE"))
     branch: Mapped[str] = mapped_column(String(255))
     paused: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    window: Mapped[int | None] = mapped_column(Integer)  # 0005: the chain's depth now (None: the policy's start)
     created_at: Mapped[datetime] = mapped_column(server_default=_now())
 
     __table_args__ = (UniqueConstraint("repository_id", "branch"),)
@@ -172,6 +173,9 @@ class Attempt(Base):
     train_id: Mapped[int] = mapped_column(ForeignKey("trains.id", ondelete="CASCADE"))
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("attempts.id", ondelete="SET NULL"))
     split_from: Mapped[int | None] = mapped_column(ForeignKey("attempts.id", ondelete="SET NULL"))  # 0004
+    retry_of: Mapped[int | None] = mapped_column(ForeignKey("attempts.id", ondelete="SET NULL"))  # 0005
+    retries: Mapped[int] = mapped_column(Integer, server_default=text("0"))  # 0005: re-tests of this candidate
+    status_floor: Mapped[int | None] = mapped_column(BigInteger)  # 0005: statuses with ids up to it do not count
     state: Mapped[str] = mapped_column(String(16), server_default=AttemptState.BUILDING.value)
     strategy: Mapped[str] = mapped_column(String(16), server_default=Strategy.STAGING.value)
     base_sha: Mapped[str] = mapped_column(String(64))

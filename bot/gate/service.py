@@ -283,6 +283,7 @@ class Gate:
             required=required,
             own_context=deps.settings.status_context,
             policy=self.policy(),
+            window=train.window,
             bisections=tuple(
                 BisectionView(
                     attempt.id,
@@ -298,11 +299,19 @@ class Gate:
         """How this train forms batches: the settings, capped by what the strategy can carry."""
         settings = self.deps.settings
         limit = plan_for(Strategy(settings.strategy)).max_entries
+        # A strategy that tests the PR's own branch carries one entry and cannot build on another candidate.
+        chains = limit is None
         return QueuePolicy(
             batch_max=min(settings.batch_max, limit) if limit else settings.batch_max,
             batch_wait_seconds=settings.batch_wait_seconds,
             bisect=settings.bisect,
             urgent_priority=settings.urgent_priority,
+            max_parallel=settings.max_parallel if chains else 1,
+            window=settings.window if chains else None,
+            window_floor=min(settings.window_floor, settings.max_parallel) if chains else 1,
+            optimistic=settings.optimistic and chains,
+            flaky_retries=settings.flaky_retries,
+            adaptive=settings.adaptive,
         )
 
     async def _attempt_view(self, repo: Repository, branch: str, base_tip: str, running: Running) -> AttemptView:

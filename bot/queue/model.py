@@ -189,6 +189,7 @@ class TrainSnapshot:
     own_context: str = "merge-bot"
     policy: QueuePolicy = field(default_factory=QueuePolicy)
     bisections: tuple[BisectionView, ...] = ()  # red batches being bisected, not yet settled
+    window: int | None = None  # how deep the chain may be now (None: the policy's starting window)
 
 
 @dataclass(frozen=True, slots=True)

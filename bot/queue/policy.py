@@ -24,16 +24,57 @@ if TYPE_CHECKING:  # the snapshot (bot.queue.model) carries a policy: the import
 
 @dataclass(frozen=True, slots=True)
 class QueuePolicy:
+    """How a train forms and chains candidates.
+
+    ``max_parallel``: most attempts under test at once (the chain's depth can never exceed it); ``window``:
+    the depth a train starts with (None: ``max_parallel``), which :meth:`grown` and :meth:`shrunk` move
+    between ``window_floor`` and ``max_parallel`` (Zuul's rule). ``optimistic``: a green candidate lands the
+    attempts before it even when they are pending or red (they were tested inside it). ``flaky_retries``: how
+    often a PR red alone is tested again on the same candidate before it fails. ``adaptive``: the gate picks
+    ``batch_max`` and the window from the train's own history (:mod:`bot.queue.adaptive`)."""
+
     batch_max: int = 1
     batch_wait_seconds: float = 0.0
     bisect: bool = True
     urgent_priority: int | None = None
+    max_parallel: int = 1
+    window: int | None = None
+    window_floor: int = 1
+    optimistic: bool = False
+    flaky_retries: int = 0
+    adaptive: bool = False
 
     def __post_init__(self) -> None:
         if self.batch_max < 1:
             raise ValueError(f"batch_max must be at least 1, not {self.batch_max}")
         if self.batch_wait_seconds < 0:
             raise ValueError(f"batch_wait_seconds must not be negative, not {self.batch_wait_seconds}")
+        if self.max_parallel < 1:
+            raise ValueError(f"max_parallel must be at least 1, not {self.max_parallel}")
+        if not 1 <= self.window_floor <= self.max_parallel:
+            raise ValueError(f"window_floor must be between 1 and max_parallel, not {self.window_floor}")
+        if self.window is not None and not self.window_floor <= self.window <= self.max_parallel:
+            raise ValueError(f"window must be between window_floor and max_parallel, not {self.window}")
+        if self.flaky_retries < 0:
+            raise ValueError(f"flaky_retries must not be negative, not {self.flaky_retries}")
+
+    @property
+    def start_window(self) -> int:
+        """The depth a train speculates to before it has landed or failed anything."""
+        return self.max_parallel if self.window is None else self.window
+
+    def depth(self, window: int | None) -> int:
+        """How many attempts the chain may hold now, given the train's current window (None: not yet moved)."""
+        current = self.start_window if window is None else window
+        return max(self.window_floor, min(self.max_parallel, current))
+
+    def grown(self, window: int | None, landed: int = 1) -> int:
+        """The window after ``landed`` attempts landed: one deeper for each, up to ``max_parallel``."""
+        return min(self.max_parallel, self.depth(window) + max(0, landed))
+
+    def shrunk(self, window: int | None) -> int:
+        """The window after a failure: halved, never below ``window_floor``."""
+        return max(self.window_floor, self.depth(window) // 2)
 
     def alone(self, entry: EntryView) -> bool:
         """Whether this entry is tested in a batch of its own."""

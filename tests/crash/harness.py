@@ -230,6 +230,8 @@ class CrashWorld:
             "MERGE_BOT_LEASE_SECONDS": "5",
             "MERGE_BOT_CI_TIMEOUT_SECONDS": "120",
             "MERGE_BOT_BATCH_MAX": "1",  # the serial scenarios; the batch ones pass their own (test_crash_batches)
+            "MERGE_BOT_MAX_PARALLEL": "1",
+            "MERGE_BOT_FLAKY_RETRIES": "0",
             **(extra or {}),
         }
         process = BotProcess(name, env, self.workdir / "logs")

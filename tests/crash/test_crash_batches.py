@@ -46,7 +46,12 @@ pytestmark = pytest.mark.slow
 BATCH_MAX = 4
 # The four PRs are queued before any gate runs, so the first batch is full at once; the wait only matters
 # for a short line (entries sent back in line after a crash), and is kept short for that.
-BATCHES = {"MERGE_BOT_BATCH_MAX": str(BATCH_MAX), "MERGE_BOT_BATCH_WAIT_SECONDS": "2"}
+BATCHES = {
+    "MERGE_BOT_BATCH_MAX": str(BATCH_MAX),
+    "MERGE_BOT_BATCH_WAIT_SECONDS": "2",
+    "MERGE_BOT_MAX_PARALLEL": "1",
+    "MERGE_BOT_FLAKY_RETRIES": "0",
+}
 
 
 @dataclass(frozen=True)

@@ -188,6 +188,8 @@ async def make_world(
         "MERGE_BOT_REAP_SECONDS": "1",
         # These tests follow one PR per candidate; batches have their own (tests/e2e/test_batches.py).
         "MERGE_BOT_BATCH_MAX": "1",
+        "MERGE_BOT_MAX_PARALLEL": "1",  # one candidate at a time; chains have their own tests
+        "MERGE_BOT_FLAKY_RETRIES": "0",  # a red PR fails at once; re-tests have their own tests
         **(extra or {}),
     }
     settings = load_settings(env)

@@ -16,7 +16,12 @@ from tests.e2e.conftest import eventually, make_world
 
 pytestmark = pytest.mark.slow
 
-BATCHES = {"MERGE_BOT_BATCH_MAX": "4", "MERGE_BOT_BATCH_WAIT_SECONDS": "10"}  # all queued within it
+BATCHES = {  # all queued within the wait; one batch at a time, a red PR fails at once
+    "MERGE_BOT_BATCH_MAX": "4",
+    "MERGE_BOT_BATCH_WAIT_SECONDS": "10",
+    "MERGE_BOT_MAX_PARALLEL": "1",
+    "MERGE_BOT_FLAKY_RETRIES": "0",
+}
 
 
 async def git_log(sim: SimHandle, repo: str, sha: str) -> list[str]:

@@ -110,6 +110,8 @@ class Gate:
         self.deps = deps
         self.train_id = train_id
         self.lock = lock
+        # The settings this train is worked with (the process's; a repository's own file may override them).
+        self.settings: Settings = deps.settings
         self._landed_now: dict[int, str] = {}  # attempt → candidate the base was just fast-forwarded to
         # Entries merged in this pass: told after the next pass's actions, so that the next candidate is
         # under CI while the PRs get their statuses and comments (told_at makes sure they are told).
@@ -186,7 +188,7 @@ class Gate:
         return Pass(decision, False, snapshot.now)
 
     async def _sleep(self, wake: asyncio.Event, actions: tuple[Action, ...], now: datetime) -> None:
-        timeout = self.deps.settings.gate_poll_seconds
+        timeout = self.settings.gate_poll_seconds
         for action in actions:
             if isinstance(action, machine.WaitUntil) and action.at is not None:
                 timeout = max(0.0, min(timeout, (action.at - now).total_seconds()))
@@ -239,7 +241,7 @@ class Gate:
     async def renew_leases(self, loaded: Loaded) -> None:
         """This gate works the train's active attempts: their leases say so to the reaper."""
         deps = self.deps
-        expires = deps.clock.now() + timedelta(seconds=deps.settings.lease_seconds)
+        expires = deps.clock.now() + timedelta(seconds=self.settings.lease_seconds)
         for running in loaded.attempts.values():
             async with deps.sessions.begin() as session:
                 await queries.move_attempt(session, running.row, lease_owner=deps.owner, lease_expires_at=expires)
@@ -264,13 +266,13 @@ class Gate:
         attempt_views = [
             await self._attempt_view(repo, train.branch, base_tip, running) for running in loaded.attempts.values()
         ]
-        own = deps.settings.status_context
+        own = self.settings.status_context
         required = await checks.required_checks(
             deps.forge,
             repo.owner,
             repo.name,
             train.branch,
-            deps.settings.required_contexts,
+            self.settings.required_contexts,
             own,
         )
         snapshot = TrainSnapshot(
@@ -281,7 +283,7 @@ class Gate:
             attempts=tuple(attempt_views),
             now=now,
             required=required,
-            own_context=deps.settings.status_context,
+            own_context=self.settings.status_context,
             policy=self.policy(),
             window=train.window,
             bisections=tuple(
@@ -297,7 +299,7 @@ class Gate:
 
     def policy(self) -> QueuePolicy:
         """How this train forms batches: the settings, capped by what the strategy can carry."""
-        settings = self.deps.settings
+        settings = self.settings
         limit = plan_for(Strategy(settings.strategy)).max_entries
         # A strategy that tests the PR's own branch carries one entry and cannot build on another candidate.
         chains = limit is None
@@ -486,7 +488,7 @@ class Gate:
                 strategy=strategy.value,
                 base_sha=base_sha,
                 lease_owner=deps.owner,
-                lease_expires_at=now + timedelta(seconds=deps.settings.lease_seconds),
+                lease_expires_at=now + timedelta(seconds=self.settings.lease_seconds),
                 created_at=now.replace(microsecond=0),
             )
             session.add(attempt)
@@ -609,11 +611,11 @@ class Gate:
                 await self.notices.comment(loaded.repo, pull, body)
 
     def _crashpoint(self, step: str) -> None:
-        crashpoints.reached(step, self.deps.settings.crash_at)
+        crashpoints.reached(step, self.settings.crash_at)
 
     def _strategy(self, loaded: Loaded, entry_ids: tuple[int, ...]) -> Strategy:
         heads = [loaded.entries[entry_id][1].head_repo for entry_id in entry_ids]
-        return strategy_for(Strategy(self.deps.settings.strategy), f"{loaded.repo.owner}/{loaded.repo.name}", heads)
+        return strategy_for(Strategy(self.settings.strategy), f"{loaded.repo.owner}/{loaded.repo.name}", heads)
 
     async def _build(self, running: Running, loaded: Loaded) -> None:
         """Build the attempt's candidate from all its entries, in order; record it, push it, test it."""
@@ -650,7 +652,7 @@ class Gate:
         if isinstance(pushed, Rejected):
             raise errors.ForgeError("PUSH", ref, None, f"{pushed.reason}: {pushed.detail}")
         self._crashpoint("candidate_pushed")
-        deadline = deps.clock.now() + timedelta(seconds=deps.settings.ci_timeout_seconds)
+        deadline = deps.clock.now() + timedelta(seconds=self.settings.ci_timeout_seconds)
         async with deps.sessions.begin() as session:
             await queries.move_attempt(
                 session, attempt, state=AttemptState.TESTING.value, deadline_at=deadline, intent=None
@@ -690,7 +692,7 @@ class Gate:
         known: dict[str, Any] = {key: failed[key] for key in kept if key in failed}
         known["sha"] = red.candidate_sha
         detail: dict[str, Any] = {"inherits": red.id, "red": known}
-        deadline = deps.clock.now() + timedelta(seconds=deps.settings.ci_timeout_seconds)
+        deadline = deps.clock.now() + timedelta(seconds=self.settings.ci_timeout_seconds)
         async with deps.sessions.begin() as session:
             await queries.move_attempt(
                 session,
@@ -770,7 +772,7 @@ class Gate:
             repo,
             loaded.train.branch,
             lambda: self._mirror(repo),
-            self.deps.settings.delete_branch_after_merge,
+            self.settings.delete_branch_after_merge,
         )
 
     async def _finish(self, action: FinishMerged, loaded: Loaded) -> None:
@@ -829,7 +831,7 @@ class Gate:
         now = deps.clock.now()
         detail.setdefault("base", loaded.train.branch)
         if reason is Reason.CI_TIMEOUT:
-            detail.setdefault("timeout", f"{deps.settings.ci_timeout_seconds} s")
+            detail.setdefault("timeout", f"{self.settings.ci_timeout_seconds} s")
         if attempt.split_from is not None:
             detail["bisected"] = True  # found by splitting a red batch: red alone on top of what passed
         carried = loaded.attempt(action.attempt_id).entry_ids

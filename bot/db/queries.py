@@ -254,6 +254,16 @@ async def move_attempt(session: AsyncSession, attempt: Attempt, **values: Any) -
         setattr(attempt, key, value)
 
 
+async def adopt_children(session: AsyncSession, old_id: int, new_id: int) -> None:
+    """Active attempts built on attempt ``old_id``'s candidate are built on ``new_id``'s (the same commit)."""
+    await session.execute(
+        update(Attempt)
+        .where(Attempt.parent_id == old_id, Attempt.state.in_([s.value for s in ACTIVE_ATTEMPT_STATES]))
+        .values(parent_id=new_id, version=Attempt.version + 1)
+        .execution_options(synchronize_session=False)
+    )
+
+
 async def record_ends(session: AsyncSession, attempt_id: int, ends: dict[int, str]) -> None:
     """Each entry's end commit in the attempt's candidate (``attempt_entries.end_sha``)."""
     for entry_id, sha in ends.items():

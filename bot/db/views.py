@@ -55,4 +55,5 @@ def attempt_view(
         landed=landed,
         split_from=attempt.split_from,
         known_red=(attempt.reason_detail or {}).get("red") if "inherits" in (attempt.reason_detail or {}) else None,
+        retries=attempt.retries or 0,
     )

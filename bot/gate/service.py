@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, assert_never
 
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import crashpoints
@@ -41,6 +42,7 @@ from bot.git.mirror import Mirror, MirrorCache, Pushed, Rejected, Rejection
 from bot.git.runner import GitError, GitRunner
 from bot.logs import get_logger
 from bot.queue import machine, messages
+from bot.queue.checks import Verdict, evaluate
 from bot.queue.checks import latest_per_context as checks_latest
 from bot.queue.commands import DepRef
 from bot.queue.deps import Blocked, DepPull, Ready
@@ -55,6 +57,7 @@ from bot.queue.machine import (
     PromoteEntry,
     ReplaceChain,
     RequeueEntry,
+    RetryAttempt,
     SettleBisection,
     StartAttempt,
     WaitUntil,
@@ -67,6 +70,7 @@ from bot.queue.model import (
     EntryState,
     EntryView,
     Reason,
+    RequiredChecks,
     StatusView,
     Strategy,
     TrainSnapshot,
@@ -117,6 +121,7 @@ class Gate:
         # under CI while the PRs get their statuses and comments (told_at makes sure they are told).
         self._tell_later: set[int] = set()
         self._seen_status: dict[tuple[str, str], StatusView] = {}
+        self._required = RequiredChecks()  # the last snapshot's: what a PR's own head must have to land as it is
         self.notices = Notices(deps.settings, deps.sessions, deps.forge, deps.clock, lock, train_id, deps.queue_url)
         self.display = Display(deps.settings, deps.sessions, deps.forge, self.notices)
 
@@ -161,6 +166,7 @@ class Gate:
         await self.refresh_facts(loaded)
         await self.renew_leases(loaded)
         snapshot, waits = await self.snapshot(loaded)
+        self._required = snapshot.required
         await self.remember_statuses(loaded, snapshot)
         await self.display.tell_waiting(loaded, waits)
         decision = machine.decide(snapshot)
@@ -336,7 +342,12 @@ class Gate:
                 # it (404, or 500 on Gitea): the machine rebuilds it without looking at statuses
                 # (docs/faults.md #1).
                 listed = await self.deps.forge.list_statuses(repo.owner, repo.name, attempt.candidate_sha)
-                statuses = tuple(StatusView(s.context, s.state, s.target_url, s.description) for s in listed)
+                floor = attempt.status_floor
+                statuses = tuple(
+                    StatusView(s.context, s.state, s.target_url, s.description)
+                    for s in listed
+                    if floor is None or (s.id is not None and s.id > floor)  # a re-test: only what came after it
+                )
         return attempt_view(attempt, running.members, statuses, landed=landed)
 
     async def remember_statuses(self, loaded: Loaded, snapshot: TrainSnapshot) -> None:
@@ -461,6 +472,8 @@ class Gate:
             await self._replace(action, loaded)
         elif isinstance(action, SettleBisection):
             await self._settle(action, loaded)
+        elif isinstance(action, RetryAttempt):
+            await self._retry(action, loaded)
         elif isinstance(action, WaitUntil):
             pass  # a wait is carried out by the loop (``run``), not here
         else:
@@ -537,6 +550,7 @@ class Gate:
                     }
                     values: dict[str, Any] = {"state": AttemptState.FAILED.value, "reason": Reason.BISECTED.value}
                     values["reason_detail"] = detail
+                    await self._move_window(session, loaded, failed=True)
                 else:
                     values = {"state": AttemptState.ABANDONED.value, "reason": action.reason.value}
                 await queries.move_attempt(session, attempt, finished_at=now, intent=None, **values)
@@ -570,6 +584,88 @@ class Gate:
             await self._build(running, loaded)
             if running.row.candidate_sha is not None and running.row.state == AttemptState.TESTING:
                 parent_id, base = running.row.id, running.row.candidate_sha
+
+    async def _retry(self, action: RetryAttempt, loaded: Loaded) -> None:
+        """Test the red candidate again: the attempt ends ``retried`` and a new one, for the same entry on the
+        same base, builds the very same commit (same committer date) onto a fresh ref; statuses the candidate
+        had before count no more (``status_floor``). What was built on the old attempt moves onto the new one."""
+        deps = self.deps
+        running = loaded.attempt(action.attempt_id)
+        old = running.row
+        assert old.candidate_sha is not None
+        listed = await deps.forge.list_statuses(loaded.repo.owner, loaded.repo.name, old.candidate_sha)
+        floor = max((s.id for s in listed if s.id is not None), default=old.status_floor)
+        now = deps.clock.now()
+        async with deps.sessions.begin() as session:
+            await queries.move_attempt(
+                session,
+                old,
+                state=AttemptState.ABANDONED.value,
+                finished_at=now,
+                reason=Reason.RETRIED.value,
+                reason_detail={**action.detail, "base": loaded.train.branch},
+                intent=None,
+            )
+            new = Attempt(
+                train_id=self.train_id,
+                parent_id=old.parent_id,
+                split_from=old.split_from,
+                retry_of=old.id,
+                retries=(old.retries or 0) + 1,
+                status_floor=floor,
+                state=AttemptState.BUILDING.value,
+                strategy=old.strategy,
+                base_sha=old.base_sha,
+                lease_owner=deps.owner,
+                lease_expires_at=now + timedelta(seconds=self.settings.lease_seconds),
+                created_at=old.created_at,  # the committer date: the rebuild is the very same commit
+            )
+            session.add(new)
+            await session.flush()
+            members = [
+                AttemptEntry(attempt_id=new.id, entry_id=m.entry_id, position=m.position, head_sha=m.head_sha)
+                for m in running.members
+            ]
+            session.add_all(members)
+            await queries.adopt_children(session, old.id, new.id)
+            for member in running.members:
+                detail = {"context": action.detail.get("context", ""), "retry": new.retries}
+                queries.record(
+                    session, member.entry_id, "retried", reason=Reason.RETRIED.value, attempt_id=old.id, detail=detail
+                )
+        loaded.attempts = {
+            (new.id if attempt_id == old.id else attempt_id): (Running(new, members) if attempt_id == old.id else each)
+            for attempt_id, each in loaded.attempts.items()
+        }
+        for each in loaded.attempts.values():
+            if each.row.parent_id == old.id:  # as adopt_children moved it
+                each.row.parent_id = new.id
+                each.row.version += 1
+        log.info("gate.retried", train=self.train_id, attempt=old.id, retry=new.id, candidate=old.candidate_sha)
+        self._crashpoint("retry_opened")
+        await self._delete_staging(old, loaded)
+        await self._build(loaded.attempts[new.id], loaded)
+
+    async def _retried_outcome(self, session: AsyncSession, attempt: Attempt, outcome: str) -> None:
+        """A re-tested candidate ended: every red result it re-tested was a flake (it landed green) or
+        confirmed (red again). Recorded on those attempts (``reason_detail.outcome``) for the flake counts."""
+        retried = attempt.retry_of
+        while retried is not None:
+            row = await session.get(Attempt, retried)
+            if row is None:
+                return
+            await queries.move_attempt(session, row, reason_detail={**(row.reason_detail or {}), "outcome": outcome})
+            retried = row.retry_of
+
+    async def _move_window(
+        self, session: AsyncSession, loaded: Loaded, *, landed: int = 0, failed: bool = False
+    ) -> None:
+        """Zuul's window: one deeper for each attempt landed, halved after a failure."""
+        policy, train = self.policy(), loaded.train
+        window = policy.shrunk(train.window) if failed else policy.grown(train.window, landed)
+        if window != train.window:
+            await session.execute(update(Train).where(Train.id == train.id).values(window=window))
+            train.window = window
 
     async def _settle(self, action: SettleBisection, loaded: Loaded) -> None:
         """Record what a bisected batch turned out to be; a flaky failure is counted for its context and said
@@ -639,6 +735,9 @@ class Gate:
         if red is not None:
             await self._record_known_red(running, result.sha, ends, red)
             return
+        if await self._green_as_is(running, loaded, result.sha):
+            await self._record_as_is(running, loaded, result.sha, ends)
+            return
         ref = plan.candidate_ref(branch, attempt.id, [pull for _, pull in carried])
         async with deps.sessions.begin() as session:  # the intent, before the push
             await queries.move_attempt(session, attempt, candidate_sha=result.sha, ref=ref, intent={"push": ref})
@@ -672,6 +771,42 @@ class Gate:
             await self.notices.status(
                 loaded.repo, p, head, "pending", messages.status_description(Reason.STARTED, started)
             )
+
+    async def _green_as_is(self, running: Running, loaded: Loaded, sha: str) -> bool:
+        """Skip the build: one rebase-method PR at the head of an empty chain whose head already sits on the
+        base tip (so the candidate is its own head) and whose required checks are green on that very commit
+        lands as it is, without a CI run of its own."""
+        attempt = running.row
+        if len(running.members) != 1 or attempt.parent_id is not None or attempt.retry_of is not None:
+            return False
+        entry, _ = loaded.entries[running.members[0].entry_id]
+        if attempt.strategy != Strategy.STAGING.value or entry.merge_method != "rebase" or sha != entry.approved_sha:
+            return False
+        listed = await self.deps.forge.list_statuses(loaded.repo.owner, loaded.repo.name, sha)
+        statuses = tuple(StatusView(s.context, s.state, s.target_url, s.description) for s in listed)
+        return evaluate(self._required, statuses, self.settings.status_context).verdict is Verdict.SUCCESS
+
+    async def _record_as_is(self, running: Running, loaded: Loaded, sha: str, ends: dict[int, str]) -> None:
+        """The PR's own head is the candidate, green already: recorded as tested, with no ref pushed."""
+        deps = self.deps
+        attempt = running.row
+        deadline = deps.clock.now() + timedelta(seconds=self.settings.ci_timeout_seconds)
+        async with deps.sessions.begin() as session:
+            await queries.move_attempt(
+                session,
+                attempt,
+                candidate_sha=sha,
+                state=AttemptState.TESTING.value,
+                deadline_at=deadline,
+                reason_detail={**(attempt.reason_detail or {}), "skipped_build": True},
+                intent=None,
+            )
+            await queries.record_ends(session, attempt.id, ends)
+            for member in running.members:
+                member.end_sha = ends[member.entry_id]
+                built = {"sha": sha, "as_is": True}
+                queries.record(session, member.entry_id, "candidate_built", attempt_id=attempt.id, detail=built)
+        log.info("gate.skipped_build", train=self.train_id, attempt=attempt.id, candidate=sha)
 
     async def _known_red(self, mirror: Mirror, sha: str, loaded: Loaded) -> Attempt | None:
         """The red batch under bisection whose candidate has exactly this candidate's tree, if any: the second
@@ -741,14 +876,24 @@ class Gate:
             for member in each.members:
                 entry, _ = loaded.entries[member.entry_id]
                 if not allowed[entry.approved_by]:
-                    detail = {"by": entry.approved_by, "base": loaded.train.branch}
+                    why = {"by": entry.approved_by, "base": loaded.train.branch}
                     others = tuple(entry_id for entry_id in each.entry_ids if entry_id != entry.id)
-                    revoked = FailAttempt(each.row.id, (entry.id,), Reason.PERMISSION_REVOKED, detail, others)
+                    revoked = FailAttempt(each.row.id, (entry.id,), Reason.PERMISSION_REVOKED, why, others)
                     await self._fail(revoked, loaded)
                     return
+            detail: dict[str, Any] = {**(each.row.reason_detail or {}), "push": action.candidate_sha}
+            if each.row.id in action.optimistic:  # landed inside a green candidate behind it
+                context = action.optimistic[each.row.id]
+                detail["optimistic"], detail["context"] = True, context
+                if context:
+                    detail["outcome"] = "flaky"  # red on its own candidate, green inside the one that landed
             async with deps.sessions.begin() as session:
                 await queries.move_attempt(
-                    session, each.row, state=AttemptState.MERGING.value, intent={"merge": action.candidate_sha}
+                    session,
+                    each.row,
+                    state=AttemptState.MERGING.value,
+                    intent={"merge": action.candidate_sha},
+                    reason_detail=detail,
                 )
             self._crashpoint("merge_intent")
         await self.lock.check()
@@ -792,6 +937,8 @@ class Gate:
         now = deps.clock.now()
         async with deps.sessions.begin() as session:
             await queries.move_attempt(session, attempt, state=AttemptState.DONE.value, finished_at=now, intent=None)
+            await self._retried_outcome(session, attempt, "flaky")
+            await self._move_window(session, loaded, landed=1)
             for entry_id in action.entry_ids:
                 entry, _ = loaded.entries[entry_id]
                 detail: dict[str, Any] = {
@@ -847,6 +994,9 @@ class Gate:
                 reason_detail=detail,
                 intent=None,
             )
+            if reason in (Reason.CHECKS_FAILED, Reason.CI_TIMEOUT):
+                await self._retried_outcome(session, attempt, "confirmed")
+                await self._move_window(session, loaded, failed=True)
             for entry_id in entry_ids:
                 entry, pull = loaded.entries[entry_id]
                 await queries.move_entry(

@@ -20,16 +20,22 @@ they apply:
 5. When the base moved outside the chain (a human push), the whole chain is rebuilt on the new tip,
    without penalty.
 6. An urgent entry in line aborts the chain (its entries go back in line, behind it).
-7. Checks, along the chain: the longest green prefix lands, by one fast-forward to its deepest candidate.
-   Only the first attempt's failure is acted on (a red attempt behind a pending one waits: an innocent entry
-   is never rejected): a batch of one fails, naming the check; a larger batch is bisected — its first half is
+7. Checks, along the chain: the longest green prefix lands, by one fast-forward to its deepest candidate
+   (with the optimistic policy, the deepest green candidate lands everything ahead of it, pending or red, and
+   a red first attempt waits while one behind it is still under test). Only the first attempt's failure is
+   acted on (a red attempt behind a pending one waits: an innocent entry is never rejected): a batch of one
+   is re-tested on the same candidate while it has ``flaky_retries`` left (what is built on it stays), then
+   fails, naming the check; a larger batch is bisected — its first half is
    tested on its base, the second on top of the first, priorities kept (the second half on top of the first
    is the very tree that failed: the gate marks it known red instead of running CI on it again, unless it is a
    single PR, which is always tested itself). What was behind a red attempt carries its red changes and can
    tell nothing: it ends, its entries back in line. A deadline passed with checks pending counts as a failure.
-8. A waiting entry whose dependencies are all merged joins the queue.
-9. With no attempt active, the head of the line starts an attempt of up to ``batch_max`` entries
-   (:func:`~bot.queue.policy.next_batch`), after waiting up to ``batch_wait_seconds`` for a short batch.
+8. While the chain waits for checks: queued entries whose PR changed are cancelled, and a waiting entry whose
+   dependencies are all merged joins the queue.
+9. The head of the line starts an attempt of up to ``batch_max`` entries (:func:`~bot.queue.policy.next_batch`),
+   after waiting up to ``batch_wait_seconds`` for a short batch: on the base tip when no attempt is active, else
+   on the candidate at the chain's end (a speculative chain), as long as the chain is shorter than the window
+   (``QueuePolicy.depth``) and nothing in it is red or still building.
 
 Before all of these, an entry marked testing that no active attempt carries (a crash between two steps)
 goes back in line.
@@ -64,7 +70,7 @@ from bot.queue.model import (
     Strategy,
     TrainSnapshot,
 )
-from bot.queue.policy import halves, next_batch
+from bot.queue.policy import Batch, halves, next_batch
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,12 +119,25 @@ class FailAttempt:
 @dataclass(frozen=True, slots=True)
 class MergeAttempt:
     """Move the base from ``base_sha`` to ``candidate_sha`` (attempt ``attempt_id``'s) by a fast-forward only.
-    ``through``: the attempts ahead of it in the chain, green too, that land with it in the same push."""
+    ``through``: the attempts ahead of it in the chain that land with it in the same push — green, or, with
+    the optimistic policy, still pending or red (``optimistic``: those, each with the context it was red on,
+    or "" while pending: what they carry was tested as part of this green candidate)."""
 
     attempt_id: int
     base_sha: str
     candidate_sha: str
     through: tuple[int, ...] = ()
+    optimistic: Mapping[int, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryAttempt:
+    """The attempt's single PR is red alone: test the very same candidate again on a fresh ref (a re-test of a
+    possibly flaky check), counting only statuses posted after it; ``detail``: the failure being re-tested.
+    What is built on the candidate stays: it is built on the same commit."""
+
+    attempt_id: int
+    detail: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +214,7 @@ Action = (
     | FinishMerged
     | ReplaceChain
     | SettleBisection
+    | RetryAttempt
     | PromoteEntry
     | RequeueEntry
     | WaitUntil
@@ -231,11 +251,14 @@ def decide(snapshot: TrainSnapshot) -> Decision:
     settled = [settle for bisection in snapshot.bisections if (settle := _settled(bisection)) is not None]
     if settled:
         return Decision(tuple(settled), Reason.FLAKY if _any_flaky(settled) else Reason.BISECTED)
+    pending: Decision | None = None
     if snapshot.attempts:
-        decision = _chain_step(snapshot, snapshot.attempts)
-        if decision is not None:
-            return decision
-    cancels = [cancel for entry in snapshot.entries if (cancel := _stale(entry, None)) is not None]
+        pending = _chain_step(snapshot, snapshot.attempts)
+        if not pending.waits:
+            return pending
+    cancels = [  # the chain's own entries were judged by the chain step, against their attempts
+        cancel for entry in snapshot.entries if entry.id not in carried and (cancel := _stale(entry, None)) is not None
+    ]
     if cancels:
         return Decision(tuple(cancels), cancels[0].reason)
     promotions = [
@@ -243,13 +266,49 @@ def decide(snapshot: TrainSnapshot) -> Decision:
     ]
     if promotions:
         return Decision(tuple(promotions), Reason.DEPENDENCIES_MET)
-    if not snapshot.attempts:
-        batch = next_batch(queue_order(snapshot.entries), snapshot.policy, snapshot.now)
-        if batch is not None and batch.wait_until is not None:
-            return Decision((WaitUntil(batch.wait_until),), Reason.BATCH_WAIT, {"entries": list(batch.entry_ids)})
-        if batch is not None:
-            return Decision((StartAttempt(batch.entry_ids, snapshot.base_tip),), Reason.STARTED)
-    return Decision((WaitUntil(),), Reason.IDLE)
+    start = _next_attempt(snapshot)
+    if start is None:
+        return pending or Decision((WaitUntil(),), Reason.IDLE)
+    batch, base_sha, parent_id = start
+    if batch.wait_until is not None:
+        at = min(batch.wait_until, *(_wait_at(pending) or [batch.wait_until]))
+        return Decision((WaitUntil(at),), Reason.BATCH_WAIT, {"entries": list(batch.entry_ids)})
+    return Decision((StartAttempt(batch.entry_ids, base_sha, parent_id),), Reason.STARTED)
+
+
+def _wait_at(decision: Decision | None) -> list[datetime]:
+    if decision is None:
+        return []
+    return [action.at for action in decision.actions if isinstance(action, WaitUntil) and action.at is not None]
+
+
+def _next_attempt(snapshot: TrainSnapshot) -> tuple[Batch, str, int | None] | None:
+    """The batch the next attempt carries and where it is built: on the base tip when the chain is empty,
+    else on the candidate at the chain's end — while the chain is shorter than the window allows, and only
+    on a candidate that is built and not red (what is built on a red one would carry its red changes)."""
+    chain = snapshot.attempts
+    if chain:
+        last = chain[-1]
+        if len(chain) >= snapshot.policy.depth(snapshot.window) or last.candidate_sha is None:
+            return None
+        if last.state is AttemptState.BUILDING or any(attempt.strategy is Strategy.PR_BRANCH for attempt in chain):
+            return None
+        if any(_red(snapshot, attempt) for attempt in chain):
+            return None
+    batch = next_batch(queue_order(snapshot.entries), snapshot.policy, snapshot.now)
+    if batch is None:
+        return None
+    if not chain:
+        return batch, snapshot.base_tip, None
+    last = chain[-1]
+    assert last.candidate_sha is not None
+    return batch, last.candidate_sha, last.id
+
+
+def _red(snapshot: TrainSnapshot, attempt: AttemptView) -> bool:
+    if attempt.known_red is not None:
+        return True
+    return evaluate(snapshot.required, attempt.statuses, snapshot.own_context).verdict is Verdict.FAILURE
 
 
 def after_build(attempt: AttemptView, failure: BuildFailure) -> Decision:
@@ -280,7 +339,7 @@ def _any_flaky(settled: list[SettleBisection]) -> bool:
     return any(settle.outcome is BisectionOutcome.FLAKY for settle in settled)
 
 
-def _chain_step(snapshot: TrainSnapshot, chain: tuple[AttemptView, ...]) -> Decision | None:
+def _chain_step(snapshot: TrainSnapshot, chain: tuple[AttemptView, ...]) -> Decision:
     first = chain[0]
     landed = first.landed or snapshot.base_tip == first.candidate_sha
     if first.state is AttemptState.MERGING and first.candidate_sha is not None and landed:
@@ -352,14 +411,36 @@ def _checks_step(snapshot: TrainSnapshot, chain: tuple[AttemptView, ...]) -> Dec
     green = 0
     while green < len(chain) and results[green].verdict is Verdict.SUCCESS and chain[green].known_red is None:
         green += 1
+    optimistic: dict[int, str] = {}
+    if snapshot.policy.optimistic and first.state is not AttemptState.MERGING:
+        # The deepest green candidate lands what is ahead of it too, pending or red: it was tested inside it.
+        deepest_green = max(
+            (i for i, r in enumerate(results) if r.verdict is Verdict.SUCCESS and chain[i].known_red is None),
+            default=-1,
+        )
+        if deepest_green + 1 > green:
+            for attempt, result in zip(chain[:deepest_green], results[:deepest_green], strict=True):
+                if result.verdict is not Verdict.SUCCESS or attempt.known_red is not None:
+                    optimistic[attempt.id] = result.failed.context if result.failed is not None else ""
+            green = deepest_green + 1
     if green:
         deepest = chain[green - 1]
         assert deepest.candidate_sha is not None
         through = tuple(attempt.id for attempt in chain[: green - 1])
         reason = Reason.MERGE_RETRY if first.state is AttemptState.MERGING else Reason.CHECKS_PASSED
-        return Decision((MergeAttempt(deepest.id, first.base_sha, deepest.candidate_sha, through),), reason)
+        land = MergeAttempt(deepest.id, first.base_sha, deepest.candidate_sha, through, optimistic)
+        return Decision((land,), reason, {"optimistic": sorted(optimistic)} if optimistic else {})
     result = results[0]
     assert first.candidate_sha is not None
+    if snapshot.policy.optimistic and (first.known_red is not None or result.verdict is Verdict.FAILURE):
+        # A candidate behind the red one still under test may turn green and land it: wait for it.
+        behind = [r for a, r in zip(chain[1:], results[1:], strict=True) if a.known_red is None]
+        if any(r.verdict is Verdict.PENDING for r in behind) and (
+            first.deadline_at is None or snapshot.now < first.deadline_at
+        ):
+            deadlines = [a.deadline_at for a in chain if a.deadline_at is not None]
+            wait = WaitUntil(min(deadlines) if deadlines else None)
+            return Decision((wait,), Reason.CHECKS_PENDING, {"red": first.id, "waiting_behind": True})
     if first.known_red is not None:  # the very tree a batch failed on: split it without asking CI again
         return _fault(snapshot, chain, Reason.CHECKS_FAILED, dict(first.known_red))
     if result.verdict is Verdict.FAILURE:
@@ -392,6 +473,15 @@ def _fault(snapshot: TrainSnapshot, chain: tuple[AttemptView, ...], reason: Reas
     one fails, a larger batch is bisected. Every attempt behind it carries its red changes, so none of them
     can tell anything: they end, and their entries go back in line (oldest first, so they are next)."""
     first = chain[0]
+    if (
+        len(first.entry_ids) == 1
+        and reason is Reason.CHECKS_FAILED
+        and first.known_red is None
+        and first.retries < snapshot.policy.flaky_retries
+    ):
+        # Red alone, maybe by a flaky check: the same candidate is tested once more before its PR is rejected.
+        # What is built on it stays, since it is built on the very same commit.
+        return Decision((RetryAttempt(first.id, detail),), Reason.RETRIED, {**detail, "retry": first.retries + 1})
     behind = tuple(AbandonAttempt(a.id, reason, a.entry_ids) for a in chain[1:])
     if len(first.entry_ids) > 1 and snapshot.policy.bisect:
         one, two = halves(first.entry_ids)

@@ -76,6 +76,8 @@ class Reason(enum.StrEnum):
     BISECTED = "bisected"  # a red batch is split in two and each half tested
     CHAIN_BROKEN = "chain_broken"  # an attempt's parent was rebuilt: what is built on it is rebuilt too
     FLAKY = "flaky"  # a batch failed, yet every part of it passed
+    RETRIED = "retried"  # a PR red alone is tested again on the same candidate before it is rejected
+    SKIPPED_BUILD = "skipped_build"  # the PR already sits on the base tip, green: it lands as it is
 
 
 class BisectionOutcome(enum.StrEnum):
@@ -146,6 +148,7 @@ class AttemptView:
     # The candidate is a tree already known red (the second half of a split is the very tree that failed):
     # the failure as that batch's CI reported it, and no CI run of its own.
     known_red: Mapping[str, Any] | None = None
+    retries: int = 0  # how often this very candidate was tested again after it was red (flaky_retries)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ STEPS = (
 # Steps only a batch or a chain reaches (the serial crash matrix never gets there).
 CHAIN_STEPS = (
     "chain_replaced",  # a chain's tail (or a red batch being bisected) is ended; its new attempts not made yet
+    "retry_opened",  # a red single is being re-tested: the new attempt is recorded, its ref not pushed yet
 )
 
 

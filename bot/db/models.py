@@ -91,7 +91,8 @@ class Train(Base):
     repository_id: Mapped[int] = mapped_column(ForeignKey("repositories.id", ondelete="CASCADE"))
     branch: Mapped[str] = mapped_column(String(255))
     paused: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
-    window: Mapped[int | None] = mapped_column(Integer)  # 0005: the chain's depth now (None: the policy's start)
+    # 0005: the chain's depth now (None: the policy's start); the column is window_size (WINDOW is reserved in SQL)
+    window: Mapped[int | None] = mapped_column("window_size", Integer)
     created_at: Mapped[datetime] = mapped_column(server_default=_now())
 
     __table_args__ = (UniqueConstraint("repository_id", "branch"),)

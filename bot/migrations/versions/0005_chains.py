@@ -1,7 +1,8 @@
-"""Speculative chains and flaky retries: trains.window, attempts.retry_of, attempts.status_floor
+"""Speculative chains and flaky retries: trains.window_size, attempts.retry_of, attempts.status_floor
 
-``trains.window``: how deep the train speculates now (Zuul's window: one deeper after each landing, halved
-after each failure); NULL until it first moves, when the policy's starting window applies.
+``trains.window_size`` (``Train.window``; WINDOW is a reserved word in SQL): how deep the train speculates
+now (Zuul's window: one deeper after each landing, halved after each failure); NULL until it first moves,
+when the policy's starting window applies.
 ``attempts.retry_of``: the red attempt whose candidate this one tests again, on the same SHA, before its PR is
 rejected (``flaky_retries``); ``attempts.retries`` counts how many times the candidate was re-tested so far.
 ``attempts.status_floor``: statuses of the candidate with an id at or below it were posted before the
@@ -24,7 +25,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.add_column("trains", sa.Column("window", sa.Integer(), nullable=True))
+    op.add_column("trains", sa.Column("window_size", sa.Integer(), nullable=True))
     op.add_column(
         "attempts",
         sa.Column("retry_of", sa.Integer(), sa.ForeignKey("attempts.id", ondelete="SET NULL"), nullable=True),
@@ -37,4 +38,4 @@ def downgrade() -> None:
     op.drop_column("attempts", "status_floor")
     op.drop_column("attempts", "retries")
     op.drop_column("attempts", "retry_of")
-    op.drop_column("trains", "window")
+    op.drop_column("trains", "window_size")

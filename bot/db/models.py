@@ -93,6 +93,7 @@ class Train(Base):
     paused: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     # 0005: the chain's depth now (None: the policy's start); the column is window_size (WINDOW is reserved in SQL)
     window: Mapped[int | None] = mapped_column("window_size", Integer)
+    adaptive: Mapped[dict[str, Any] | None] = mapped_column(JSONB)  # 0005: the last adaptive choice and its reason
     created_at: Mapped[datetime] = mapped_column(server_default=_now())
 
     __table_args__ = (UniqueConstraint("repository_id", "branch"),)

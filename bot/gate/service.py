@@ -23,6 +23,7 @@ from bot import crashpoints
 from bot.clock import Clock
 from bot.config import Settings
 from bot.db import queries
+from bot.db.history import train_history
 from bot.db.models import Attempt, AttemptEntry, Entry, PullRequest, Repository, Train
 from bot.db.views import attempt_view, entry_view
 from bot.forge import errors
@@ -41,7 +42,7 @@ from bot.git.candidates import Broken
 from bot.git.mirror import Mirror, MirrorCache, Pushed, Rejected, Rejection
 from bot.git.runner import GitError, GitRunner
 from bot.logs import get_logger
-from bot.queue import machine, messages
+from bot.queue import adaptive, machine, messages
 from bot.queue.checks import Verdict, evaluate
 from bot.queue.checks import latest_per_context as checks_latest
 from bot.queue.commands import DepRef
@@ -281,6 +282,7 @@ class Gate:
             self.settings.required_contexts,
             own,
         )
+        policy, window = await self._adapted(loaded, views)
         snapshot = TrainSnapshot(
             train_id=self.train_id,
             base_branch=train.branch,
@@ -290,8 +292,8 @@ class Gate:
             now=now,
             required=required,
             own_context=self.settings.status_context,
-            policy=self.policy(),
-            window=train.window,
+            policy=policy,
+            window=window,
             bisections=tuple(
                 BisectionView(
                     attempt.id,
@@ -302,6 +304,25 @@ class Gate:
             ),
         )
         return snapshot, waits
+
+    async def _adapted(self, loaded: Loaded, views: list[EntryView]) -> tuple[QueuePolicy, int | None]:
+        """The policy and window this pass works with: the settings and the train's window, or, with
+        ``adaptive``, the batch size and depth chosen from the train's own history for what is waiting
+        (the choice is the depth: the window rule does not move it)."""
+        policy, train = self.policy(), loaded.train
+        if not policy.adaptive:
+            return policy, train.window
+        async with self.deps.sessions() as session:
+            history = await train_history(session, train.id, own_context=self.settings.status_context)
+        backlog = sum(1 for view in views if view.state is EntryState.QUEUED)
+        choice = adaptive.choose(backlog, adaptive.estimate(history), policy)
+        shown = {"batch": choice.batch, "window": choice.window, "reason": choice.reason}
+        if train.adaptive is None or {k: train.adaptive.get(k) for k in shown} != shown:
+            async with self.deps.sessions.begin() as session:
+                await session.execute(update(Train).where(Train.id == train.id).values(adaptive=shown))
+            train.adaptive = shown
+            log.info("gate.adaptive", train=train.id, **shown)
+        return adaptive.adapt(policy, choice), choice.window
 
     def policy(self) -> QueuePolicy:
         """How this train forms batches: the settings, capped by what the strategy can carry."""

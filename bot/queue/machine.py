@@ -282,14 +282,27 @@ def _wait_at(decision: Decision | None) -> list[datetime]:
     return [action.at for action in decision.actions if isinstance(action, WaitUntil) and action.at is not None]
 
 
-def _next_attempt(snapshot: TrainSnapshot) -> tuple[Batch, str, int | None] | None:
+def _landed_prefix(snapshot: TrainSnapshot, chain: tuple[AttemptView, ...]) -> list[AttemptView]:
+    """The attempts at the head of the chain being merged whose candidates are in the base now."""
+    landed: list[AttemptView] = []
+    for attempt in chain:
+        in_base = attempt.landed or snapshot.base_tip == attempt.candidate_sha
+        if attempt.state is not AttemptState.MERGING or attempt.candidate_sha is None or not in_base:
+            break
+        landed.append(attempt)
+    return landed
+
+
+def _next_attempt(snapshot: TrainSnapshot, occupied: int | None = None) -> tuple[Batch, str, int | None] | None:
     """The batch the next attempt carries and where it is built: on the base tip when the chain is empty,
     else on the candidate at the chain's end — while the chain is shorter than the window allows, and only
-    on a candidate that is built and not red (what is built on a red one would carry its red changes)."""
+    on a candidate that is built and not red (what is built on a red one would carry its red changes).
+    ``occupied``: how many of the chain's attempts count against the window (default: all of them)."""
     chain = snapshot.attempts
     if chain:
         last = chain[-1]
-        if len(chain) >= snapshot.policy.depth(snapshot.window) or last.candidate_sha is None:
+        taken = len(chain) if occupied is None else occupied
+        if taken >= snapshot.policy.depth(snapshot.window) or last.candidate_sha is None:
             return None
         if last.state is AttemptState.BUILDING or any(attempt.strategy is Strategy.PR_BRANCH for attempt in chain):
             return None
@@ -341,9 +354,17 @@ def _any_flaky(settled: list[SettleBisection]) -> bool:
 
 def _chain_step(snapshot: TrainSnapshot, chain: tuple[AttemptView, ...]) -> Decision:
     first = chain[0]
-    landed = first.landed or snapshot.base_tip == first.candidate_sha
-    if first.state is AttemptState.MERGING and first.candidate_sha is not None and landed:
-        return Decision((FinishMerged(first.id, first.entry_ids, first.candidate_sha),), Reason.MERGED)
+    landed = _landed_prefix(snapshot, chain)
+    if landed:
+        finish = tuple(FinishMerged(a.id, a.entry_ids, a.candidate_sha or "") for a in landed)
+        if len(landed) == len(chain) and snapshot.base_tip == landed[-1].candidate_sha:
+            # The next candidate goes under CI before the bookkeeping of the last one (marking each PR merged):
+            # built on the base tip, which is the landed candidate (so on that attempt, as its parent).
+            start = _next_attempt(snapshot, occupied=0)
+            if start is not None and start[0].wait_until is None:
+                batch, base_sha, parent_id = start
+                return Decision((StartAttempt(batch.entry_ids, base_sha, parent_id), *finish), Reason.MERGED)
+        return Decision(finish, Reason.MERGED)
     for index, attempt in enumerate(chain):
         stale = [
             cancel

@@ -130,7 +130,8 @@ def overlapping_attempts(
     branch: str = "main",
 ) -> list[str]:
     """The active attempts of a train form one chain from the base tip, as the forge shows it: per repository
-    at most ``most`` ``merge-bot/*`` branches live at once (1 for a serial queue: never two attempts at once).
+    at most ``most`` ``merge-bot/*`` branches live at once that are not the base tip itself (1 for a serial
+    queue: never two attempts under test at once; a landed one may still be there until its bookkeeping).
     With ``reach`` ((repo, SHA) → the commits reachable from it, itself included), whenever a candidate is
     pushed the live candidates, in the order their attempts were made, each sit strictly on top of the one
     before, and the first one is on top of the base tip or already in it (landed, its bookkeeping pending)."""
@@ -153,8 +154,11 @@ def overlapping_attempts(
             continue
         refs[ref] = after
         where = f"{repo} push #{event['seq']} of {ref.removeprefix(STAGING_PREFIX)}"
-        if len(refs) > most:
-            violations.append(f"{where}: {len(refs)} staging branches live at once")
+        # A candidate already in the base (landed, its bookkeeping pending: the next one goes under CI first)
+        # is no longer under test.
+        under_test = [sha for sha in refs.values() if sha != tip.get(repo)]
+        if len(under_test) > most:
+            violations.append(f"{where}: {len(under_test)} staging branches live at once")
         if reach is None:
             continue
         chain = [(name.removeprefix(STAGING_PREFIX), refs[name]) for name in sorted(refs, key=_attempt_number)]

@@ -1,0 +1,1 @@
+"""Notifications outside the forge: the events a team watches for, sent to chat and mail through apprise."""

@@ -26,6 +26,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from bot.notifications import urls as target_urls
+
 ENV_PREFIX = "MERGE_BOT_"
 REPO_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 LISTEN_RE = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.:-]*?):(?P<port>\d{1,5})$")
@@ -136,6 +138,12 @@ class Settings(BaseSettings):
     reconcile_seconds: float = Field(default=60.0, gt=0)
     reap_seconds: float = Field(default=30.0, gt=0)
     delivery_retention_days: int = Field(default=7, ge=1)
+    notify_urls: tuple[SecretStr, ...] = Field(
+        default=(), description="Where events are sent (chat, mail, webhooks), as apprise URLs; secrets"
+    )
+    stuck_minutes: int = Field(
+        default=60, ge=0, le=7 * 24 * 60, description="A train with work but no progress this long is reported"
+    )
 
     @field_validator("listen", mode="before")
     @classmethod
@@ -163,6 +171,24 @@ class Settings(BaseSettings):
             if not isinstance(repo, str) or not REPO_RE.match(repo):
                 raise ValueError(f"expected owner/name, got {repo!r}")
         return repos
+
+    @field_validator("notify_urls", mode="before")
+    @classmethod
+    def _split_notify_urls(cls, value: Any) -> Any:
+        return target_urls.split_urls(value) if isinstance(value, str) else value
+
+    @field_validator("notify_urls")
+    @classmethod
+    def _notify_urls(cls, value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        from bot.notifications.transport import understood  # apprise is loaded only when URLs are set
+
+        for number, url in enumerate(value, start=1):
+            shown = target_urls.redact(url.get_secret_value())  # never the URL itself: it holds secrets
+            if target_urls.scheme(url.get_secret_value()) is None:
+                raise ValueError(f"entry {number} is not a URL of the form scheme://...")
+            if not understood(url.get_secret_value()):
+                raise ValueError(f"entry {number} ({shown}) is not a URL apprise can send to")
+        return value
 
     @field_validator("webhook_secret")
     @classmethod
@@ -215,6 +241,7 @@ class Settings(BaseSettings):
             password = _url_password(self.database_url.get_secret_value())
             if password:
                 found.append(password)
+        found += target_urls.secrets_of(url.get_secret_value() for url in self.notify_urls)
         return [value for value in found if value]
 
     @classmethod
@@ -287,6 +314,8 @@ def masked(settings: Settings) -> dict[str, Any]:
         value = getattr(settings, name)
         if isinstance(value, SecretStr):
             shown[name] = "**********"
+        elif name == "notify_urls":
+            shown[name] = [target_urls.redact(url.get_secret_value()) for url in value]
         elif isinstance(value, (Listen, AnyHttpUrl, Path)):
             shown[name] = str(value)
         elif isinstance(value, tuple):

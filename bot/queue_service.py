@@ -28,6 +28,9 @@ from bot.inbox.enqueue import Enqueuer
 from bot.inbox.intake import Intake, IntakeDeps
 from bot.inbox.worker import InboxWorker
 from bot.logs import REDACTOR, get_logger
+from bot.notifications import targets
+from bot.notifications.sender import SEND_SECONDS, Sender
+from bot.notifications.stuck import CHECK_SECONDS, StuckCheck
 from bot.notify import INBOX, TRAIN, Listener, notify
 from bot.scheduler.jobs import build_scheduler, cluster_once
 from bot.scheduler.reap import Reaper
@@ -82,11 +85,18 @@ class QueueService:
         reconciler = Reconciler(settings, self.sessions, forge, intake, self.clock, runner.wake)
         reaper = Reaper(settings, self.sessions, forge, self.clock, runner.wake)
         self.reconciler, self.reaper = reconciler, reaper
+        def urls_for(_repository: str | None) -> tuple[str, ...]:
+            return targets(settings)  # a repository's own list joins here once there is one
+
+        sender = Sender(self.sessions, self.clock, urls_for)
+        stuck = StuckCheck(settings, self.sessions, self.clock, urls_for)
         listener = Listener(self.database_url, {INBOX: lambda _payload: worker.wake(), TRAIN: self._train_notified})
         scheduler = build_scheduler(
             [
                 ("reconcile", cluster_once(self.engine, 1, "reconcile", reconciler.run), settings.reconcile_seconds),
                 ("reap", cluster_once(self.engine, 2, "reap", reaper.run), settings.reap_seconds),
+                ("notify", cluster_once(self.engine, 3, "notify", sender.run), SEND_SECONDS),
+                ("stuck", cluster_once(self.engine, 4, "stuck", stuck.run), CHECK_SECONDS),
             ]
         )
         log.info("queue.started", bot=login, repos=list(settings.repos), owner=owner)

@@ -10,6 +10,8 @@
 - ``WebhookDelivery``: the inbox; one row per delivery UUID.
 - ``EntryEvent``: the audit log of an entry, shown on its queue page.
 - ``CommitStatus``: the latest status per (repository, SHA, context), for candidates under test.
+- ``Notification``: the outbox of messages to chat and mail, one row per event and target URL
+  (``bot.notifications``).
 
 States are stored as text with CHECK constraints, so adding a state is a small migration, not an ALTER TYPE.
 """
@@ -54,6 +56,23 @@ class DeliveryState(enum.StrEnum):
     PENDING = "pending"
     DONE = "done"
     PARKED = "parked"
+
+
+class NotificationKind(enum.StrEnum):
+    """The events told outside the forge (``bot.notifications``)."""
+
+    MERGED = "merged"
+    REJECTED = "rejected"
+    FROZEN = "frozen"
+    UNFROZEN = "unfrozen"
+    STUCK = "stuck"
+    CONFIG_BROKEN = "config_broken"
+
+
+class NotificationState(enum.StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
 
 
 def _one_of(column: str, values: type[enum.StrEnum]) -> CheckConstraint:
@@ -322,4 +341,43 @@ class CommitStatus(Base):
     __table_args__ = (
         UniqueConstraint("repository_id", "sha", "context"),
         CheckConstraint("state IN ('pending', 'success', 'error', 'failure', 'warning', 'skipped')", name="state"),
+    )
+
+
+class Notification(Base):
+    """One message for one target URL. The URL itself (a secret) is never stored: ``target_index`` is its place
+    in the list that applied to the repository, ``target`` the URL with its secrets left out."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16), server_default=NotificationState.PENDING.value)
+    repository: Mapped[str | None] = mapped_column(String(511))  # owner/name; None for the whole bot
+    train_id: Mapped[int | None] = mapped_column(ForeignKey("trains.id", ondelete="SET NULL"))
+    entry_id: Mapped[int | None] = mapped_column(ForeignKey("entries.id", ondelete="SET NULL"))
+    pull_number: Mapped[int | None] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    link: Mapped[str | None] = mapped_column(Text)
+    key: Mapped[str | None] = mapped_column(String(255))  # an event enqueued twice under one key is sent once
+    target_index: Mapped[int] = mapped_column(Integer)
+    target: Mapped[str] = mapped_column(String(511))
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    next_try_at: Mapped[datetime] = mapped_column(server_default=_now())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(server_default=_now())
+    sent_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        _one_of("kind", NotificationKind),
+        _one_of("state", NotificationState),
+        Index("ix_notifications_pending", "next_try_at", postgresql_where=text("state = 'pending'")),
+        Index(
+            "uq_notifications_key_target_index",
+            "key",
+            "target_index",
+            unique=True,
+            postgresql_where=text("key IS NOT NULL"),
+        ),
     )

@@ -2,7 +2,8 @@
 an entry is final — the outcome, told exactly once even across crashes.
 
 An entry becomes final in one transaction and is told after it (the status, one comment, the label off,
-the branch deleted if configured); ``entries.told_at`` is set only when that is done. Cut short between the
+the branch deleted if configured; a merge or a rejection also goes to the outbox for chat and mail,
+``bot.notifications``); ``entries.told_at`` is set only when that is done. Cut short between the
 two (a crash, the forge failing), the entry stays untold, and whoever holds the train next tells it again
 (:meth:`Notices.tell_untold`, on every pass of the gate). The outcome comment carries a hidden marker with
 the entry's id, so telling again never posts a second comment when the first one did get through.
@@ -28,6 +29,7 @@ from bot.forge.client import GiteaClient
 from bot.gate.locks import TrainLock
 from bot.gate.strategies import plan_for
 from bot.logs import get_logger
+from bot.notifications import enqueue, targets, text
 from bot.queue import messages
 from bot.queue.model import EntryState, Reason, Strategy
 
@@ -119,8 +121,11 @@ class Notices:
             log.warning("gate.tell_deferred", train=self.train_id, entry=entry.id, retry_in_s=delay.total_seconds())
         elif not posted:
             log.warning("gate.tell_gave_up", train=self.train_id, entry=entry.id, since=finished.isoformat())
+        told = text.outcome(self.settings, repo, entry, pull, self.queue_url(repo, pull.number))
         async with self.sessions.begin() as session:
             await session.execute(update(Entry).where(Entry.id == entry.id).values(**values))
+            if told is not None:  # chat and mail, sent in the background; keyed by the entry, so told once
+                await enqueue(session, targets(self.settings), told, now=now)
         return posted
 
     async def tell_untold(self, skip: Collection[int] = ()) -> int:

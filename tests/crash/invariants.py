@@ -3,7 +3,8 @@ database the bots share. Pure functions of that evidence; each returns a list of
 
 * The base holds only tested SHAs: every move of ``refs/heads/main`` after the scenario was set up went,
   by a fast-forward, to a SHA on which CI had reported ``success`` for the required context *before* the
-  push — and to each SHA at most once.
+  push — and to each SHA at most once (``untested_base_moves``, in :mod:`gitea_sim.logcheck` so that the
+  benchmarks check it too; imported here with ``base_moves`` for the suites).
 * No PR merged twice: at most one merge call per PR took effect.
 * The active attempts of a train form one chain from the base tip: each attempt's base is the candidate of the
   one before it, the first one's base the tip when it was built (``broken_chains``, judged on samples of the
@@ -23,56 +24,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-ZERO_SHA = "0" * 40
+from gitea_sim.gitrepo import ZERO_SHA as ZERO_SHA
+from gitea_sim.logcheck import base_moves as base_moves
+from gitea_sim.logcheck import untested_base_moves as untested_base_moves
+
 MERGE_CALL = re.compile(r"^/api/v1/repos/(?P<repo>[^/]+/[^/]+)/pulls/(?P<number>\d+)/merge$")
 STAGING_PREFIX = "refs/heads/merge-bot/"
-
-
-def base_moves(log: Iterable[dict[str, Any]], since: int, branch: str = "main") -> list[dict[str, Any]]:
-    ref = f"refs/heads/{branch}"
-    return [e for e in log if e["kind"] == "push" and e["ref"] == ref and e["seq"] > since]
-
-
-def untested_base_moves(
-    log: list[dict[str, Any]],
-    since: int,
-    *,
-    context: str = "ci/test",
-    branch: str = "main",
-    pusher: str | None = None,
-) -> list[str]:
-    """Moves of the base to a SHA without a prior green run of ``context`` on it, non-fast-forward moves
-    (the push's old value is not where the base was), deletions, and second moves to the same SHA.
-    With ``pusher``, only that user's moves are judged: the others (people pushing to the base) set the tip."""
-    violations: list[str] = []
-    green: dict[tuple[str, str], int] = {}  # (repo, sha) → seq of the first success
-    tip: dict[str, str] = {}
-    seen: Counter[tuple[str, str]] = Counter()
-    ref = f"refs/heads/{branch}"
-    for event in log:
-        if event["kind"] == "ci" and event.get("phase") == "done" and event.get("context") == context:
-            if event.get("state") == "success":
-                green.setdefault((event["repo"], event["sha"]), event["seq"])
-            continue
-        if event["kind"] != "push" or event["ref"] != ref:
-            continue
-        repo, before, after = event["repo"], event["before"], event["after"]
-        if event["seq"] <= since or (pusher is not None and event.get("pusher") != pusher):
-            tip[repo] = after
-            continue
-        where = f"{repo} push #{event['seq']} {before[:10]}→{after[:10]}"
-        if after == ZERO_SHA:
-            violations.append(f"{where}: the base was deleted")
-            continue
-        if repo in tip and before != tip[repo]:
-            violations.append(f"{where}: not from the tip {tip[repo][:10]}")
-        tip[repo] = after
-        if (repo, after) not in green:
-            violations.append(f"{where}: no {context} success on {after[:10]} before the push")
-        seen[(repo, after)] += 1
-        if seen[(repo, after)] == 2:
-            violations.append(f"{where}: the base moved to {after[:10]} a second time")
-    return violations
 
 
 def effective_merge_calls(

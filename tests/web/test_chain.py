@@ -2,8 +2,8 @@
 the candidate before it, indented by depth), where the base is, the window; a timeline of the last hours
 (one bar per attempt, one mark per push); and flaky failures of every kind — a bisected batch whose parts
 passed, a PR red alone that passed when re-tested on the same candidate, a red attempt landed optimistically
-— as a rate per check context. On the queue page, in the JSON API (against the OpenAPI file) and in
-``merge-bot status``. Built from database rows made here, as the gate writes them."""
+— as a rate per check context. On the queue page, in the JSON API (against the OpenAPI file), in
+``merge-bot status`` and in ``/metrics``. Built from database rows made here, as the gate writes them."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from bot.gate.service import Gate
 from bot.web import timeline, views
 from tests.web import spec
 from tests.web.conftest import NOW, Client, ago, web_settings
+from tests.web.test_metrics import TRAIN, scrape, value
 from tests.web.test_pages import page, text_of
 
 RED_RUN = "https://ci.example.org/runs/77"
@@ -353,6 +354,28 @@ async def test_merge_bot_status_prints_the_chain_one_line_per_attempt(
     assert f"#39 Change 39  · on #{ids['b2']}" in raw[ids["b3"]]
     assert f"re-test 1 of the candidate of attempt {ids['a9']}, red on ci/test" in out
     assert "ci/test 3 flaky of 7 results (43%) · lint 0 flaky of 2 results (0%)" in out
+
+
+async def test_the_chain_in_metrics(client: Client, chain: Chain) -> None:
+    samples = await scrape(client)
+    assert value(samples, "merge_bot_candidates_under_test", **TRAIN) == 2  # b3 is still building
+    assert value(samples, "merge_bot_window", **TRAIN) == 2
+    assert value(samples, "merge_bot_max_parallel", **TRAIN) == 4
+    # Four pushes (old, a1, a2 with a3, a5) landed five attempts.
+    assert value(samples, "merge_bot_attempts_per_push_count", **TRAIN) == 4
+    assert value(samples, "merge_bot_attempts_per_push_sum", **TRAIN) == 5
+    assert value(samples, "merge_bot_attempts_per_push_bucket", **TRAIN, le="1.0") == 3
+    assert value(samples, "merge_bot_attempts_per_push_bucket", **TRAIN, le="2.0") == 4
+    assert value(samples, "merge_bot_optimistic_landings_total", **TRAIN) == 1
+    # CI runs per merged PR: 11 candidates pushed (a8 and b3 have none), 6 PRs merged.
+    assert value(samples, "merge_bot_candidate_runs_total", **TRAIN) == 11
+    assert value(samples, "merge_bot_merges_total", **TRAIN) == 6
+    assert value(samples, "merge_bot_bisections_total", **TRAIN) == 1
+    assert value(samples, "merge_bot_flaky_failures_total", **TRAIN, context="ci/test") == 3  # every kind
+    for kind in ("bisection", "retry", "optimistic"):
+        assert value(samples, "merge_bot_flakes_total", **TRAIN, context="ci/test", kind=kind) == 1
+    contexts = {dict(labels)["context"] for name, labels in samples if name == "merge_bot_flakes_total"}
+    assert contexts == {"ci/test"}  # lint's re-test was red again: confirmed, not flaky
 
 
 @pytest.mark.parametrize("strategy", ["staging", "pr-branch"])

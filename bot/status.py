@@ -154,9 +154,13 @@ def _chain(train: views.TrainRow, now: datetime) -> RenderableType:
     if train.landed_sha and train.landed_at:
         moved = "moved there" if train.landed_sha == train.base_sha else f"last moved to {train.landed_sha[:10]}"
         head.append(f" ({moved} by the queue {ago(train.landed_at, now)})", style="dim")
+    lines: list[RenderableType] = [head]
+    if train.adaptive is not None:
+        chosen = f"Adaptive: batches of up to {train.adaptive.batch}, window {train.adaptive.window}"
+        lines.append(Text(chosen + (f" — {train.adaptive.reason}" if train.adaptive.reason else ""), style="dim"))
     if not train.attempts:
-        return Group(head, Text("Nothing is being tested.", style="dim"))
-    return Group(head, *(_attempt(attempt, now) for attempt in train.attempts))
+        return Group(*lines, Text("Nothing is being tested.", style="dim"))
+    return Group(*lines, *(_attempt(attempt, now) for attempt in train.attempts))
 
 
 def _attempt(attempt: views.AttemptRow, now: datetime) -> RenderableType:
@@ -174,7 +178,7 @@ def _attempt(attempt: views.AttemptRow, now: datetime) -> RenderableType:
         text.append(f" · part {attempt.part} of {parts}", style="yellow")
     if attempt.retry_of is not None:
         text.append(f" · re-test {max(attempt.retries, 1)}", style="yellow")
-    text.append(f" · started {ago(attempt.created_at, now)}", style="dim")
+    text.append(f" · started {ago(attempt.started_at, now)}", style="dim")
     if attempt.note:
         text.append(f"\n{more}{attempt.note}", style="yellow")
         if attempt.bisection is not None:

@@ -333,7 +333,8 @@ async def _chain(session: AsyncSession, names: dict[int, list[str]], policy: Que
     )
     window = GaugeMetricFamily(
         "merge_bot_window",
-        "How deep the train's chain may speculate now (grows per landing, halves per failure)",
+        "How deep the train's chain may speculate now (grows per landing, halves per failure; with adaptive, "
+        "the depth chosen)",
         labels=["repository", "branch"],
     )
     ceiling = GaugeMetricFamily(
@@ -350,22 +351,22 @@ async def _chain(session: AsyncSession, names: dict[int, list[str]], policy: Que
     )
     active = [state.value for state in ACTIVE_ATTEMPT_STATES]
     pushed = Attempt.candidate_sha.is_not(None) & Attempt.reason_detail["inherits"].astext.is_(None)
+    trains = {train.id: train for train in (await session.execute(select(Train))).scalars()}
     rows = await session.execute(
         select(
             Train.id,
-            Train.window,
             func.count(Attempt.id).filter(pushed, Attempt.state.in_(active)),
             func.count(Attempt.id).filter(pushed),
             func.count(Attempt.id).filter(Attempt.reason == Reason.BISECTED.value),
         )
         .outerjoin(Attempt, Attempt.train_id == Train.id)
-        .group_by(Train.id, Train.window)
+        .group_by(Train.id)
         .order_by(Train.id)
     )
-    for train_id, depth, testing, candidates, bisected in rows:
+    for train_id, testing, candidates, bisected in rows:
         labels = _labels(names, train_id)
         under_test.add_metric(labels, testing)
-        window.add_metric(labels, policy.depth(depth))
+        window.add_metric(labels, views.window(policy, trains[train_id]))
         ceiling.add_metric(labels, policy.max_parallel)
         runs.add_metric(labels, candidates)
         bisections.add_metric(labels, bisected)

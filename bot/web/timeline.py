@@ -28,7 +28,6 @@ TOP = 22  # the tick labels above the rows
 ROW = 18  # one attempt's row
 BAR = 12  # one attempt's bar, inside its row
 MIN_BAR = 3.0  # an attempt of a few seconds still shows
-RETRIED = "retried"  # the reason of a red attempt re-tested on the same candidate
 
 OUTCOME_WORDS = {
     "running": "in progress",
@@ -49,7 +48,7 @@ def outcome(attempt: AttemptRow) -> str:
         return "optimistic" if attempt.optimistic else "landed"
     if attempt.reason == Reason.BISECTED.value:
         return "bisected"
-    if attempt.reason == RETRIED:
+    if attempt.reason == Reason.RETRIED.value:
         return "retried"
     if attempt.state == AttemptState.FAILED.value:
         return "failed"
@@ -119,15 +118,15 @@ def timeline(attempts: Sequence[AttemptRow], now: datetime, hours: int = HOURS) 
         return round(left + seconds / span * (right - left), 1)
 
     shown = sorted(
-        (a for a in attempts if (a.finished_at or now) >= since and a.created_at <= now),
-        key=lambda a: (a.created_at, a.id),
+        (a for a in attempts if (a.finished_at or now) >= since and a.started_at <= now),
+        key=lambda a: (a.started_at, a.id),
     )
     bars = []
     for index, attempt in enumerate(shown):
-        start, end = x(attempt.created_at), x(attempt.finished_at or now)
+        start, end = x(attempt.started_at), x(attempt.finished_at or now)
         kind = outcome(attempt)
         ended = f"until {attempt.finished_at:%H:%M:%S %Z}" if attempt.finished_at else "still running"
-        started = f"{attempt.created_at:%H:%M:%S %Z}".strip()
+        started = f"{attempt.started_at:%H:%M:%S %Z}".strip()
         title = f"attempt {attempt.id}: {_numbers(attempt)}, {OUTCOME_WORDS[kind]}; from {started} {ended.strip()}"
         bars.append(
             Bar(
@@ -138,7 +137,7 @@ def timeline(attempts: Sequence[AttemptRow], now: datetime, hours: int = HOURS) 
                 width=round(max(end - start, MIN_BAR), 1),
                 label=f"attempt {attempt.id}",
                 title=title,
-                clipped=attempt.created_at < since,
+                clipped=attempt.started_at < since,
             )
         )
     pushes: dict[str, list[AttemptRow]] = {}
@@ -184,11 +183,11 @@ def chain_spans(attempts: Sequence[AttemptRow], now: datetime) -> dict[int, Span
     """Each attempt of the chain from its start to now, on one axis from the chain's first start to now."""
     if not attempts:
         return {}
-    first = min(attempt.created_at for attempt in attempts)
+    first = min(attempt.started_at for attempt in attempts)
     total = max((now - first).total_seconds(), 1.0)
     spans = {}
     for attempt in attempts:
-        start = min(100.0, max(0.0, (attempt.created_at - first).total_seconds() / total * 100))
+        start = min(100.0, max(0.0, (attempt.started_at - first).total_seconds() / total * 100))
         start = min(start, 99.0)
         spans[attempt.id] = Span(round(start, 1), round(max(100.0 - start, 1.0), 1))
     return spans

@@ -177,6 +177,7 @@ class AttemptRow:
     depth: int | None  # in a train's chain: how many attempts it is built on (0: on the base tip); else None
     landed_sha: str | None  # a landed attempt: the SHA its push moved the base to (shared by one push's attempts)
     optimistic: bool  # landed although pending or red, because a green candidate behind it landed
+    started_at: datetime  # ``created_at``, but a re-test keeps the red one's (its commit date): when that ended
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +194,15 @@ class FlakeRate:
     @property
     def rate(self) -> float | None:
         return self.flakes / self.results if self.results else None
+
+
+@dataclass(frozen=True, slots=True)
+class AdaptiveChoice:
+    """With ``adaptive``: the batch size and window the gate last chose from the train's history, and why."""
+
+    batch: int
+    window: int
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +224,7 @@ class TrainRow:
     landed_sha: str | None  # where the queue's last push moved the base
     landed_at: datetime | None  # and when
     flakes: tuple[FlakeRate, ...]  # per check context, by name
+    adaptive: AdaptiveChoice | None  # with ``adaptive``: the batch size and window chosen, and why
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,6 +313,8 @@ _REASON_WORDS = {
     Reason.BISECTED: "its batch failed and is being bisected",
     Reason.CHAIN_BROKEN: "the attempt it was built on was rebuilt",
     Reason.FLAKY: "a flaky failure",
+    Reason.RETRIED: "red alone: tested again on the same candidate",
+    Reason.SKIPPED_BUILD: "already on the base tip and green: landed as it is",
 }
 
 _EVENT_WORDS = {
@@ -433,6 +446,10 @@ def event_text(event: EntryEvent, context: _Context | None = None) -> str:
         return f"{name} failed: {failure_text(event.reason, facts)}; bisecting it to find the PR at fault"
     if event.kind == "rebuilt":
         return _REBUILT_WORDS.get(event.reason or "", "rebuilt without a PR that left the queue")
+    if event.kind == "retried":
+        check = detail.get("context") or "a required check"
+        retry = f" (re-test {detail['retry']})" if detail.get("retry") else ""
+        return f"{check} was red: tested again on the same candidate{retry}"
     if event.kind == "flaky":
         check = detail.get("context") or "a required check"
         return f"counted as a flaky failure of {check}: batch #{event.attempt_id} failed, yet every part of it passed"
@@ -508,15 +525,32 @@ async def trains(session: AsyncSession, links: Links, now: datetime, repository:
                 recent=tuple(rows[e.id] for e, _ in recent if e.train_id == train.id),
                 depth=len(by_train[train.id]),
                 flaky={rate.context: rate.flakes for rate in flakes if rate.flakes},
-                window=links.policy.depth(train.window),
+                window=window(links.policy, train),
                 max_parallel=links.policy.max_parallel,
                 base_sha=base_sha,
                 landed_sha=landed.landed_sha if landed is not None else None,
                 landed_at=landed.finished_at if landed is not None else None,
                 flakes=flakes,
+                adaptive=adaptive_choice(links.policy, train),
             )
         )
     return result
+
+
+def adaptive_choice(policy: QueuePolicy, train: Train) -> AdaptiveChoice | None:
+    """The gate's last adaptive choice for the train (``trains.adaptive``), when the policy is adaptive."""
+    kept = train.adaptive or {}
+    batch, depth = kept.get("batch"), kept.get("window")
+    if not policy.adaptive or not isinstance(batch, int) or not isinstance(depth, int):
+        return None
+    return AdaptiveChoice(batch=batch, window=depth, reason=str(kept.get("reason") or ""))
+
+
+def window(policy: QueuePolicy, train: Train) -> int:
+    """How deep the train's chain may speculate now: the adaptive choice when there is one (the window rule
+    does not move it), else the train's window within the policy's bounds."""
+    choice = adaptive_choice(policy, train)
+    return choice.window if choice is not None else policy.depth(train.window)
 
 
 def _with_depths(chain: Sequence[AttemptRow]) -> list[AttemptRow]:
@@ -552,7 +586,7 @@ async def history(
     shown = select(ranked.c.id).where(ranked.c.rank <= TIMELINE_ROWS).scalar_subquery()
     found = await _attempts(session, links, now, Attempt.id.in_(shown))
     by_train: dict[int, list[AttemptRow]] = {train_id: [] for train_id in train_ids}
-    for attempt in sorted(found, key=lambda a: (a.row.created_at, a.row.id)):
+    for attempt in sorted(found, key=lambda a: (a.row.started_at, a.row.id)):
         by_train[attempt.train_id].append(attempt.row)
     return by_train
 
@@ -892,7 +926,7 @@ def _flake_kind() -> Any:
     detail = Attempt.reason_detail
     return case(
         (Attempt.reason == Reason.BISECTED.value, FLAKE_KINDS[0]),
-        (Attempt.reason == timeline.RETRIED, FLAKE_KINDS[1]),
+        (Attempt.reason == Reason.RETRIED.value, FLAKE_KINDS[1]),
         (and_(Attempt.state == AttemptState.DONE.value, detail["optimistic"].astext == "true"), FLAKE_KINDS[2]),
         else_=None,
     )
@@ -1079,6 +1113,7 @@ async def _attempts(
             depth=None,  # set for a train's chain (``trains``), where the attempts it is built on are known
             landed_sha=_landed_sha(attempt),
             optimistic=attempt.state == AttemptState.DONE.value and bool(detail.get("optimistic")),
+            started_at=_started(attempt, retried.get(attempt.retry_of) if attempt.retry_of is not None else None),
         )
         bisection = bisections.get(attempt.split_from) if attempt.split_from is not None else None
         if bisection is not None and row.pulls:
@@ -1088,6 +1123,14 @@ async def _attempts(
                 row = dataclasses.replace(row, part=part.number, bisection=bisection, note=note)
         result.append(_Attempt(train.id, row, attempt))
     return result
+
+
+def _started(attempt: Attempt, red: Attempt | None) -> datetime:
+    """When an attempt started: a re-test is opened when the red attempt it tests again ends (its own
+    ``created_at`` is the red one's, the committer date of the very same commit)."""
+    if red is not None and red.finished_at is not None and red.finished_at > attempt.created_at:
+        return red.finished_at
+    return attempt.created_at
 
 
 async def _retried(session: AsyncSession, attempt_ids: Iterable[int]) -> dict[int, Attempt]:

@@ -21,10 +21,12 @@ from rich.console import Console
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from bot import status
+from bot.app import create_app
 from bot.config import Settings
-from bot.db.models import Attempt, AttemptEntry, CommitStatus, Entry, PullRequest, Repository, Train
+from bot.db.models import Attempt, AttemptEntry, CommitStatus, Entry, EntryEvent, PullRequest, Repository, Train
 from bot.gate.service import Gate
 from bot.web import timeline, views
+from tests.clocks import StillClock
 from tests.web import spec
 from tests.web.conftest import NOW, Client, ago, web_settings
 from tests.web.test_metrics import TRAIN, scrape, value
@@ -60,7 +62,8 @@ async def seed_chain(engine: AsyncEngine) -> Chain:
         repo = Repository(owner="acme", name="app", forge_id=1)
         session.add(repo)
         await session.flush()
-        train = Train(repository_id=repo.id, branch="main", window=2)
+        chosen = {"batch": 3, "window": 3, "reason": "drains 5 PRs in 2.1 cycles"}  # kept by an adaptive gate
+        train = Train(repository_id=repo.id, branch="main", window=2, adaptive=chosen)
         session.add(train)
         await session.flush()
         numbers = range(30, 40)
@@ -127,8 +130,8 @@ async def seed_chain(engine: AsyncEngine) -> Chain:
             "abandoned", 50, 45, base_sha=P2, candidate_sha=C4, reason="retried", reason_detail=retried
         )
         await session.flush()
-        made["a5"] = attempt(
-            "done", 45, 35, base_sha=P2, candidate_sha=C4, retry_of=made["a4"].id, retries=1, reason_detail={"push": P3}
+        made["a5"] = attempt(  # a re-test keeps the red one's created_at: the committer date of the same commit
+            "done", 50, 35, base_sha=P2, candidate_sha=C4, retry_of=made["a4"].id, retries=1, reason_detail={"push": P3}
         )
         confirmed = {**lint, "sha": sha("6c"), "outcome": "confirmed"}
         made["a6"] = attempt(
@@ -163,7 +166,7 @@ async def seed_chain(engine: AsyncEngine) -> Chain:
         await session.flush()
         made["b2"] = attempt(
             "testing",
-            8,
+            9,
             None,
             base_sha=CB1,
             parent_id=made["b1"].id,
@@ -195,6 +198,16 @@ async def seed_chain(engine: AsyncEngine) -> Chain:
                         attempt_id=made[name].id, entry_id=entries[n].id, position=position, head_sha=pulls[n].head_sha
                     )
                 )
+        session.add(
+            EntryEvent(
+                entry_id=entries[38].id,
+                attempt_id=made["a9"].id,
+                kind="retried",
+                reason="retried",
+                detail={"context": "ci/test", "retry": 1},
+                at=ago(8),
+            )
+        )
         statuses = [
             (C4, "ci/test", "success", "https://ci.example.org/runs/45"),  # a5's re-test (a4 was red on it)
             (CB1, "ci/test", "success", "https://ci.example.org/runs/b1"),
@@ -300,6 +313,10 @@ async def test_the_api_lists_the_chain_in_order_with_its_window_and_flake_rates(
     assert all(len(a["entry_ids"]) == 1 for a in train["attempts"])
     b2 = train["attempts"][1]
     assert b2["retry_of"] == ids["a9"] and b2["retries"] == 1
+    assert b2["retry_note"] == f"re-test 1 of the candidate of attempt {ids['a9']}, red on ci/test"
+    # A re-test keeps the red attempt's created_at (the same commit); it started when that one ended.
+    assert (b2["created_at"], b2["started_at"]) == (ago(9).isoformat(), ago(8).isoformat())
+    assert train["attempts"][0]["started_at"] == train["attempts"][0]["created_at"]
     assert [(c["context"], c["state"]) for c in b2["checks"]] == [("ci/test", "failure")]
     assert (train["window"], train["max_parallel"]) == (2, 4)
     assert (train["base_sha"], train["landed_sha"], train["landed_at"]) == (P3, P3, ago(35).isoformat())
@@ -378,6 +395,33 @@ async def test_the_chain_in_metrics(client: Client, chain: Chain) -> None:
     assert contexts == {"ci/test"}  # lint's re-test was red again: confirmed, not flaky
 
 
+async def test_a_pr_page_tells_its_re_test(client: Client, chain: Chain) -> None:
+    shown = text_of(await page(client, "/queue/acme/app/pull/38"))
+    assert "ci/test was red: tested again on the same candidate (re-test 1)" in shown
+    assert views.reason_text("retried", None) == "red alone: tested again on the same candidate"
+
+
+async def test_with_adaptive_the_window_is_the_gates_choice_and_says_why(
+    aiohttp_client: Any, engine: AsyncEngine, chain: Chain, tmp_path: Path
+) -> None:
+    settings = web_settings(tmp_path, MERGE_BOT_ADAPTIVE="true")
+    adaptive: Client = await aiohttp_client(create_app(settings, engine=engine, clock=StillClock(NOW)))
+    shown = text_of(await page(adaptive, "/queue/acme/app"))
+    assert "3 under test · window 3 of at most 4" in shown  # the choice, not the train's window rule
+    assert "Adaptive: batches of up to 3, window 3 — drains 5 PRs in 2.1 cycles" in shown
+    response = await adaptive.get("/api/v1/trains")
+    body = spec.check("/api/v1/trains", "GET", response.status, "application/json", await response.read())
+    assert body["trains"][0]["window"] == 3
+    assert body["trains"][0]["adaptive"] == {"batch": 3, "window": 3, "reason": "drains 5 PRs in 2.1 cycles"}
+    assert value(await scrape(adaptive), "merge_bot_window", **TRAIN) == 3
+
+
+async def test_without_adaptive_a_kept_choice_is_not_shown(client: Client, chain: Chain) -> None:
+    assert "Adaptive:" not in text_of(await page(client, "/queue/acme/app"))
+    body = await (await client.get("/api/v1/trains")).json()
+    assert body["trains"][0]["adaptive"] is None and body["trains"][0]["window"] == 2
+
+
 @pytest.mark.parametrize("strategy", ["staging", "pr-branch"])
 def test_the_window_shown_is_the_one_the_gate_works_with(tmp_path: Path, strategy: str) -> None:
     settings: Settings = web_settings(
@@ -423,6 +467,7 @@ def test_the_timeline_clips_what_started_before_it_and_keeps_short_attempts_visi
             depth=None,
             landed_sha=P1 if state == "done" else None,
             optimistic=False,
+            started_at=ago(started),
         )
 
     drawn = timeline.timeline([row(1, 420, 300), row(2, 30, 29.99), row(3, 500, 400), row(4, 5, None, "testing")], NOW)

@@ -84,7 +84,7 @@ def _styled(state: str) -> Text:
 
 
 def _train(train: views.TrainRow, now: datetime) -> Panel:
-    parts: list[RenderableType] = [_chain(train.attempts)]
+    parts: list[RenderableType] = [_chain(train, now)]
     line = Table(title="Next in line", title_justify="left", expand=True, show_edge=False, pad_edge=False)
     for name, options in (
         ("#", {"justify": "right", "width": 3}),
@@ -137,45 +137,68 @@ def _train(train: views.TrainRow, now: datetime) -> Panel:
                 ago(entry.finished_at, now),
             )
         parts.append(recent)
-    if train.flaky:
-        flaky = Text("Flaky checks (batches that failed though every part passed): ", style="bold")
-        counts = sorted(train.flaky.items())
-        flaky.append(" · ".join(f"{views.check_name(context)} {count}" for context, count in counts))
+    if train.flakes:
+        flaky = Text("Flaky checks (flaky failures of the candidate results per check): ", style="bold")
+        flaky.append(" · ".join(f"{views.check_name(rate.context)} {views.rate_text(rate)}" for rate in train.flakes))
         parts.append(flaky)
     title = f"[b]{train.repository}[/b] → {train.branch}  ({train.depth} active{', paused' if train.paused else ''})"
     return Panel(Group(*parts), title=title, title_align="left")
 
 
-def _chain(attempts: tuple[views.AttemptRow, ...]) -> RenderableType:
-    """Every active attempt, in chain order (each built on the one before)."""
-    if not attempts:
-        return Text("Nothing is being tested.", style="dim")
-    return Group(*(_running(attempt, index) for index, attempt in enumerate(attempts)))
+def _chain(train: views.TrainRow, now: datetime) -> RenderableType:
+    """Where the base is, then every active attempt in chain order, one line each, indented by its depth (how
+    many attempts it is built on), with its details under it."""
+    head = Text("Chain: ", style="bold")
+    head.append(f"{len(train.attempts)} under test · window {train.window} of at most {train.max_parallel} · ")
+    head.append(f"base {train.branch} at {train.base_sha[:10]}" if train.base_sha else f"base {train.branch}")
+    if train.landed_sha and train.landed_at:
+        moved = "moved there" if train.landed_sha == train.base_sha else f"last moved to {train.landed_sha[:10]}"
+        head.append(f" ({moved} by the queue {ago(train.landed_at, now)})", style="dim")
+    lines: list[RenderableType] = [head]
+    if train.adaptive is not None:
+        chosen = f"Adaptive: batches of up to {train.adaptive.batch}, window {train.adaptive.window}"
+        lines.append(Text(chosen + (f" — {train.adaptive.reason}" if train.adaptive.reason else ""), style="dim"))
+    if not train.attempts:
+        return Group(*lines, Text("Nothing is being tested.", style="dim"))
+    return Group(*lines, *(_attempt(attempt, now) for attempt in train.attempts))
 
 
-def _running(attempt: views.AttemptRow, index: int = 0) -> RenderableType:
-    text = Text("Testing now: " if index == 0 else "Then, on top: ", style="bold")
-    text.append(", ".join(f"#{pull.number} {pull.title}" for pull in attempt.pulls))
-    text.append("  ")
+def _attempt(attempt: views.AttemptRow, now: datetime) -> RenderableType:
+    depth = attempt.depth or 0
+    lead = "  " * depth + ("└ " if depth else "")
+    more = " " * len(lead) + "    "
+    text = Text(lead)
+    text.append(f"attempt {attempt.id} ", style="bold")
     text.append_text(_styled(attempt.state))
-    text.append(f"  attempt {attempt.id}", style="dim")
+    text.append("  ")
+    text.append(", ".join(f"#{pull.number} {pull.title}" for pull in attempt.pulls))
+    text.append(f"  · on #{attempt.parent_id}" if attempt.parent_id else f"  · on the base tip {attempt.base_sha[:10]}")
+    if attempt.part is not None:
+        parts = len(attempt.bisection.parts) if attempt.bisection is not None else 2
+        text.append(f" · part {attempt.part} of {parts}", style="yellow")
+    if attempt.retry_of is not None:
+        text.append(f" · re-test {max(attempt.retries, 1)}", style="yellow")
+    text.append(f" · started {ago(attempt.started_at, now)}", style="dim")
     if attempt.note:
-        text.append(f"\n  {attempt.note}", style="yellow")
+        text.append(f"\n{more}{attempt.note}", style="yellow")
         if attempt.bisection is not None:
-            text.append(f"\n  {attempt.bisection.known}")
+            text.append(f"\n{more}{attempt.bisection.known}")
+    if attempt.retry_note:
+        text.append(f"\n{more}{attempt.retry_note}", style="yellow")
     if attempt.candidate_sha:
-        text.append(f"\n  candidate {attempt.candidate_sha[:10]} on {attempt.ref or '?'} from {attempt.base_sha[:10]}")
+        built = f"candidate {attempt.candidate_sha[:10]} on {attempt.ref or '?'} from {attempt.base_sha[:10]}"
+        text.append(f"\n{more}{built}")
     else:
-        text.append(f"\n  building on {attempt.base_sha[:10]}")
+        text.append(f"\n{more}building on {attempt.base_sha[:10]}")
     if attempt.seconds_left is not None:
         text.append(f", {duration(attempt.seconds_left)} left")
     if attempt.checks:
-        text.append("\n  checks: ")
+        text.append(f"\n{more}checks: ")
         for index, check in enumerate(attempt.checks):
             if index:
                 text.append(" · ")
             text.append(f"{check.context} ")
             text.append_text(_styled(check.state))
     elif attempt.candidate_sha:
-        text.append("\n  checks: none reported yet", style="dim")
+        text.append(f"\n{more}checks: none reported yet", style="dim")
     return text

@@ -1,12 +1,13 @@
 """``GET /metrics``: Prometheus metrics, read from the database at scrape time wherever the database knows.
 
 The queue's state lives in PostgreSQL, shared by every replica, so queue depth, time in queue, CI time,
-attempts and entries by outcome and reason, merges, flaky failures per check context and stored webhook
-deliveries are counted there when Prometheus asks (one read-only snapshot, a few aggregate queries): every
-replica reports the same cluster figures, and they survive restarts. What only a process sees is counted
-live in that process: webhook requests by answer (rejections included, which store nothing), the
-reconciler's heals and the gate-lock refusals, plus prometheus-client's process metrics. Labels:
-``repository`` (owner/name) and ``branch``.
+attempts and entries by outcome and reason, merges, the speculative chain (candidates under test, window,
+attempts per push, candidate runs, bisections, optimistic landings), flaky failures per check context and
+kind, and stored webhook deliveries are counted there when Prometheus asks (one read-only snapshot, a few
+aggregate queries): every replica reports the same cluster figures, and they survive restarts. What only a
+process sees is counted live in that process: webhook requests by answer (rejections included, which store
+nothing), the reconciler's heals and the gate-lock refusals, plus prometheus-client's process metrics.
+Labels: ``repository`` (owner/name) and ``branch``.
 """
 
 from __future__ import annotations
@@ -23,20 +24,22 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
-from sqlalchemy import case, func, select, text
+from sqlalchemy import String, case, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from bot import __version__
 from bot.db.models import Attempt, DeliveryState, Entry, EntryEvent, Repository, Train, WebhookDelivery
 from bot.gate.locks import NAMESPACE
 from bot.queue.model import ACTIVE_ATTEMPT_STATES, ACTIVE_ENTRY_STATES, FINAL_ENTRY_STATES, AttemptState, Reason
+from bot.queue.policy import QueuePolicy
 from bot.queue_service import QueueService
 from bot.web import views
-from bot.web.keys import CLOCK, ENGINE
+from bot.web.keys import CLOCK, ENGINE, SETTINGS
 
 QUEUE_BUCKETS = (10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 43200, 86400)
 CI_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200)
 WEBHOOK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+PUSH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 32, 64)
 FINAL_ATTEMPT_STATES = (AttemptState.DONE.value, AttemptState.FAILED.value, AttemptState.ABANDONED.value)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -124,7 +127,8 @@ def _outcome(response: web.StreamResponse) -> str:
 @routes.get("/metrics")
 async def scrape(request: web.Request) -> web.Response:
     metrics = request.app[METRICS]
-    families = await database_families(request.app[ENGINE], request.app[CLOCK].now())
+    links = views.links(request.app[SETTINGS])
+    families = await database_families(request.app[ENGINE], request.app[CLOCK].now(), links)
     families.extend(process_families(request.app.get(QUEUE)))
     async with metrics.lock:  # one scrape at a time fills the collector
         metrics.scraped.families = families
@@ -170,7 +174,7 @@ def process_families(service: QueueService | None) -> list[Metric]:
 # -- what the database knows ----------------------------------------------------------------------------
 
 
-async def database_families(engine: AsyncEngine, now: datetime) -> list[Metric]:
+async def database_families(engine: AsyncEngine, now: datetime, links: views.Links) -> list[Metric]:
     async with views.reading(engine) as session:
         names = await _train_names(session)
         families = [
@@ -178,8 +182,10 @@ async def database_families(engine: AsyncEngine, now: datetime) -> list[Metric]:
             await _time_in_queue(session, names),
             await _ci_time(session, names),
             *await _attempts(session, names),
+            *await _chain(session, names, links.policy),
+            *await _landings(session, names),
             *await _entries(session, names),
-            await _flaky(session, names),
+            *await _flaky(session, names),
             *await _deliveries(session, now),
             await _gate_locks(session),
         ]
@@ -318,6 +324,95 @@ async def _attempts(session: AsyncSession, names: dict[int, list[str]]) -> list[
     return [finished, active]
 
 
+async def _chain(session: AsyncSession, names: dict[int, list[str]], policy: QueuePolicy) -> list[Metric]:
+    """The speculative chain of each train: candidates under CI now, and how deep it may go."""
+    under_test = GaugeMetricFamily(
+        "merge_bot_candidates_under_test",
+        "Active attempts whose candidate was pushed for CI (the chain's length now)",
+        labels=["repository", "branch"],
+    )
+    window = GaugeMetricFamily(
+        "merge_bot_window",
+        "How deep the train's chain may speculate now (grows per landing, halves per failure; with adaptive, "
+        "the depth chosen)",
+        labels=["repository", "branch"],
+    )
+    ceiling = GaugeMetricFamily(
+        "merge_bot_max_parallel", "The most the train's window may grow to", labels=["repository", "branch"]
+    )
+    runs = CounterMetricFamily(
+        "merge_bot_candidate_runs",
+        "Attempts that got a candidate pushed for CI, re-tests included (divided by merge_bot_merges_total: "
+        "CI runs per merged PR)",
+        labels=["repository", "branch"],
+    )
+    bisections = CounterMetricFamily(
+        "merge_bot_bisections", "Red batches split in two to find the PR at fault", labels=["repository", "branch"]
+    )
+    active = [state.value for state in ACTIVE_ATTEMPT_STATES]
+    pushed = Attempt.candidate_sha.is_not(None) & Attempt.reason_detail["inherits"].astext.is_(None)
+    trains = {train.id: train for train in (await session.execute(select(Train))).scalars()}
+    rows = await session.execute(
+        select(
+            Train.id,
+            func.count(Attempt.id).filter(pushed, Attempt.state.in_(active)),
+            func.count(Attempt.id).filter(pushed),
+            func.count(Attempt.id).filter(Attempt.reason == Reason.BISECTED.value),
+        )
+        .outerjoin(Attempt, Attempt.train_id == Train.id)
+        .group_by(Train.id)
+        .order_by(Train.id)
+    )
+    for train_id, testing, candidates, bisected in rows:
+        labels = _labels(names, train_id)
+        under_test.add_metric(labels, testing)
+        window.add_metric(labels, views.window(policy, trains[train_id]))
+        ceiling.add_metric(labels, policy.max_parallel)
+        runs.add_metric(labels, candidates)
+        bisections.add_metric(labels, bisected)
+    return [under_test, window, ceiling, runs, bisections]
+
+
+async def _landings(session: AsyncSession, names: dict[int, list[str]]) -> list[Metric]:
+    """Pushes that moved a base, by how many attempts each landed; attempts landed optimistically."""
+    per_push = HistogramMetricFamily(
+        "merge_bot_attempts_per_push",
+        "Attempts landed by one push of the base (a chain lands at once): _count is pushes, _sum attempts landed",
+        labels=["repository", "branch"],
+    )
+    optimistic = CounterMetricFamily(
+        "merge_bot_optimistic_landings",
+        "Attempts landed although pending or red, because a green candidate built on them landed",
+        labels=["repository", "branch"],
+    )
+    detail = Attempt.reason_detail
+    push = func.coalesce(detail["push"].astext, Attempt.candidate_sha, func.cast(Attempt.id, String))
+    pushes = (
+        select(Attempt.train_id.label("train_id"), func.count().label("landed"))
+        .where(Attempt.state == AttemptState.DONE.value)
+        .group_by(Attempt.train_id, push)
+        .subquery()
+    )
+    found = {
+        train_id: row
+        for train_id, *row in await session.execute(
+            select(pushes.c.train_id, *_bucket_columns(pushes.c.landed, PUSH_BUCKETS)).group_by(pushes.c.train_id)
+        )
+    }
+    empty = [0] * (len(PUSH_BUCKETS) + 2)
+    for train_id in sorted(names):
+        _histogram(per_push, _labels(names, train_id), found.get(train_id, empty), PUSH_BUCKETS)
+    landed = await session.execute(
+        select(Attempt.train_id, func.count())
+        .where(Attempt.state == AttemptState.DONE.value, detail["optimistic"].astext == "true")
+        .group_by(Attempt.train_id)
+    )
+    counts: dict[int, int] = {train_id: count for train_id, count in landed}
+    for train_id in sorted(names):
+        optimistic.add_metric(_labels(names, train_id), counts.get(train_id, 0))
+    return [per_push, optimistic]
+
+
 async def _entries(session: AsyncSession, names: dict[int, list[str]]) -> list[Metric]:
     outcomes = CounterMetricFamily(
         "merge_bot_entries_finished",
@@ -343,17 +438,26 @@ async def _entries(session: AsyncSession, names: dict[int, list[str]]) -> list[M
     return [outcomes, merges]
 
 
-async def _flaky(session: AsyncSession, names: dict[int, list[str]]) -> Metric:
-    family = CounterMetricFamily(
+async def _flaky(session: AsyncSession, names: dict[int, list[str]]) -> list[Metric]:
+    total = CounterMetricFamily(
         "merge_bot_flaky_failures",
-        "Flaky failures by check context: bisected batches whose every part passed on its own "
-        "(context empty: the batch timed out)",
+        "Flaky failures by check context, every kind together (see merge_bot_flakes_total; context empty: a "
+        "batch that timed out)",
         labels=["repository", "branch", "context"],
     )
-    for train_id, counts in sorted((await views.flaky_counts(session)).items()):
-        for context, count in sorted(counts.items()):
-            family.add_metric(_labels(names, train_id, context), count)
-    return family
+    by_kind = CounterMetricFamily(
+        "merge_bot_flakes",
+        "Flaky failures by check context and kind: bisection (a red batch whose every part passed), retry (a PR "
+        "red alone that passed when its candidate was tested again), optimistic (a red attempt landed by the "
+        "green candidate behind it)",
+        labels=["repository", "branch", "context", "kind"],
+    )
+    for train_id, contexts in sorted((await views.flake_counts(session)).items()):
+        for context, kinds in sorted(contexts.items()):
+            total.add_metric(_labels(names, train_id, context), sum(kinds.values()))
+            for kind, count in sorted(kinds.items()):
+                by_kind.add_metric(_labels(names, train_id, context, kind), count)
+    return [total, by_kind]
 
 
 async def _deliveries(session: AsyncSession, now: datetime) -> list[Metric]:

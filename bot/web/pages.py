@@ -1,7 +1,8 @@
 """The queue page (``/``, ``/queue/{owner}/{repo}``) and a PR's page (``/queue/{owner}/{repo}/pull/{n}``).
 
-Server-rendered with Jinja2 from :mod:`bot.web.views`, complete without JavaScript. With it, ``live.js``
-polls the same URL with ``?partial=1`` (the page's changing part alone, with an ETag) and swaps it in.
+Server-rendered with Jinja2 from :mod:`bot.web.views`, complete without JavaScript: the chain and the
+timeline of the last hours are inline SVG drawn from :mod:`bot.web.timeline`. With JavaScript,
+``live.js`` polls the same URL with ``?partial=1`` (the page's changing part alone, with an ETag) and swaps it in.
 
 :func:`read_guard` is the one choke point for reading: with ``read_token`` set, every path but the open
 ones (health, webhook, static assets) needs the token, as the password of HTTP Basic auth (so a browser
@@ -25,7 +26,7 @@ import jinja2
 from aiohttp import web
 
 from bot.config import Settings
-from bot.web import views
+from bot.web import timeline, views
 from bot.web.keys import CLOCK, ENGINE, SETTINGS
 
 HERE = Path(__file__).parent
@@ -35,6 +36,7 @@ OPEN_PATHS = frozenset({"/healthz", "/webhook"})
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
 routes = web.RouteTableDef()
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+FLAKE_WORDS = {"bisection": "in bisected batches", "retry": "on re-tests", "optimistic": "landed optimistically"}
 
 
 def setup(app: web.Application) -> None:
@@ -49,7 +51,20 @@ def setup(app: web.Application) -> None:
         lstrip_blocks=True,
     )
     env.filters.update(
-        short=short, ago=ago, duration=duration, iso=iso, clock=clock, safe_url=safe_url, check_name=views.check_name
+        short=short,
+        ago=ago,
+        duration=duration,
+        iso=iso,
+        clock=clock,
+        safe_url=safe_url,
+        check_name=views.check_name,
+        rate_text=views.rate_text,
+    )
+    env.globals.update(
+        outcome=timeline.outcome,
+        outcome_words=timeline.OUTCOME_WORDS,
+        flake_kinds=views.FLAKE_KINDS,
+        flake_words=FLAKE_WORDS,
     )
     env.globals["static"] = {
         path.name: str(static.url_for(filename=path.name)) for path in STATIC.iterdir() if path.is_file()
@@ -96,16 +111,24 @@ async def pull(request: web.Request) -> web.StreamResponse:
 async def _queue(request: web.Request, full_name: str | None) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     now = request.app[CLOCK].now()
+    links = views.links(settings)
     async with views.reading(request.app[ENGINE]) as session:
-        trains = await views.trains(session, views.links(settings), now, full_name)
+        trains = await views.trains(session, links, now, full_name)
+        history = await views.history(session, links, now, [train.id for train in trains])
     if full_name is not None and not trains and not _managed(settings, full_name):
         message = f"merge-bot does not manage {full_name}, and nothing was ever queued there."
         return render(request, "error.html", {"title": "Not found", "message": message}, status=404)
     current = trains[0].repository if trains and full_name else full_name
     api_url = f"/api/v1/repos/{current}/trains" if current else "/api/v1/trains"
-    return render(
-        request, "queue.html", {"trains": trains, "current": current, "api_url": api_url}, fragment="_trains.html"
-    )
+    context = {
+        "trains": trains,
+        "current": current,
+        "api_url": api_url,
+        "history": history,
+        "timelines": {train_id: timeline.timeline(rows, now) for train_id, rows in history.items()},
+        "chains": {train.id: timeline.chain_spans(train.attempts, now) for train in trains},
+    }
+    return render(request, "queue.html", context, fragment="_trains.html")
 
 
 def _managed(settings: Settings, full_name: str) -> bool:

@@ -13,10 +13,10 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, case, func, select, union
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from bot.config import Settings
@@ -33,11 +33,23 @@ from bot.db.models import (
 )
 from bot.db.queries import chain_order
 from bot.db.views import entry_view
+from bot.gate.strategies import plan_for
 from bot.queue import machine, messages
-from bot.queue.model import ACTIVE_ATTEMPT_STATES, ACTIVE_ENTRY_STATES, BisectionOutcome, EntryState, Reason
-from bot.queue.policy import halves
+from bot.queue.model import (
+    ACTIVE_ATTEMPT_STATES,
+    ACTIVE_ENTRY_STATES,
+    AttemptState,
+    BisectionOutcome,
+    EntryState,
+    Reason,
+    Strategy,
+)
+from bot.queue.policy import QueuePolicy, halves
+from bot.web import timeline
 
 RECENT = 10  # finished entries shown per train
+TIMELINE_ROWS = 40  # attempts in a train's timeline, at most
+NO_CHAIN = QueuePolicy()  # one candidate at a time: the policy of views built without settings
 FINAL_ENTRY_STATES = (EntryState.MERGED.value, EntryState.FAILED.value, EntryState.CANCELLED.value)
 _ACTIVE_ENTRIES = [state.value for state in ACTIVE_ENTRY_STATES]
 _ACTIVE_ATTEMPTS = [state.value for state in ACTIVE_ATTEMPT_STATES]
@@ -45,10 +57,12 @@ _ACTIVE_ATTEMPTS = [state.value for state in ACTIVE_ATTEMPT_STATES]
 
 @dataclass(frozen=True, slots=True)
 class Links:
-    """Where things live: the forge (PR links) and the bot's own context (dropped from the checks shown)."""
+    """Where things live: the forge (PR links) and the bot's own context (dropped from the checks shown);
+    and the policy the trains are worked with (their window and ``max_parallel``)."""
 
     forge_url: str
     own_context: str = "merge-bot"
+    policy: QueuePolicy = NO_CHAIN
 
     def pull(self, repository: str, number: int) -> str:
         return f"{self.forge_url.rstrip('/')}/{repository}/pulls/{number}"
@@ -155,7 +169,40 @@ class AttemptRow:
     part: int | None  # which part of that batch (1 or 2)
     bisection: Bisection | None  # that batch, and what is known of it so far
     note: str | None  # the two in words: "bisecting batch #12 (PRs #1, #2, #3, #4): part 1 of 2"
-    outcome: str | None  # a bisected batch's own attempt: culprit, flaky or inconclusive once settled
+    outcome: str | None  # bisected: culprit, flaky, inconclusive; retried: flaky, confirmed; optimistic: flaky
+    entry_ids: tuple[int, ...]  # the entries it carries, in order (``pulls`` are their PRs)
+    retry_of: int | None  # the red attempt whose candidate this one tests again
+    retries: int  # how many times this candidate has been re-tested, this attempt included
+    retry_note: str | None  # a re-test in words: "re-test 1 of the candidate of attempt 11, red on ci/test"
+    depth: int | None  # in a train's chain: how many attempts it is built on (0: on the base tip); else None
+    landed_sha: str | None  # a landed attempt: the SHA its push moved the base to (shared by one push's attempts)
+    optimistic: bool  # landed although pending or red, because a green candidate behind it landed
+    started_at: datetime  # ``created_at``, but a re-test keeps the red one's (its commit date): when that ended
+
+
+@dataclass(frozen=True, slots=True)
+class FlakeRate:
+    """One check context of a train: its flaky failures (by kind) out of the candidate results it gave."""
+
+    context: str
+    flakes: int
+    results: int  # candidates this context reported a verdict on (success, failure, error, …), re-tests each
+    bisection: int  # a red batch whose every part passed
+    retry: int  # a PR red alone that passed when its candidate was tested again
+    optimistic: int  # a red attempt landed by the green candidate behind it
+
+    @property
+    def rate(self) -> float | None:
+        return self.flakes / self.results if self.results else None
+
+
+@dataclass(frozen=True, slots=True)
+class AdaptiveChoice:
+    """With ``adaptive``: the batch size and window the gate last chose from the train's history, and why."""
+
+    batch: int
+    window: int
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +217,14 @@ class TrainRow:
     waiting: tuple[EntryRow, ...]
     recent: tuple[EntryRow, ...]
     depth: int  # active entries: under test, queued and waiting
-    flaky: Mapping[str, int]  # flaky failures (settled bisections whose parts all passed) per check context
+    flaky: Mapping[str, int]  # flaky failures per check context (bisections, re-tests, optimistic landings)
+    window: int  # how deep the chain may speculate now
+    max_parallel: int  # how deep it may ever speculate
+    base_sha: str | None  # the base tip: what the chain's first attempt is built on, else the last landing
+    landed_sha: str | None  # where the queue's last push moved the base
+    landed_at: datetime | None  # and when
+    flakes: tuple[FlakeRate, ...]  # per check context, by name
+    adaptive: AdaptiveChoice | None  # with ``adaptive``: the batch size and window chosen, and why
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +255,26 @@ class PullHistory:
 
 
 def links(settings: Settings) -> Links:
-    return Links(forge_url=str(settings.gitea_url), own_context=settings.status_context)
+    return Links(forge_url=str(settings.gitea_url), own_context=settings.status_context, policy=policy(settings))
+
+
+def policy(settings: Settings) -> QueuePolicy:
+    """The policy the gate works a train with (``Gate.policy``; a test holds the two together): the settings,
+    capped by what the strategy can carry."""
+    limit = plan_for(Strategy(settings.strategy)).max_entries
+    chains = limit is None  # a strategy that tests the PR's own branch cannot build on another candidate
+    return QueuePolicy(
+        batch_max=min(settings.batch_max, limit) if limit else settings.batch_max,
+        batch_wait_seconds=settings.batch_wait_seconds,
+        bisect=settings.bisect,
+        urgent_priority=settings.urgent_priority,
+        max_parallel=settings.max_parallel if chains else 1,
+        window=settings.window if chains else None,
+        window_floor=min(settings.window_floor, settings.max_parallel) if chains else 1,
+        optimistic=settings.optimistic and chains,
+        flaky_retries=settings.flaky_retries,
+        adaptive=settings.adaptive,
+    )
 
 
 @asynccontextmanager
@@ -240,6 +313,8 @@ _REASON_WORDS = {
     Reason.BISECTED: "its batch failed and is being bisected",
     Reason.CHAIN_BROKEN: "the attempt it was built on was rebuilt",
     Reason.FLAKY: "a flaky failure",
+    Reason.RETRIED: "red alone: tested again on the same candidate",
+    Reason.SKIPPED_BUILD: "already on the base tip and green: landed as it is",
 }
 
 _EVENT_WORDS = {
@@ -312,6 +387,13 @@ def part_note(bisection: Bisection, part: int) -> str:
     return f"bisecting {batch_name(bisection.attempt_id, bisection.pulls)}: part {part} of {len(bisection.parts)}"
 
 
+def retry_text(retries: int, red: Attempt) -> str:
+    """A re-test in words: "re-test 1 of the candidate of attempt 11, red on ci/test"."""
+    context = (red.reason_detail or {}).get("context")
+    said = f"re-test {max(retries, 1)} of the candidate of attempt {red.id}"
+    return said + (f", red on {context}" if context else ", red")
+
+
 def batch_text(batch: Batch, number: int) -> str | None:
     """Which batch a finished PR was tested in, when not alone: "tested in batch #14 with #3, #4"."""
     others = [pull for pull in batch.pulls if pull.number != number]
@@ -364,6 +446,10 @@ def event_text(event: EntryEvent, context: _Context | None = None) -> str:
         return f"{name} failed: {failure_text(event.reason, facts)}; bisecting it to find the PR at fault"
     if event.kind == "rebuilt":
         return _REBUILT_WORDS.get(event.reason or "", "rebuilt without a PR that left the queue")
+    if event.kind == "retried":
+        check = detail.get("context") or "a required check"
+        retry = f" (re-test {detail['retry']})" if detail.get("retry") else ""
+        return f"{check} was red: tested again on the same candidate{retry}"
     if event.kind == "flaky":
         check = detail.get("context") or "a required check"
         return f"counted as a flaky failure of {check}: batch #{event.attempt_id} failed, yet every part of it passed"
@@ -406,7 +492,8 @@ async def trains(session: AsyncSession, links: Links, now: datetime, repository:
     recent = await _recent(session, ids)
     attempts = await _attempts(session, links, now, Attempt.train_id.in_(ids), Attempt.state.in_(_ACTIVE_ATTEMPTS))
     rows = await _rows(session, links, names, [*active, *recent])
-    flaky = await flaky_counts(session, ids)
+    rates = await flake_rates(session, ids, links.own_context)
+    landings = await _last_landings(session, ids)
     by_train: defaultdict[int, list[tuple[Entry, PullRequest]]] = defaultdict(list)
     for entry, pull in active:
         by_train[entry.train_id].append((entry, pull))
@@ -417,7 +504,14 @@ async def trains(session: AsyncSession, links: Links, now: datetime, repository:
         queued = [dataclasses.replace(rows[view.id], position=position[view.id]) for view in line]
         waiting = [rows[e.id] for e, _ in by_train[train.id] if e.state == EntryState.WAITING.value]
         rows_of = {attempt.row.id: attempt.row for attempt in attempts if attempt.train_id == train.id}
-        chain = [rows_of[a.id] for a in chain_order([x.attempt for x in attempts if x.train_id == train.id])]
+        ordered = chain_order([x.attempt for x in attempts if x.train_id == train.id])
+        chain = _with_depths([rows_of[a.id] for a in ordered])
+        landed = landings.get(train.id)
+        if chain:
+            base_sha: str | None = chain[0].base_sha
+        else:
+            base_sha = landed.landed_sha if landed is not None else None
+        flakes = rates.get(train.id, ())
         result.append(
             TrainRow(
                 id=train.id,
@@ -430,10 +524,101 @@ async def trains(session: AsyncSession, links: Links, now: datetime, repository:
                 waiting=tuple(waiting),
                 recent=tuple(rows[e.id] for e, _ in recent if e.train_id == train.id),
                 depth=len(by_train[train.id]),
-                flaky=flaky.get(train.id, {}),
+                flaky={rate.context: rate.flakes for rate in flakes if rate.flakes},
+                window=window(links.policy, train),
+                max_parallel=links.policy.max_parallel,
+                base_sha=base_sha,
+                landed_sha=landed.landed_sha if landed is not None else None,
+                landed_at=landed.finished_at if landed is not None else None,
+                flakes=flakes,
+                adaptive=adaptive_choice(links.policy, train),
             )
         )
     return result
+
+
+def adaptive_choice(policy: QueuePolicy, train: Train) -> AdaptiveChoice | None:
+    """The gate's last adaptive choice for the train (``trains.adaptive``), when the policy is adaptive."""
+    kept = train.adaptive or {}
+    batch, depth = kept.get("batch"), kept.get("window")
+    if not policy.adaptive or not isinstance(batch, int) or not isinstance(depth, int):
+        return None
+    return AdaptiveChoice(batch=batch, window=depth, reason=str(kept.get("reason") or ""))
+
+
+def window(policy: QueuePolicy, train: Train) -> int:
+    """How deep the train's chain may speculate now: the adaptive choice when there is one (the window rule
+    does not move it), else the train's window within the policy's bounds."""
+    choice = adaptive_choice(policy, train)
+    return choice.window if choice is not None else policy.depth(train.window)
+
+
+def _with_depths(chain: Sequence[AttemptRow]) -> list[AttemptRow]:
+    """The chain's attempts, each with its depth: 0 on the base tip, one more than the attempt it is built on."""
+    depths: dict[int, int] = {}
+    placed = []
+    for row in chain:
+        depth = depths[row.parent_id] + 1 if row.parent_id in depths else 0
+        depths[row.id] = depth
+        placed.append(dataclasses.replace(row, depth=depth))
+    return placed
+
+
+async def history(
+    session: AsyncSession, links: Links, now: datetime, train_ids: Sequence[int], hours: int = timeline.HOURS
+) -> dict[int, list[AttemptRow]]:
+    """Each train's attempts that ran in the last ``hours`` (the newest ``TIMELINE_ROWS``), oldest first."""
+    if not train_ids:
+        return {}
+    since = now - timedelta(hours=hours)
+    ranked = (
+        select(
+            Attempt.id.label("id"),
+            func.row_number().over(partition_by=Attempt.train_id, order_by=Attempt.id.desc()).label("rank"),
+        )
+        .where(
+            Attempt.train_id.in_(list(train_ids)),
+            Attempt.created_at <= now,
+            Attempt.finished_at.is_(None) | (Attempt.finished_at >= since),
+        )
+        .subquery()
+    )
+    shown = select(ranked.c.id).where(ranked.c.rank <= TIMELINE_ROWS).scalar_subquery()
+    found = await _attempts(session, links, now, Attempt.id.in_(shown))
+    by_train: dict[int, list[AttemptRow]] = {train_id: [] for train_id in train_ids}
+    for attempt in sorted(found, key=lambda a: (a.row.started_at, a.row.id)):
+        by_train[attempt.train_id].append(attempt.row)
+    return by_train
+
+
+async def _last_landings(session: AsyncSession, train_ids: Sequence[int]) -> dict[int, _Landing]:
+    """Each train's newest landed attempt: where the queue last moved the base, and when."""
+    query = (
+        select(Attempt)
+        .where(Attempt.train_id.in_(list(train_ids)), Attempt.state == AttemptState.DONE.value)
+        .order_by(Attempt.train_id, Attempt.finished_at.desc().nulls_last(), Attempt.id.desc())
+        .distinct(Attempt.train_id)
+    )
+    found = {}
+    for attempt in (await session.execute(query)).scalars():
+        sha = _landed_sha(attempt)
+        if sha is not None:
+            found[attempt.train_id] = _Landing(sha, attempt.finished_at)
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class _Landing:
+    landed_sha: str
+    finished_at: datetime | None
+
+
+def _landed_sha(attempt: Attempt) -> str | None:
+    """The SHA a landed attempt's push moved the base to (older rows: its candidate, which the base moved to)."""
+    if attempt.state != AttemptState.DONE.value:
+        return None
+    push = (attempt.reason_detail or {}).get("push")
+    return str(push) if push else attempt.candidate_sha
 
 
 async def entries(
@@ -731,26 +916,131 @@ def _part_state(states: Sequence[str]) -> str:
     return "cancelled"
 
 
-async def flaky_counts(session: AsyncSession, train_ids: Sequence[int] | None = None) -> dict[int, dict[str, int]]:
-    """Flaky failures per train and check context: settled bisections whose every part passed."""
-    context = Attempt.reason_detail["context"].astext
+FLAKE_KINDS = ("bisection", "retry", "optimistic")
+
+
+def _flake_kind() -> Any:
+    """Which kind of flaky failure an attempt is, or NULL: a red batch whose every part passed (bisection), a
+    PR red alone that passed when its candidate was tested again (retry), a red attempt landed by the green
+    candidate behind it (optimistic)."""
+    detail = Attempt.reason_detail
+    return case(
+        (Attempt.reason == Reason.BISECTED.value, FLAKE_KINDS[0]),
+        (Attempt.reason == Reason.RETRIED.value, FLAKE_KINDS[1]),
+        (and_(Attempt.state == AttemptState.DONE.value, detail["optimistic"].astext == "true"), FLAKE_KINDS[2]),
+        else_=None,
+    )
+
+
+def _train_filter(train_ids: Sequence[int] | None) -> list[Any]:
+    return [] if train_ids is None else [Attempt.train_id.in_(list(train_ids))]
+
+
+async def flake_counts(
+    session: AsyncSession, train_ids: Sequence[int] | None = None
+) -> dict[int, dict[str, dict[str, int]]]:
+    """Flaky failures per train, check context (empty: a batch that timed out) and kind (``FLAKE_KINDS``)."""
+    context = func.coalesce(Attempt.reason_detail["context"].astext, "")
+    kind = _flake_kind()
     query = (
-        select(Attempt.train_id, func.coalesce(context, ""), func.count())
+        select(Attempt.train_id, context, kind, func.count())
         .where(
-            Attempt.reason == Reason.BISECTED.value,
             Attempt.reason_detail["outcome"].astext == BisectionOutcome.FLAKY.value,
             # A part split without a CI run of its own (its tree was the batch's) repeats the batch's failure.
             Attempt.reason_detail["inherits"].astext.is_(None),
+            kind.is_not(None),
+            *_train_filter(train_ids),
         )
-        .group_by(Attempt.train_id, context)
-        .order_by(Attempt.train_id, context)
+        .group_by(Attempt.train_id, context, kind)
+        .order_by(Attempt.train_id, context, kind)
     )
-    if train_ids is not None:
-        query = query.where(Attempt.train_id.in_(list(train_ids)))
-    counts: defaultdict[int, dict[str, int]] = defaultdict(dict)
-    for train_id, name, count in await session.execute(query):
-        counts[train_id][name] = count
+    counts: defaultdict[int, dict[str, dict[str, int]]] = defaultdict(dict)
+    for train_id, name, flake, count in await session.execute(query):
+        counts[train_id].setdefault(name, {})[flake] = count
     return dict(counts)
+
+
+async def flaky_counts(session: AsyncSession, train_ids: Sequence[int] | None = None) -> dict[int, dict[str, int]]:
+    """Flaky failures per train and check context, every kind together."""
+    return {
+        train_id: {context: sum(kinds.values()) for context, kinds in contexts.items()}
+        for train_id, contexts in (await flake_counts(session, train_ids)).items()
+    }
+
+
+async def result_counts(
+    session: AsyncSession, train_ids: Sequence[int] | None, own_context: str
+) -> dict[int, dict[str, int]]:
+    """Candidate results per train and check context: the attempts whose candidate that context gave a verdict
+    on (any state but pending), or whose recorded failure names it. A re-test is a result of its own; a part
+    split without a CI run of its own is none."""
+    detail = Attempt.reason_detail
+    own_run = detail["inherits"].astext.is_(None)
+    reported = (
+        select(
+            Attempt.train_id.label("train_id"), CommitStatus.context.label("context"), Attempt.id.label("attempt_id")
+        )
+        .join(Train, Train.id == Attempt.train_id)
+        .join(
+            CommitStatus,
+            and_(CommitStatus.repository_id == Train.repository_id, CommitStatus.sha == Attempt.candidate_sha),
+        )
+        .where(
+            CommitStatus.state != "pending",
+            CommitStatus.context != own_context,
+            ~CommitStatus.context.startswith(own_context + "/"),
+            own_run,
+            *_train_filter(train_ids),
+        )
+    )
+    recorded = select(Attempt.train_id, func.coalesce(detail["context"].astext, ""), Attempt.id).where(
+        detail["context"].astext.is_not(None), own_run, *_train_filter(train_ids)
+    )
+    results = union(reported, recorded).subquery()
+    query = (
+        select(results.c.train_id, results.c.context, func.count())
+        .group_by(results.c.train_id, results.c.context)
+        .order_by(results.c.train_id, results.c.context)
+    )
+    counts: defaultdict[int, dict[str, int]] = defaultdict(dict)
+    for train_id, context, count in await session.execute(query):
+        counts[train_id][context] = count
+    return dict(counts)
+
+
+async def flake_rates(
+    session: AsyncSession, train_ids: Sequence[int] | None, own_context: str
+) -> dict[int, tuple[FlakeRate, ...]]:
+    """Per train, each check context that gave a result or flaked: its flakes out of its results."""
+    flakes = await flake_counts(session, train_ids)
+    results = await result_counts(session, train_ids, own_context)
+    rates = {}
+    for train_id in sorted(set(flakes) | set(results)):
+        kinds, given = flakes.get(train_id, {}), results.get(train_id, {})
+        rows = []
+        for context in sorted(set(kinds) | set(given)):
+            by_kind = kinds.get(context, {})
+            count = sum(by_kind.values())
+            rows.append(
+                FlakeRate(
+                    context=context,
+                    flakes=count,
+                    results=max(given.get(context, 0), count),
+                    bisection=by_kind.get(FLAKE_KINDS[0], 0),
+                    retry=by_kind.get(FLAKE_KINDS[1], 0),
+                    optimistic=by_kind.get(FLAKE_KINDS[2], 0),
+                )
+            )
+        rates[train_id] = tuple(rows)
+    return rates
+
+
+def rate_text(rate: FlakeRate) -> str:
+    """A context's flake rate in words: "2 flaky of 10 results (20%)"."""
+    if not rate.results:
+        return f"{rate.flakes} flaky"
+    results = f"{rate.results} result{'s' if rate.results != 1 else ''}"
+    return f"{rate.flakes} flaky of {results} ({rate.flakes / rate.results:.0%})"
 
 
 def _pull_ref(links: Links, repository: str, pull: PullRequest) -> PullRef:
@@ -776,7 +1066,7 @@ async def _attempts(
         return []
     members = (
         await session.execute(
-            select(AttemptEntry.attempt_id, PullRequest)
+            select(AttemptEntry.attempt_id, AttemptEntry.entry_id, PullRequest)
             .join(Entry, Entry.id == AttemptEntry.entry_id)
             .join(PullRequest, PullRequest.id == Entry.pull_request_id)
             .where(AttemptEntry.attempt_id.in_([attempt.id for attempt, _, _ in found]))
@@ -784,13 +1074,17 @@ async def _attempts(
         )
     ).all()
     pulls: defaultdict[int, list[PullRequest]] = defaultdict(list)
-    for attempt_id, pull in members:
+    carried: defaultdict[int, list[int]] = defaultdict(list)
+    for attempt_id, entry_id, pull in members:
         pulls[attempt_id].append(pull)
+        carried[attempt_id].append(entry_id)
     checks = await _checks(session, links, [(repo.id, a.candidate_sha) for a, _, repo in found if a.candidate_sha])
     bisections = await _bisections(session, links, [a.split_from for a, _, _ in found if a.split_from is not None])
+    retried = await _retried(session, [a.retry_of for a, _, _ in found if a.retry_of is not None])
     result = []
     for attempt, train, repo in found:
         left = (attempt.deadline_at - now).total_seconds() if attempt.deadline_at and not attempt.finished_at else None
+        detail = attempt.reason_detail or {}
         row = AttemptRow(
             id=attempt.id,
             branch=train.branch,
@@ -811,7 +1105,15 @@ async def _attempts(
             part=None,
             bisection=None,
             note=None,
-            outcome=str((attempt.reason_detail or {}).get("outcome") or "") or None,
+            outcome=str(detail.get("outcome") or "") or None,
+            entry_ids=tuple(carried[attempt.id]),
+            retry_of=attempt.retry_of,
+            retries=attempt.retries,
+            retry_note=retry_text(attempt.retries, retried[attempt.retry_of]) if attempt.retry_of in retried else None,
+            depth=None,  # set for a train's chain (``trains``), where the attempts it is built on are known
+            landed_sha=_landed_sha(attempt),
+            optimistic=attempt.state == AttemptState.DONE.value and bool(detail.get("optimistic")),
+            started_at=_started(attempt, retried.get(attempt.retry_of) if attempt.retry_of is not None else None),
         )
         bisection = bisections.get(attempt.split_from) if attempt.split_from is not None else None
         if bisection is not None and row.pulls:
@@ -821,6 +1123,22 @@ async def _attempts(
                 row = dataclasses.replace(row, part=part.number, bisection=bisection, note=note)
         result.append(_Attempt(train.id, row, attempt))
     return result
+
+
+def _started(attempt: Attempt, red: Attempt | None) -> datetime:
+    """When an attempt started: a re-test is opened when the red attempt it tests again ends (its own
+    ``created_at`` is the red one's, the committer date of the very same commit)."""
+    if red is not None and red.finished_at is not None and red.finished_at > attempt.created_at:
+        return red.finished_at
+    return attempt.created_at
+
+
+async def _retried(session: AsyncSession, attempt_ids: Iterable[int]) -> dict[int, Attempt]:
+    """The red attempts these re-test the candidates of."""
+    ids = sorted(set(attempt_ids))
+    if not ids:
+        return {}
+    return {a.id: a for a in (await session.execute(select(Attempt).where(Attempt.id.in_(ids)))).scalars()}
 
 
 async def _checks(

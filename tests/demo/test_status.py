@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -27,7 +28,9 @@ async def test_status_shows_the_queue_and_its_json_is_the_apis(engine: AsyncEngi
     assert shown.returncode == 0, shown.stderr
     out = shown.stdout
     assert "acme/app → main" in out and "4 active" in out
-    assert "Testing now: #3 Add multiply" in out and "candidate cccccccccc on merge-bot/main/3" in out
+    assert "Chain: 1 under test · window 4 of at most 4 · base main at aaaaaaaaaa" in out
+    assert re.search(r"attempt \d+ testing  #3 Add multiply.*· on the base tip aaaaaaaaaa", out)
+    assert "candidate cccccccccc on merge-bot/main/3" in out
     assert "ci/test pending" in out and "lint success" in out
     assert out.index("#5") < out.index("#4") < out.index("#6")  # the line in order, the waiting one last
     assert "failed: ci/test reported failure" in out and "cancelled by maint" in out

@@ -239,7 +239,9 @@ async def test_the_queue_page_shows_every_active_attempt_in_chain_order(client: 
     assert "part 1 (#11, #12) passed; part 2 (#13, #14) being tested" in shown
     assert f'<a href="{RUN}">the batch\'s failed run</a>' in html
     assert f"(the candidate of attempt {ids['part2']})" in shown
-    assert "2 attempts, each on the one before" in shown
+    assert "2 under test · window 4 of at most 4" in shown
+    assert f"on #{ids['part2']} , the candidate before it" in shown
+    assert "part 2 of 2" in shown  # the part's badge
     assert shown.index("#13 Change 13") < shown.index("#15 Change 15")
     # Recent outcomes: which batch each PR was tested in.
     assert f"tested in batch #{ids['part1']} with #12, split from batch #{ids['batch']}" in shown  # #11's line
@@ -282,11 +284,12 @@ async def test_status_shows_the_chain_and_the_bisection(engine: AsyncEngine, bis
     console = Console(record=True, width=200, color_system=None)
     console.print(status.render(trains, NOW))
     out = console.export_text()
-    assert out.index("Testing now: #13 Change 13, #14 Change 14") < out.index("Then, on top: #15 Change 15")
+    first = f"attempt {ids['part2']} testing  #13 Change 13, #14 Change 14  · on the base tip 0000000000 · part 2 of 2"
+    assert out.index(first) < out.index(f"└ attempt {ids['behind']} testing  #15 Change 15  · on #{ids['part2']}")
     assert f"bisecting batch #{ids['batch']} (PRs #11, #12, #13, #14): part 2 of 2" in out
     assert "part 1 (#11, #12) passed; part 2 (#13, #14) being tested" in out
     assert f"tested in batch #{ids['part1']} with #11, split from batch #{ids['batch']}" in out
-    assert "Flaky checks" in out and "ci/test 2 · lint 1" in out
+    assert "Flaky checks" in out and "ci/test 2 flaky of 5 results (40%) · lint 1 flaky of 1 result (100%)" in out
 
 
 def ref(number: int) -> views.PullRef:

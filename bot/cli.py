@@ -1,4 +1,4 @@
-"""``merge-bot``: serve | migrate | check-config | status | demo.
+"""``merge-bot``: serve | migrate | check-config | status | doctor | demo.
 
 Errors the operator can fix (a bad setting, a port in use, an unreachable database) end as one line on
 stderr and a non-zero exit, never a traceback.
@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 
 from aiohttp import web
 
-from bot import __version__, demo, logs, status
+from bot import __version__, demo, doctor, logs, status
 from bot.app import create_app
 from bot.config import ConfigError, Settings, load_settings, masked
 from bot.db.migrate import upgrade_async
@@ -40,8 +40,25 @@ def build_parser() -> argparse.ArgumentParser:
     show = commands.add_parser("status", help="show the queue in the terminal, read from the database")
     show.add_argument("--json", action="store_true", help="print what GET /api/v1/trains answers")
     show.add_argument("repository", nargs="?", help="owner/repo (default: every repository)")
+    check_setup = commands.add_parser(
+        "doctor", help="check that the forge, the token, the webhook and CI are set up the way the bot needs"
+    )
+    check_setup.add_argument(
+        "--wait", type=_wait_seconds, default=10.0, metavar="SECONDS",
+        help="how long to wait for the test delivery to reach the bot (default 10)",
+    )
     demo.add_arguments(commands.add_parser("demo", help="run a simulated Gitea, CI and the bot, and queue some PRs"))
     return parser
+
+
+def _wait_seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {value!r}") from None
+    if not 0 < seconds <= 600:
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 600 seconds, got {value}")
+    return seconds
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -55,6 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "status":
             logs.configure("warning", settings.log_format, settings.secrets())
             return asyncio.run(status.show(settings, database, args.repository, as_json=args.json))
+        if args.command == "doctor":
+            logs.configure("warning", settings.log_format, settings.secrets())
+            return asyncio.run(doctor.main(settings, database, wait_seconds=args.wait))
         logs.configure(settings.log_level, settings.log_format, settings.secrets())
         if args.command == "migrate":
             asyncio.run(migrate(settings))

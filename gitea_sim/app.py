@@ -12,11 +12,11 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from . import githttp
-from .api import forks, issues, pulls, repo_settings, sim, statuses, teams, users
+from . import githttp, scopes
+from .api import contents, forks, hooks, issues, pulls, repo_settings, sim, statuses, teams, topics, users
 from .core import Sim
 from .faults import Fault
-from .web import DOER, SIM, ApiError, AuthError, authenticate, error_body, json_response
+from .web import DOER, SIM, ApiError, AuthError, authenticate, error_body, json_response, token_of
 
 API = "/api/v1"
 log = logging.getLogger("gitea_sim")
@@ -92,6 +92,11 @@ async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
             doer = authenticate(the_sim, request, allow_password=True)
         except AuthError as exc:
             raise ApiError(401, str(exc)) from None
+        token = token_of(the_sim, request) if request.path.startswith(API + "/") else None
+        if token is not None:
+            refused = scopes.refusal(token.scopes, scopes.required(request.method, request.path.removeprefix(API)))
+            if refused is not None:
+                raise ApiError(403, refused)
         sudo = request.headers.get("Sudo") or request.query.get("sudo")
         if sudo and doer is not None and doer.is_admin:
             target = the_sim.state.user_by_name(sudo)
@@ -114,6 +119,9 @@ def create_app(data_dir: Path, admin_token: str, flavour: str = "gitea", base_ur
     users.add_routes(app, API)
     teams.add_routes(app, API)
     repo_settings.add_routes(app, API)
+    hooks.add_routes(app, API)
+    topics.add_routes(app, API)
+    contents.add_routes(app, API)
     pulls.add_routes(app, API)
     forks.add_routes(app, API)
     issues.add_routes(app, API)

@@ -48,6 +48,18 @@ def _base_env() -> dict[str, str]:
 async def run_git(args: list[str], *, cwd: Path | None = None, stdin: bytes | None = None,
                   env: dict[str, str] | None = None, check: bool = True,
                   time_limit_s: float = GIT_TIMEOUT_S) -> tuple[int, str, str]:
+    code, out_b, err = await run_git_bytes(args, cwd=cwd, stdin=stdin, env=env, check=False,
+                                           time_limit_s=time_limit_s)
+    out = out_b.decode(errors="replace")
+    if check and code != 0:
+        raise GitError(args, code, out, err)
+    return code, out, err
+
+
+async def run_git_bytes(args: list[str], *, cwd: Path | None = None, stdin: bytes | None = None,
+                        env: dict[str, str] | None = None, check: bool = True,
+                        time_limit_s: float = GIT_TIMEOUT_S) -> tuple[int, bytes, str]:
+    """run_git with stdout as bytes (blob contents)."""
     full_env = _base_env()
     if env:
         full_env.update(env)
@@ -62,10 +74,35 @@ async def run_git(args: list[str], *, cwd: Path | None = None, stdin: bytes | No
         await proc.wait()
         raise GitError(args, -9, "", f"timed out after {time_limit_s}s") from None
     code = proc.returncode if proc.returncode is not None else -1
-    out, err = out_b.decode(errors="replace"), err_b.decode(errors="replace")
+    err = err_b.decode(errors="replace")
     if check and code != 0:
-        raise GitError(args, code, out, err)
-    return code, out, err
+        raise GitError(args, code, out_b.decode(errors="replace"), err)
+    return code, out_b, err
+
+
+@dataclass(frozen=True)
+class TreeEntry:
+    mode: str  # 100644, 100755, 120000 (symlink), 040000 (tree), 160000 (submodule)
+    kind: str  # blob, tree, commit
+    sha: str
+    size: int  # 0 for trees and submodules
+    path: str  # from the root of the tree
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+
+def _tree_entries(out: str, parent: str) -> list[TreeEntry]:
+    found = []
+    for line in out.split("\0"):
+        if not line:
+            continue
+        meta, name = line.split("\t", 1)
+        mode, kind, sha, size = meta.split()
+        path = f"{parent}/{name}" if parent else name
+        found.append(TreeEntry(mode, kind, sha, int(size) if size.isdigit() else 0, path))
+    return found
 
 
 class GitRepo:
@@ -181,6 +218,29 @@ class GitRepo:
             result.append(CommitInfo(sha, parents.split(), tree, Ident(an, ae, ad), Ident(cn, ce, cd), msg,
                                      added, removed, modified))
         return result
+
+    async def tree_entry(self, commit: str, path: str) -> TreeEntry | None:
+        """The entry at `path` in `commit`'s tree (a file, directory, symlink or submodule), or None."""
+        code, out, _ = await run_git(["-C", str(self.path), "ls-tree", "-l", "-z", "--full-tree", commit, "--",
+                                      path], check=False)
+        found = [e for e in _tree_entries(out, "") if e.path == path] if code == 0 else []
+        return found[0] if found else None
+
+    async def list_tree(self, commit: str, path: str = "") -> list[TreeEntry]:
+        """The entries of the directory `path` ("" for the root), in git's order."""
+        rev = f"{commit}:{path}" if path else commit
+        out = await self.git("ls-tree", "-l", "-z", rev)
+        return _tree_entries(out, path)
+
+    async def blob(self, sha: str) -> bytes:
+        _, out, _ = await run_git_bytes(["-C", str(self.path), "cat-file", "blob", sha])
+        return out
+
+    async def last_commit(self, commit: str, path: str) -> tuple[str, str, str] | None:
+        """(sha, committer date, author date) of the last commit before `commit` that touched `path`."""
+        out = await self.git("log", "-1", "--format=%H%x1f%cI%x1f%aI", commit, "--", path or ".")
+        parts = out.strip().split("\x1f")
+        return (parts[0], parts[1], parts[2]) if len(parts) == 3 else None
 
     async def commit(self, sha: str) -> CommitInfo | None:
         if await self.resolve(sha) is None:

@@ -52,6 +52,8 @@ class User:
     must_change_password: bool = False
     # organisations: the users who own the org (its "Owners" team)
     org_owners: set[int] = field(default_factory=set)
+    # webhooks of the user or organisation itself: they get the events of every repository it owns
+    hooks: dict[int, Hook] = field(default_factory=dict)
 
 
 @dataclass
@@ -251,6 +253,7 @@ class Repo:
     statuses: dict[str, list[CommitStatus]] = field(default_factory=dict)  # by sha
     ci: list[CIConfig] = field(default_factory=list)
     fork_of: int | None = None  # the parent repository's id
+    topics: list[str] = field(default_factory=list)  # lower-case names, in the order they were added
     next_index: int = 1
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -310,6 +313,7 @@ class State:
         self.issues_by_id: dict[int, Issue] = {}
         self.comments_by_id: dict[int, Comment] = {}
         self.teams: dict[int, Team] = {}
+        self.topic_ids: dict[str, int] = {}  # every topic ever used (Gitea keeps the row at repo_count 0)
         self._ids: dict[str, itertools.count[int]] = {}
 
     def next_id(self, kind: str) -> int:
@@ -348,6 +352,15 @@ class State:
         if pr.head_repo_id is None or pr.head_repo_id == base.id:
             return base
         return self.repos.get(pr.head_repo_id, base)
+
+    def topic_count(self, name: str) -> int:
+        """Topic.RepoCount: how many repositories carry the topic."""
+        return sum(1 for r in self.repos.values() if name in r.topics)
+
+    def add_topic(self, repo: Repo, name: str) -> None:
+        if name not in repo.topics:
+            self.topic_ids.setdefault(name, len(self.topic_ids) + 1)
+            repo.topics.append(name)
 
     def comment_repo(self, comment: Comment) -> Repo:
         return self.repos[self.issues_by_id[comment.issue_id].repo_id]

@@ -121,11 +121,16 @@ class Serializer:
                     "default_merge_style", "default_allow_maintainer_edit"):
             data[key] = s[key]
         data.update({"avatar_url": "", "internal": False, "mirror_interval": "", "object_format_name": "sha1",
-                     "mirror_updated": ZERO_TIME, "topics": [], "licenses": []})
+                     "mirror_updated": ZERO_TIME, "topics": self.repo_topics(repo),
+                     "licenses": []})
         if self.forgejo:  # fields only Forgejo's structs have
             data.update({"wiki_branch": repo.default_branch, "globally_editable_wiki": False,
                          "default_update_style": "merge"})
         return data
+
+    def repo_topics(self, repo: Repo) -> list[str]:
+        """Repository.Topics as syncTopicsInRepository stores it: most used topic first."""
+        return sorted(repo.topics, key=lambda t: (-self.state.topic_count(t), self.state.topic_ids.get(t, 0)))
 
     def repo_meta(self, repo: Repo) -> JSON:
         return {"id": repo.id, "name": repo.name, "owner": self.state.users[repo.owner_id].login,

@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from .model import Access, Repo, User
+from .model import Access, Repo, Token, User
 
 if TYPE_CHECKING:
     from .core import Sim
@@ -191,6 +191,19 @@ def authenticate(sim: Sim, request: web.Request, allow_password: bool = True) ->
     raise AuthError("invalid username, password or token")
 
 
+def token_of(sim: Sim, request: web.Request) -> Token | None:
+    """The access token the request authenticates with (header, query, or basic auth), if any."""
+    token, user, password = credentials(request)
+    tokens = sim.state.tokens
+    if token is not None:
+        return tokens.get(token)
+    if user is not None and user in tokens and password in ("", "x-oauth-basic"):
+        return tokens[user]
+    if password is not None and password in tokens:
+        return tokens[password]
+    return None
+
+
 def doer_of(request: web.Request) -> User | None:
     return request.get(DOER)
 
@@ -219,8 +232,8 @@ def require_access(access: Access, needed: Access, message: str | None = None) -
     if access >= needed:
         return
     if message is None:
-        message = ("user should be an owner or a site admin of this repo" if needed >= Access.ADMIN
-                   else "user should have a permission to write to a repo")
+        message = ("user should be an owner or a collaborator with admin write of a repository"
+                   if needed >= Access.ADMIN else "user should have a permission to write to a repo")
     raise forbidden(message)
 
 

@@ -120,18 +120,36 @@ class Webhooks:
         """Wait until every queued delivery was attempted (for tests)."""
         await asyncio.wait_for(self._idle.wait(), within_s)
 
+    # --- which hooks ---
+    def hooks_of(self, repo: Repo) -> list[Hook]:
+        """PrepareWebhooks: the repository's hooks, then those of its owner (user or organisation)."""
+        owner = self.sim.state.users.get(repo.owner_id)
+        return [*repo.hooks.values(), *(owner.hooks.values() if owner is not None else ())]
+
+    def find_hook(self, repo: Repo, hook_id: int) -> Hook | None:
+        return next((hook for hook in self.hooks_of(repo) if hook.id == hook_id), None)
+
     # --- emitting ---
     def emit(self, repo: Repo, event_type: str, payload: JSON, branch: str | None = None) -> None:
         if event_type == "status" and self.sim.flavour == "forgejo":
             return  # Forgejo has no status webhook event
         body = json.dumps(payload, indent=2).encode()
-        for hook in list(repo.hooks.values()):
-            if not hook.active or not hook_wants(hook, event_type):
-                continue
-            if branch is not None and hook.branch_filter not in ("", "*") \
-                    and not fnmatchcase(branch, hook.branch_filter):
-                continue
-            self._enqueue(Delivery(str(uuid.uuid4()), hook.id, repo.id, event_type, body))
+        for hook in self.hooks_of(repo):
+            if hook.active:
+                self._prepare(repo, hook, event_type, body, branch)
+
+    def test(self, repo: Repo, hook: Hook, payload: JSON, branch: str) -> None:
+        """TestHook calls PrepareWebhook on the one hook: its events and branch filter count, `active` does
+        not (an inactive hook gets its test delivery too)."""
+        self._prepare(repo, hook, "push", json.dumps(payload, indent=2).encode(), branch)
+
+    def _prepare(self, repo: Repo, hook: Hook, event_type: str, body: bytes, branch: str | None) -> None:
+        if not hook_wants(hook, event_type):
+            return
+        if branch is not None and hook.branch_filter not in ("", "*", "**") \
+                and not fnmatchcase(branch, hook.branch_filter):
+            return
+        self._enqueue(Delivery(str(uuid.uuid4()), hook.id, repo.id, event_type, body))
 
     def redeliver(self, delivery_uuid: str) -> Delivery | None:
         """What the web UI's "Redeliver" does: the same body under a new delivery UUID."""
@@ -193,7 +211,7 @@ class Webhooks:
     async def _deliver(self, d: Delivery) -> None:
         self.history[d.uuid] = d
         repo = self.sim.state.repos.get(d.repo_id)
-        hook = repo.hooks.get(d.hook_id) if repo else None
+        hook = self.find_hook(repo, d.hook_id) if repo else None
         if hook is None:
             return
         headers = delivery_headers(self.sim.flavour, d.uuid, d.event_type, hook.secret, d.body)
@@ -267,6 +285,18 @@ class Payloads:
             "compare_url": f"{ser.repo_html(repo)}/compare/{before}...{after}" if before != ZERO_SHA else "",
             "commits": shown, "total_commits": len(commits), "head_commit": shown[0] if shown else None,
             "repository": repo_json, "pusher": ser.user(pusher), "sender": sender_json,
+        }
+
+
+    def test_push(self, repo: Repo, ref: str, commit: CommitInfo, doer: User) -> JSON:
+        """The body TestHook sends: one commit, before = after = that commit, no access in the repository."""
+        ser = self.sim.ser
+        shown = ser.payload_commit(repo, commit)
+        return {
+            "ref": ref, "before": commit.sha, "after": commit.sha,
+            "compare_url": f"{ser.repo_html(repo)}/compare/{commit.sha}...{commit.sha}",
+            "commits": [shown], "total_commits": 1, "head_commit": shown,
+            "repository": ser.repo(repo, Access.NONE), "pusher": ser.user(doer), "sender": ser.user(doer),
         }
 
 

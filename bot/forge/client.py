@@ -10,6 +10,7 @@ POST/PUT/PATCH/DELETE is never repeated here: the caller re-reads the state and 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import random
@@ -63,6 +64,22 @@ class Hook:
     url: str
     events: tuple[str, ...]
     active: bool
+    content_type: str = "json"
+    branch_filter: str = "*"
+
+
+@dataclass(frozen=True, slots=True)
+class Branch:
+    """A branch with the protection rule in effect for it and what the token's user may do there."""
+
+    name: str
+    sha: str
+    protected: bool
+    rule: str  # effective_branch_protection_name ("" when unprotected)
+    status_checks: bool
+    contexts: tuple[str, ...]
+    user_can_push: bool
+    user_can_merge: bool
 
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -70,6 +87,11 @@ Sleep = Callable[[float], Awaitable[None]]
 
 def _path(*parts: str | int) -> str:
     return "/".join(quote(str(part), safe="") for part in parts)
+
+
+def _path_segments(path: str) -> str:
+    """A file path in a URL: each segment escaped, the slashes kept."""
+    return "/".join(quote(part, safe="") for part in path.strip("/").split("/"))
 
 
 class GiteaClient:
@@ -101,8 +123,10 @@ class GiteaClient:
         *,
         json: Any = None,
         params: Mapping[str, str | int] | None = None,
+        raw: bool = False,
     ) -> tuple[int, Any, Mapping[str, str]]:
-        headers = {"Accept": "application/json"}
+        """(status, body, headers); the body is decoded JSON, or the bytes as sent with ``raw``."""
+        headers = {"Accept": "application/octet-stream" if raw else "application/json"}
         if self._token is not None:
             headers["Authorization"] = f"token {self._token.get_secret_value()}"
         attempts = 1 + (self._get_retries if method == "GET" else 0)
@@ -111,7 +135,10 @@ class GiteaClient:
                 async with self._session.request(
                     method, self._api + path, json=json, params=params, headers=headers, timeout=self._timeout
                 ) as response:
-                    text = await response.text()
+                    data = await response.read()
+                    if raw and response.status < 400:
+                        return response.status, data, response.headers
+                    text = data.decode("utf-8", errors="replace")  # JSON is UTF-8 (RFC 8259)
                     body = _decode(text, response.content_type)
                     if response.status < 400:
                         return response.status, body, response.headers
@@ -156,6 +183,51 @@ class GiteaClient:
 
     async def edit_repo(self, owner: str, repo: str, **fields: Any) -> None:
         await self._request("PATCH", f"/repos/{_path(owner, repo)}", json=fields)
+
+    async def read_file(self, owner: str, repo: str, path: str, ref: str) -> bytes | None:
+        """The file at `path` on `ref` (a branch, tag or full commit id); None when the ref or the file does
+        not exist, or the path is not a regular file. Read through the contents API, which resolves `ref`
+        strictly (the raw endpoint falls back to the default branch for a ref it does not know); a file too
+        large for it to inline (over 10 MiB) is read raw at the commit that last changed it."""
+        try:
+            data = await self._get(f"/repos/{_path(owner, repo)}/contents/{_path_segments(path)}", ref=ref)
+        except NotFound:
+            return None
+        if not isinstance(data, Mapping) or data.get("type") != "file":
+            return None
+        content = data.get("content")
+        if isinstance(content, str) and data.get("encoding") == "base64":
+            return base64.b64decode(content)
+        at = str(data.get("last_commit_sha") or "")
+        if not at:
+            raise ForgeError("GET", "contents", 200, f"{path} is too large to be read through the contents API")
+        try:
+            _, raw, _ = await self._request(
+                "GET", f"/repos/{_path(owner, repo)}/raw/{_path_segments(path)}", params={"ref": at}, raw=True
+            )
+        except NotFound:
+            return None
+        return bytes(raw)
+
+    async def list_topics(self, owner: str, repo: str) -> list[str]:
+        data = await self._get(f"/repos/{_path(owner, repo)}/topics")
+        return [str(name) for name in (data or {}).get("topics") or ()]
+
+    async def search_repos_by_topic(self, topic: str, *, max_pages: int = 20) -> list[str]:
+        """Full names of the repositories (the token's user may see) carrying exactly this topic."""
+        found: list[str] = []
+        for page in range(1, max_pages + 1):
+            params: dict[str, str | int] = {"q": topic, "topic": "true", "page": page, "limit": PAGE_LIMIT}
+            _, data, _ = await self._request("GET", "/repos/search", params=params)
+            items = (data or {}).get("data") or []
+            found.extend(str(item.get("full_name") or "") for item in items)
+            if len(items) < PAGE_LIMIT:
+                break
+        return found
+
+    async def owner_repos(self, owner: str) -> list[str]:
+        """Full names of a user's or an organisation's repositories (GET /users/{owner}/repos takes both)."""
+        return [str(item.get("full_name") or "") async for item in self._pages(f"/users/{_path(owner)}/repos")]
 
     # -- pull requests --------------------------------------------------------------------------------
 
@@ -203,6 +275,22 @@ class GiteaClient:
     async def branch_sha(self, owner: str, repo: str, branch: str) -> str:
         data = await self._get(f"/repos/{_path(owner, repo)}/branches/{_path(branch)}")
         return str(_obj(data, "commit")["id"])
+
+    async def branch(self, owner: str, repo: str, name: str) -> Branch | None:
+        try:
+            data = await self._get(f"/repos/{_path(owner, repo)}/branches/{_path(name)}")
+        except NotFound:
+            return None
+        return Branch(
+            name=str(data.get("name") or name),
+            sha=str(_obj(data, "commit").get("id") or ""),
+            protected=bool(data.get("protected")),
+            rule=str(data.get("effective_branch_protection_name") or ""),
+            status_checks=bool(data.get("enable_status_check")),
+            contexts=tuple(str(c) for c in data.get("status_check_contexts") or ()),
+            user_can_push=bool(data.get("user_can_push")),
+            user_can_merge=bool(data.get("user_can_merge")),
+        )
 
     async def branch_names(self, owner: str, repo: str, *, max_pages: int = 20) -> list[str]:
         names: list[str] = []
@@ -332,6 +420,14 @@ class GiteaClient:
         with contextlib.suppress(NotFound):
             await self._request("DELETE", f"/repos/{_path(owner, repo)}/issues/{number}/labels/{label_id}")
 
+    async def delete_comment(self, owner: str, repo: str, comment_id: int) -> bool:
+        """False when there is no such comment."""
+        try:
+            await self._request("DELETE", f"/repos/{_path(owner, repo)}/issues/comments/{comment_id}")
+        except NotFound:
+            return False
+        return True
+
     async def react(self, owner: str, repo: str, comment_id: int, content: str) -> None:
         await self._request(
             "POST", f"/repos/{_path(owner, repo)}/issues/comments/{comment_id}/reactions", json={"content": content}
@@ -362,13 +458,9 @@ class GiteaClient:
         return [_hook(item) async for item in self._pages(f"/repos/{_path(owner, repo)}/hooks")]
 
     async def create_hook(self, owner: str, repo: str, url: str, secret: SecretStr, events: tuple[str, ...]) -> Hook:
-        body = {
-            "type": "gitea",
-            "active": True,
-            "events": list(events),
-            "config": {"url": url, "content_type": "json", "secret": secret.get_secret_value()},
-        }
-        _, data, _ = await self._request("POST", f"/repos/{_path(owner, repo)}/hooks", json=body)
+        _, data, _ = await self._request(
+            "POST", f"/repos/{_path(owner, repo)}/hooks", json=_hook_body(url, secret, events)
+        )
         return _hook(data)
 
     async def edit_hook(self, owner: str, repo: str, hook_id: int, secret: SecretStr, events: tuple[str, ...]) -> None:
@@ -377,6 +469,26 @@ class GiteaClient:
 
     async def delete_hook(self, owner: str, repo: str, hook_id: int) -> None:
         await self._request("DELETE", f"/repos/{_path(owner, repo)}/hooks/{hook_id}")
+
+    async def test_hook(self, owner: str, repo: str, hook_id: int) -> None:
+        """Have the forge send this hook a push event for the default branch's head, signed with its secret
+        (Gitea answers 204 once the delivery is queued, not once it arrived)."""
+        await self._request("POST", f"/repos/{_path(owner, repo)}/hooks/{hook_id}/tests")
+
+    async def list_org_hooks(self, org: str) -> list[Hook]:
+        return [_hook(item) async for item in self._pages(f"/orgs/{_path(org)}/hooks")]
+
+    async def create_org_hook(self, org: str, url: str, secret: SecretStr, events: tuple[str, ...]) -> Hook:
+        """A hook of the organisation: it gets the events of every repository the organisation owns."""
+        _, data, _ = await self._request("POST", f"/orgs/{_path(org)}/hooks", json=_hook_body(url, secret, events))
+        return _hook(data)
+
+    async def edit_org_hook(self, org: str, hook_id: int, secret: SecretStr, events: tuple[str, ...]) -> None:
+        body = {"active": True, "events": list(events), "config": {"secret": secret.get_secret_value()}}
+        await self._request("PATCH", f"/orgs/{_path(org)}/hooks/{hook_id}", json=body)
+
+    async def delete_org_hook(self, org: str, hook_id: int) -> None:
+        await self._request("DELETE", f"/orgs/{_path(org)}/hooks/{hook_id}")
 
 
 def _decode(text: str, content_type: str) -> Any:
@@ -434,6 +546,15 @@ def _comment(item: Mapping[str, Any]) -> Comment:
     )
 
 
+def _hook_body(url: str, secret: SecretStr, events: tuple[str, ...]) -> dict[str, Any]:
+    return {
+        "type": "gitea",
+        "active": True,
+        "events": list(events),
+        "config": {"url": url, "content_type": "json", "secret": secret.get_secret_value()},
+    }
+
+
 def _hook(item: Mapping[str, Any]) -> Hook:
     config = item.get("config") or {}
     return Hook(
@@ -441,4 +562,6 @@ def _hook(item: Mapping[str, Any]) -> Hook:
         url=str(config.get("url") or ""),
         events=tuple(item.get("events") or ()),
         active=bool(item.get("active")),
+        content_type=str(config.get("content_type") or ""),
+        branch_filter=str(item.get("branch_filter") or ""),
     )

@@ -1,4 +1,4 @@
-"""Labels, branch protections, hooks, branches and commits of a repository."""
+"""Labels, branch protections, branches and commits of a repository (hooks: api/hooks.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from aiohttp import web
 
 from ..core import RefUpdate
 from ..gitrepo import ZERO_SHA
-from ..model import Access, Hook, Label, Protection, Repo, utcnow
+from ..model import Access, Label, Protection, Repo, utcnow
 from ..web import (
     ApiError,
     bool_field,
@@ -31,8 +31,6 @@ from ..web import (
 )
 
 COLOR_RE = re.compile(r"^#?[0-9a-fA-F]{6}$")
-HOOK_TYPES = ("gitea", "gogs", "forgejo", "slack", "discord", "dingtalk", "telegram", "msteams", "feishu",
-              "matrix", "wechatwork", "packagist")
 PROTECTION_FIELDS = (
     "enable_push", "enable_push_whitelist", "push_whitelist_usernames", "push_whitelist_teams",
     "push_whitelist_deploy_keys", "enable_force_push", "enable_force_push_allowlist",
@@ -198,82 +196,6 @@ async def delete_protection(request: web.Request) -> web.Response:
     return empty(204)
 
 
-# --- hooks ---
-def _hook(repo: Repo, request: web.Request) -> Hook:
-    hook = repo.hooks.get(int_param(request, "id"))
-    if hook is None:
-        raise not_found()
-    return hook
-
-
-def _apply_hook_config(hook: Hook, config: dict[str, Any]) -> None:
-    if "url" in config:
-        hook.url = str(config["url"])
-    if "content_type" in config:
-        hook.content_type = str(config["content_type"])
-    if "secret" in config:
-        hook.secret = str(config["secret"])
-    if "http_method" in config:
-        hook.http_method = str(config["http_method"]).lower()
-
-
-async def list_hooks(request: web.Request) -> web.Response:
-    repo, access = repo_ctx(request)
-    require_access(access, Access.ADMIN)
-    chunk, headers = paginate(request, list(repo.hooks.values()))
-    return json_response([sim_of(request).ser.hook(h) for h in chunk], headers=headers)
-
-
-async def create_hook(request: web.Request) -> web.Response:
-    sim = sim_of(request)
-    repo, access = repo_ctx(request)
-    require_access(access, Access.ADMIN)
-    body = await read_json(request)
-    config = body.get("config")
-    hook_type = str_field(body, "type")
-    if hook_type not in HOOK_TYPES:
-        raise ApiError(422, "Invalid hook type")
-    if not isinstance(config, dict) or not config.get("url") or \
-            config.get("content_type") not in ("json", "form"):
-        raise ApiError(422, "Missing config option: url / content_type")
-    events = [str(e) for e in list_field(body, "events")] or ["push"]
-    hook = Hook(id=sim.state.next_id("hook"), url="", content_type="json", secret="", events=events,
-                active=bool_field(body, "active", False), branch_filter=str_field(body, "branch_filter", "*") or "*",
-                authorization_header=str_field(body, "authorization_header"), type=hook_type)
-    _apply_hook_config(hook, config)
-    repo.hooks[hook.id] = hook
-    return json_response(sim.ser.hook(hook), 201)
-
-
-async def get_hook(request: web.Request) -> web.Response:
-    repo, access = repo_ctx(request)
-    require_access(access, Access.ADMIN)
-    return json_response(sim_of(request).ser.hook(_hook(repo, request)))
-
-
-async def edit_hook(request: web.Request) -> web.Response:
-    repo, access = repo_ctx(request)
-    require_access(access, Access.ADMIN)
-    hook = _hook(repo, request)
-    body = await read_json(request)
-    if isinstance(body.get("config"), dict):
-        _apply_hook_config(hook, body["config"])
-    if "events" in body:
-        hook.events = [str(e) for e in list_field(body, "events")]
-    hook.active = bool_field(body, "active", hook.active)
-    hook.branch_filter = str_field(body, "branch_filter", hook.branch_filter)
-    hook.authorization_header = str_field(body, "authorization_header", hook.authorization_header)
-    hook.updated_at = utcnow()
-    return json_response(sim_of(request).ser.hook(hook))
-
-
-async def delete_hook(request: web.Request) -> web.Response:
-    repo, access = repo_ctx(request)
-    require_access(access, Access.ADMIN)
-    del repo.hooks[_hook(repo, request).id]
-    return empty(204)
-
-
 # --- branches ---
 async def _branch_json(request: web.Request, repo: Repo, name: str, sha: str) -> dict[str, Any]:
     sim = sim_of(request)
@@ -384,11 +306,6 @@ def add_routes(app: web.Application, p: str) -> None:
     r.add_get(f"{repo}/branch_protections/{{name}}", get_protection)
     r.add_patch(f"{repo}/branch_protections/{{name}}", edit_protection)
     r.add_delete(f"{repo}/branch_protections/{{name}}", delete_protection)
-    r.add_get(f"{repo}/hooks", list_hooks)
-    r.add_post(f"{repo}/hooks", create_hook)
-    r.add_get(f"{repo}/hooks/{{id}}", get_hook)
-    r.add_patch(f"{repo}/hooks/{{id}}", edit_hook)
-    r.add_delete(f"{repo}/hooks/{{id}}", delete_hook)
     r.add_get(f"{repo}/branches", list_branches)
     r.add_post(f"{repo}/branches", create_branch)
     r.add_get(f"{repo}/branches/{{branch:.+}}", get_branch)

@@ -8,6 +8,7 @@ import shutil
 from aiohttp import web
 
 from ..model import ACCESS_BY_NAME, Access, Repo, User
+from ..scopes import KNOWN as KNOWN_SCOPES
 from ..web import (
     ApiError,
     AuthError,
@@ -115,6 +116,9 @@ async def create_token(request: web.Request) -> web.Response:
     if any(t.user_id == user.id and t.name == name for t in sim.state.tokens.values()):
         raise ApiError(400, "access token name has been used already")
     scopes = [str(s) for s in list_field(body, "scopes")] or ["all"]
+    unknown = [s for s in scopes if s not in KNOWN_SCOPES]
+    if unknown:  # AccessTokenScope.Normalize refuses names it does not know
+        raise ApiError(400, f"invalid access token scope provided: invalid access token scope: {unknown[0]}")
     token = sim.add_token(user, name, scopes=scopes)
     return json_response(sim.ser.token(token, with_secret=True), 201)
 
@@ -208,12 +212,31 @@ async def list_user_repos(request: web.Request) -> web.Response:
                                 if r.owner_id == doer.id or doer.id in r.collaborators])
 
 
-async def list_org_repos(request: web.Request) -> web.Response:
+def _owner_repos(request: web.Request, owner: User) -> web.Response:
+    """listUserRepos (routers/api/v1/user/repo.go): the owner's repositories by id, private ones only for a
+    signed-in doer; counted and paged before those the doer may not read are left out."""
     sim = sim_of(request)
-    org = sim.state.user_by_name(request.match_info["org"])
-    if org is None:
+    doer = doer_of(request)
+    owned = sorted((r for r in sim.state.repos.values() if r.owner_id == owner.id and (doer or not r.private)),
+                   key=lambda r: r.id)
+    chunk, headers = paginate(request, owned)
+    shown = [r for r in chunk if (doer is not None and doer.is_admin) or sim.perms.access(r, doer) >= Access.READ]
+    return json_response([sim.ser.repo(r, sim.perms.access(r, doer)) for r in shown], headers=headers)
+
+
+async def list_org_repos(request: web.Request) -> web.Response:
+    org = sim_of(request).state.user_by_name(request.match_info["org"])
+    if org is None or not org.is_org:
         raise not_found()
-    return _repo_list(request, [r for r in sim.state.repos.values() if r.owner_id == org.id])
+    return _owner_repos(request, org)
+
+
+async def list_owner_repos(request: web.Request) -> web.Response:
+    """GET /users/{username}/repos: an organisation's name works too (GetUserByName finds both)."""
+    owner = sim_of(request).state.user_by_name(request.match_info["username"])
+    if owner is None:
+        raise not_found()
+    return _owner_repos(request, owner)
 
 
 async def get_repo(request: web.Request) -> web.Response:
@@ -315,6 +338,7 @@ def add_routes(app: web.Application, p: str) -> None:
     r.add_get(f"{p}/version", version)
     r.add_get(f"{p}/user", current_user)
     r.add_get(f"{p}/users/{{username}}", get_user)
+    r.add_get(f"{p}/users/{{username}}/repos", list_owner_repos)
     r.add_post(f"{p}/admin/users", admin_create_user)
     r.add_get(f"{p}/admin/users", admin_list_users)
     r.add_post(f"{p}/admin/users/{{username}}/repos", admin_create_repo)

@@ -92,6 +92,7 @@ class Train(Base):
     branch: Mapped[str] = mapped_column(String(255))
     paused: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     window: Mapped[int | None] = mapped_column(Integer)  # 0005: the chain's depth now (None: the policy's start)
+    config_problem: Mapped[str | None] = mapped_column(Text)  # 0006: the branch's merge-bot file is bad
     created_at: Mapped[datetime] = mapped_column(server_default=_now())
 
     __table_args__ = (UniqueConstraint("repository_id", "branch"),)

@@ -76,6 +76,7 @@ class Reason(enum.StrEnum):
     BISECTED = "bisected"  # a red batch is split in two and each half tested
     CHAIN_BROKEN = "chain_broken"  # an attempt's parent was rebuilt: what is built on it is rebuilt too
     FLAKY = "flaky"  # a batch failed, yet every part of it passed
+    BAD_CONFIG = "bad_config"  # the PR brings a merge-bot file that cannot be used
 
 
 class BisectionOutcome(enum.StrEnum):
@@ -164,7 +165,16 @@ class EntryAddsNothing:
     entry_id: int
 
 
-BuildFailure = EntryConflicts | EntryAddsNothing
+@dataclass(frozen=True, slots=True)
+class EntryBadConfig:
+    """Building stopped at this entry: its PR brings a merge-bot file that cannot be used (``problem``)."""
+
+    entry_id: int
+    path: str
+    problem: str
+
+
+BuildFailure = EntryConflicts | EntryAddsNothing | EntryBadConfig
 
 
 @dataclass(frozen=True, slots=True)

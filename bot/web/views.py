@@ -171,6 +171,7 @@ class TrainRow:
     recent: tuple[EntryRow, ...]
     depth: int  # active entries: under test, queued and waiting
     flaky: Mapping[str, int]  # flaky failures (settled bisections whose parts all passed) per check context
+    config_problem: str | None = None  # the branch's merge-bot file cannot be used: where, why, what stays in force
 
 
 @dataclass(frozen=True, slots=True)
@@ -431,6 +432,7 @@ async def trains(session: AsyncSession, links: Links, now: datetime, repository:
                 recent=tuple(rows[e.id] for e, _ in recent if e.train_id == train.id),
                 depth=len(by_train[train.id]),
                 flaky=flaky.get(train.id, {}),
+                config_problem=train.config_problem,
             )
         )
     return result

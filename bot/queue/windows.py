@@ -11,8 +11,8 @@ The grammar (each rule is a case in ``tests/test_windows.py``)::
 
 Single spaces between the parts (extra blanks around them are ignored); day names as written above. A window
 whose end is earlier than its start runs over midnight into the next day ("Fri 22:00-06:00 UTC" ends on
-Saturday morning); start and end may not be equal. Windows are parsed and validated today (a repository's
-``windows`` key); the merge freeze acts on them.
+Saturday morning); start and end may not be equal, but 00:00-24:00 is the whole day. Windows are parsed and
+validated today (the ``windows`` setting); the merge freeze acts on them.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class Window:
         return (day in self.days and now >= self.start) or (yesterday in self.days and now < self.end)
 
     def __str__(self) -> str:
-        end = "24:00" if self.end == MIDNIGHT_END and self.start != MIDNIGHT_END else self.end.strftime("%H:%M")
+        end = "24:00" if self.end == MIDNIGHT_END else self.end.strftime("%H:%M")
         return f"{_days_text(self.days)} {self.start.strftime('%H:%M')}-{end} {self.zone}"
 
 
@@ -74,7 +74,7 @@ def parse_window(text: str) -> Window:
         raise WindowError(f"expected a time range HH:MM-HH:MM, got {times_text!r}")
     start = _parse_time(start_text, end=False)
     end = _parse_time(end_text, end=True)
-    if start == end:
+    if start == end and end_text != "24:00":  # 00:00-24:00 is the whole day
         raise WindowError(f"the window {times_text!r} starts and ends at the same time")
     return Window(days, start, end, parse_zone(zone))
 

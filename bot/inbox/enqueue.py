@@ -99,7 +99,10 @@ class Enqueuer:
         """The settings a PR into ``branch`` is judged with: the repository's own file there, over the bot's."""
         if self.configs is None:
             return self.settings
-        return await self.configs.for_branch(owner, name, branch)
+        try:
+            return await self.configs.for_branch(owner, name, branch)
+        except errors.NotFound:  # the branch is gone (a closed PR's): it has no file
+            return self.settings
 
     async def queue(self, request: Request) -> Outcome:
         owner, name, number = request.owner, request.name, request.number

@@ -29,7 +29,10 @@ batch_wait_seconds = 30
 squash_message = "{title} (#{number})\\n\\nApproved-by: {approved_by}"
 """
 LIB_FILE = """merge_method = "merge"
+allowed_methods = ["merge"]
 batch_max = 1
+queue_label = "ship-it"
+priority_ceiling = 0
 """
 
 
@@ -70,8 +73,16 @@ async def test_two_repositories_with_their_own_files_get_their_own_methods_and_b
         libs = [await world.open_pr(f"lib-{n}", {f"lib-{n}.txt": f"{n}\n"}, repo=lib) for n in range(2)]
         for number in apps:
             await world.queue(number)
-        for number in libs:
-            await world.queue(number, repo=lib)
+        # The lib's own rules for commands: its methods, its priority ceiling, its label.
+        await world.queue(libs[0], "/merge method=squash", repo=lib)
+        await world.says(libs[0], "`method=squash` is not allowed for `main`", "allowed: `merge`", repo=lib)
+        await world.queue(libs[0], "/merge p=3", repo=lib)
+        await world.says(libs[0], "above 0", repo=lib)
+        await world.queue(libs[0], repo=lib)
+        await sim.create_label(lib, "ship-it")
+        await sim.api(
+            "POST", f"/repos/{lib}/issues/{libs[1]}/labels", token=world.maint.token, json={"labels": ["ship-it"]}
+        )
 
         merged_apps = [await world.final_entry(number, within=90) for number in apps]
         merged_libs = [await world.final_entry(number, within=90, repo=lib) for number in libs]
@@ -79,6 +90,7 @@ async def test_two_repositories_with_their_own_files_get_their_own_methods_and_b
         assert [e.state for e in merged_apps + merged_libs] == ["merged"] * 4
         assert [e.merge_method for e in merged_apps] == ["squash", "squash"]  # the app's default method
         assert [e.merge_method for e in merged_libs] == ["merge", "merge"]  # the lib's
+        assert [e.trigger for e in merged_libs] == ["comment", "label"]  # its own queue label queued the second
         assert await batch_sizes(engine, "app") == [2]  # both app PRs in one candidate
         assert await batch_sizes(engine, "lib") == [1, 1]  # the lib tests one at a time
         message, parents = await commit_of(world, world.repo, merged_apps[0].merged_sha)

@@ -74,7 +74,8 @@ class Intake:
         state, not an event: a PR queued by the label that no longer carries it is dequeued, whenever that
         is seen.
         """
-        label = await self.queue_label(repo_ref.owner, repo_ref.name, info.base_ref)
+        # Without labels on the PR, the queue label cannot have arrived: its name is not looked up.
+        label = await self.queue_label(repo_ref.owner, repo_ref.name, info.base_ref) if info.labels else ""
         async with self.deps.sessions.begin() as session:
             repo = await queries.ensure_repository(session, repo_ref.owner, repo_ref.name, repo_ref.forge_id)
             cached = (

@@ -92,11 +92,11 @@ class Reconciler:
         pulls = await self._forge.list_pulls(owner, name, "open")
         for info in pulls:
             open_numbers.add(info.number)
-            label = await self._intake.queue_label(owner, name, info.base_ref)  # the repository's file may name it
             known = cached.get(info.number)
-            changed = (
-                known is None or known[:2] != (info.head_sha, "open") or (label in known[2]) != (label in info.labels)
-            )
+            changed = known is None or known[:2] != (info.head_sha, "open")
+            if not changed and known is not None and known[2] != frozenset(info.labels):
+                label = await self._intake.queue_label(owner, name, info.base_ref)  # the repository's file may name it
+                changed = (label in known[2]) != (label in info.labels)
             if changed or info.number in active:  # an active entry's PR is held to its state every pass
                 healed.pulls_changed += changed
                 try:

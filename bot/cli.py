@@ -13,14 +13,16 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from aiohttp import web
 
 from bot import __version__, demo, doctor, logs, status
 from bot.app import create_app
-from bot.config import ConfigError, Settings, load_settings, masked
+from bot.config import ConfigError, RepoSettings, Settings, load_settings, masked
 from bot.db.migrate import upgrade_async
 from bot.embedded_pg import EmbeddedPostgres
+from bot.repoconfig import file as repofile
 
 log = logs.get_logger("bot.cli")
 
@@ -37,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("migrate", help="bring the database schema to the newest version")
     check = commands.add_parser("check-config", help="validate the settings and print them, secrets masked")
     check.add_argument("--json", action="store_true", help="print JSON instead of key = value lines")
+    check.add_argument(
+        "--repo-file",
+        metavar="PATH",
+        help="validate a repository's merge-bot file (.gitea/merge-bot.toml) instead, offline",
+    )
     show = commands.add_parser("status", help="show the queue in the terminal, read from the database")
     show.add_argument("--json", action="store_true", help="print what GET /api/v1/trains answers")
     show.add_argument("repository", nargs="?", help="owner/repo (default: every repository)")
@@ -66,6 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "demo":
             return demo.main(args)
+        if args.command == "check-config" and args.repo_file:
+            return check_repo_file(Path(args.repo_file), as_json=args.json)
         settings = load_settings(status.environ() if args.command == "status" else None)
         if args.command == "check-config":
             return check_config(settings, as_json=args.json)
@@ -93,6 +102,33 @@ def check_config(settings: Settings, *, as_json: bool) -> int:
     if as_json:
         print(json.dumps(shown, indent=2))
     else:
+        for key, value in shown.items():
+            print(f"{key} = {value}")
+    return 0
+
+
+def check_repo_file(path: Path, *, as_json: bool) -> int:
+    """Validate a repository's file offline, against the bot's settings when they load, else the defaults.
+    Problems go to stderr, one a line with the file's line number; values are never echoed (secrets)."""
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        base: RepoSettings = load_settings()
+        against = "the bot's settings"
+    except ConfigError:
+        base, against = RepoSettings(), "the defaults"
+    parsed = repofile.parse(text, str(path), base)
+    if isinstance(parsed, tuple):
+        for problem in parsed:
+            print(f"merge-bot: {problem}", file=sys.stderr)
+        return 1
+    shown = repofile.describe(parsed, base)
+    if as_json:
+        print(json.dumps(shown, indent=2))
+    else:
+        print(f"{path}: valid (checked against {against})")
         for key, value in shown.items():
             print(f"{key} = {value}")
     return 0

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 import re
+import string
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import platformdirs
 from pydantic import (
@@ -27,6 +28,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from bot.notifications import urls as target_urls
+from bot.queue.windows import parse_window
 
 ENV_PREFIX = "MERGE_BOT_"
 REPO_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
@@ -58,9 +60,9 @@ def parse_listen(value: str) -> Listen:
     return Listen(host=host, port=port)
 
 
-def _split_list(value: Any) -> Any:
+def _split_list(value: Any, separator: str = ",") -> Any:
     if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
+        return [part.strip() for part in value.split(separator) if part.strip()]
     return value
 
 
@@ -68,8 +70,175 @@ def _default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("merge-bot", appauthor=False))
 
 
-class Settings(BaseSettings):
-    """Every setting merge-bot reads. Built once by :func:`load_settings` and passed down."""
+MergeMethodName = Literal["rebase", "merge", "squash"]
+MERGE_METHODS: tuple[MergeMethodName, ...] = ("rebase", "merge", "squash")
+# What a commit message template may name (``{title}``); see bot/gate/build.py for how each is filled in.
+TEMPLATE_FIELDS = ("title", "number", "body", "author", "approved_by", "co_authors")
+DEFAULT_MERGE_MESSAGE = "Merge pull request #{number}: {title}\n\nMerged by merge-bot."
+DEFAULT_SQUASH_MESSAGE = "{title} (#{number})\n\n{body}"
+
+
+def check_template(text: str) -> str:
+    """A commit message template: ``str.format`` fields, each one of :data:`TEMPLATE_FIELDS`, nothing else."""
+    try:
+        parts = list(string.Formatter().parse(text))
+    except ValueError as exc:
+        raise ValueError(f"is not a valid template ({exc}); write {{{{ and }}}} for literal braces") from None
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if name not in TEMPLATE_FIELDS or spec or conversion:
+            known = ", ".join(f"{{{field}}}" for field in TEMPLATE_FIELDS)
+            raise ValueError(f"has an unknown placeholder {{{name}}}; a template may use {known}")
+    if not text.strip():
+        raise ValueError("must not be empty")
+    return text
+
+
+class RepoSettings(BaseModel):
+    """The settings a repository may set for itself in its own file (``.gitea/merge-bot.toml``), by the same
+    names, types and defaults as the global settings: :class:`Settings` inherits every one of them, so each
+    key is defined once, here. Validated as a whole (``window`` against ``max_parallel``, ``merge_method``
+    against ``allowed_methods``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    strategy: Literal["staging", "pr-branch"] = Field(
+        default="staging", description="How a tested commit lands: staging (a staging branch) or pr-branch"
+    )
+    ci_timeout_seconds: int = Field(default=3600, ge=1, description="CI deadline per candidate, in seconds")
+    required_contexts: tuple[str, ...] = Field(
+        default=(), description="Contexts (globs) that must be green when branch protection names none"
+    )
+    delete_branch_after_merge: bool = Field(default=False, description="Delete a PR's branch once it merged")
+    queue_label: str = Field(
+        default="merge-queue", min_length=1, max_length=64, description="The label that queues a PR"
+    )
+    priority_ceiling: int = Field(default=10, ge=0, description="Highest priority a non-admin may ask for")
+    urgent_priority: int = Field(
+        default=100, ge=1, description="From this priority an entry aborts a running test to go first"
+    )
+    batch_max: int = Field(default=4, ge=1, le=64, description="Most PRs tested together in one candidate")
+    batch_wait_seconds: float = Field(
+        default=0.0, ge=0, le=3600, description="How long a short batch waits for more PRs after the first"
+    )
+    bisect: bool = Field(default=True, description="Split a red batch to find the PR that broke it")
+    max_parallel: int = Field(
+        default=4, ge=1, le=64, description="Most candidates under CI at once (the CI budget; 1: one at a time)"
+    )
+    window: int | None = Field(
+        default=None, ge=1, le=64, description="How deep the chain starts speculating; default max_parallel"
+    )
+    window_floor: int = Field(default=1, ge=1, le=64, description="The window never shrinks below this")
+    optimistic: bool = Field(
+        default=False, description="A green candidate also lands the pending or red attempts before it"
+    )
+    flaky_retries: int = Field(
+        default=1, ge=0, le=5, description="Times a PR red alone is re-tested on the same SHA before it is rejected"
+    )
+    adaptive: bool = Field(
+        default=False, description="Choose batch size and window from the train's measured failure rate"
+    )
+    allowed_users: tuple[str, ...] = Field(
+        default=(), description="Only these users may queue PRs (besides write access); empty: anyone with write"
+    )
+    allowed_teams: tuple[str, ...] = Field(default=(), description="Members of these org/team may queue PRs too")
+    wait_for_approvals: bool = Field(
+        default=False, description="A PR lacking required approvals waits for them instead of being refused"
+    )
+    merge_method: MergeMethodName = Field(
+        default="rebase", description="The method of a /merge that names none: rebase, merge or squash"
+    )
+    allowed_methods: tuple[MergeMethodName, ...] = Field(
+        default=MERGE_METHODS, min_length=1, description="The methods /merge method=... may ask for"
+    )
+    merge_message: str = Field(
+        default=DEFAULT_MERGE_MESSAGE, max_length=4096, description="Commit message template of a merge commit"
+    )
+    squash_message: str = Field(
+        default=DEFAULT_SQUASH_MESSAGE, max_length=4096, description="Commit message template of a squash commit"
+    )
+    windows: tuple[str, ...] = Field(
+        default=(), description="Merge windows, e.g. 'Mon-Fri 09:00-17:00 Europe/Berlin' (reserved: validated only)"
+    )
+    notify_urls: tuple[SecretStr, ...] = Field(
+        default=(), description="Where events are sent (chat, mail, webhooks), as apprise URLs; secrets"
+    )
+
+    @field_validator("required_contexts", "allowed_users", "allowed_teams", "allowed_methods", mode="before")
+    @classmethod
+    def _lists(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("windows", mode="before")
+    @classmethod
+    def _windows_list(cls, value: Any) -> Any:
+        return _split_list(value, ";")  # a window's days may hold commas ("Sat,Sun 10:00-12:00 UTC")
+
+    @field_validator("notify_urls", mode="before")
+    @classmethod
+    def _split_notify_urls(cls, value: Any) -> Any:
+        value = value.get_secret_value() if isinstance(value, SecretStr) else value
+        return target_urls.split_urls(value) if isinstance(value, str) else value
+
+    @field_validator("allowed_teams")
+    @classmethod
+    def _teams(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for team in value:
+            if not REPO_RE.match(team):
+                raise ValueError(f"expected org/team, got {team!r}")
+        return value
+
+    @field_validator("merge_message", "squash_message")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        return check_template(value)
+
+    @field_validator("windows")
+    @classmethod
+    def _windows(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for text in value:
+            parse_window(text)  # a WindowError is a ValueError: its message names what is wrong
+        return value
+
+    @field_validator("notify_urls")
+    @classmethod
+    def _notify_urls(cls, value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        from bot.notifications.transport import understood  # apprise is loaded only when URLs are set
+
+        for number, url in enumerate(value, start=1):
+            shown = target_urls.redact(url.get_secret_value())  # never the URL itself: it holds secrets
+            if target_urls.scheme(url.get_secret_value()) is None:
+                raise ValueError(f"entry {number} is not a URL of the form scheme://...")
+            if not understood(url.get_secret_value()):
+                raise ValueError(f"entry {number} ({shown}) is not a URL apprise can send to")
+        return value
+
+    @model_validator(mode="after")
+    def _window_fits(self) -> Self:
+        if self.window is not None and self.window > self.max_parallel:
+            raise ValueError(f"window ({self.window}) must not exceed max_parallel ({self.max_parallel})")
+        if self.window_floor > self.max_parallel:
+            raise ValueError(f"window_floor ({self.window_floor}) must not exceed max_parallel ({self.max_parallel})")
+        return self
+
+    @model_validator(mode="after")
+    def _method_allowed(self) -> Self:
+        if self.merge_method not in self.allowed_methods:
+            allowed = ", ".join(self.allowed_methods)
+            raise ValueError(f"merge_method ({self.merge_method}) must be one of allowed_methods ({allowed})")
+        return self
+
+    def repo_values(self) -> dict[str, Any]:
+        """The per-repository keys and their values here (for a file's keys to be validated on top of)."""
+        return {name: getattr(self, name) for name in RepoSettings.model_fields}
+
+
+class Settings(RepoSettings, BaseSettings):
+    """Every setting merge-bot reads. Built once by :func:`load_settings` and passed down.
+
+    The per-repository keys come from :class:`RepoSettings`; a repository's own file overrides them
+    (:mod:`bot.repoconfig`). The keys below are the process's alone."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -98,49 +267,15 @@ class Settings(BaseSettings):
     read_token: SecretStr | None = Field(
         default=None, description="When set, the queue page, JSON API and /metrics ask for it (private instances)"
     )
-    strategy: Literal["staging", "pr-branch"] = "staging"
-    ci_timeout_seconds: int = Field(default=3600, ge=1)
-    required_contexts: tuple[str, ...] = ()
     status_context: str = Field(default="merge-bot", min_length=1, max_length=64)
-    delete_branch_after_merge: bool = False
     gate_poll_seconds: float = Field(default=5.0, gt=0, le=600)
     lease_seconds: int = Field(default=60, ge=5)
-    queue_label: str = Field(default="merge-queue", min_length=1, max_length=64)
-    priority_ceiling: int = Field(default=10, ge=0)
-    urgent_priority: int = Field(default=100, ge=1)
-    batch_max: int = Field(default=4, ge=1, le=64, description="Most PRs tested together in one candidate")
-    batch_wait_seconds: float = Field(
-        default=0.0, ge=0, le=3600, description="How long a short batch waits for more PRs after the first"
-    )
-    bisect: bool = Field(default=True, description="Split a red batch to find the PR that broke it")
-    max_parallel: int = Field(
-        default=4, ge=1, le=64, description="Most candidates under CI at once (the CI budget; 1: one at a time)"
-    )
-    window: int | None = Field(
-        default=None, ge=1, le=64, description="How deep the chain starts speculating; default max_parallel"
-    )
-    window_floor: int = Field(default=1, ge=1, le=64, description="The window never shrinks below this")
-    optimistic: bool = Field(
-        default=False, description="A green candidate also lands the pending or red attempts before it"
-    )
-    flaky_retries: int = Field(
-        default=1, ge=0, le=5, description="Times a PR red alone is re-tested on the same SHA before it is rejected"
-    )
-    adaptive: bool = Field(
-        default=False, description="Choose batch size and window from the train's measured failure rate"
-    )
-    allowed_users: tuple[str, ...] = ()
-    allowed_teams: tuple[str, ...] = ()
-    wait_for_approvals: bool = False
     crash_at: str | None = Field(
         default=None, description="Test harness only: SIGKILL this process at the named gate step (crashpoints.py)"
     )
     reconcile_seconds: float = Field(default=60.0, gt=0)
     reap_seconds: float = Field(default=30.0, gt=0)
     delivery_retention_days: int = Field(default=7, ge=1)
-    notify_urls: tuple[SecretStr, ...] = Field(
-        default=(), description="Where events are sent (chat, mail, webhooks), as apprise URLs; secrets"
-    )
     stuck_minutes: int = Field(
         default=60, ge=0, le=7 * 24 * 60, description="A train with work but no progress this long is reported"
     )
@@ -150,19 +285,6 @@ class Settings(BaseSettings):
     def _listen(cls, value: Any) -> Any:
         return parse_listen(value) if isinstance(value, str) else value
 
-    @field_validator("required_contexts", "allowed_users", "allowed_teams", mode="before")
-    @classmethod
-    def _contexts(cls, value: Any) -> Any:
-        return _split_list(value)
-
-    @field_validator("allowed_teams")
-    @classmethod
-    def _teams(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for team in value:
-            if not REPO_RE.match(team):
-                raise ValueError(f"expected org/team, got {team!r}")
-        return value
-
     @field_validator("repos", mode="before")
     @classmethod
     def _repos(cls, value: Any) -> Any:
@@ -171,24 +293,6 @@ class Settings(BaseSettings):
             if not isinstance(repo, str) or not REPO_RE.match(repo):
                 raise ValueError(f"expected owner/name, got {repo!r}")
         return repos
-
-    @field_validator("notify_urls", mode="before")
-    @classmethod
-    def _split_notify_urls(cls, value: Any) -> Any:
-        return target_urls.split_urls(value) if isinstance(value, str) else value
-
-    @field_validator("notify_urls")
-    @classmethod
-    def _notify_urls(cls, value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
-        from bot.notifications.transport import understood  # apprise is loaded only when URLs are set
-
-        for number, url in enumerate(value, start=1):
-            shown = target_urls.redact(url.get_secret_value())  # never the URL itself: it holds secrets
-            if target_urls.scheme(url.get_secret_value()) is None:
-                raise ValueError(f"entry {number} is not a URL of the form scheme://...")
-            if not understood(url.get_secret_value()):
-                raise ValueError(f"entry {number} ({shown}) is not a URL apprise can send to")
-        return value
 
     @field_validator("webhook_secret")
     @classmethod
@@ -211,14 +315,6 @@ class Settings(BaseSettings):
         if not re.match(r"^postgres(ql)?(\+asyncpg)?://", url):
             raise ValueError("expected a postgresql:// URL")
         return value
-
-    @model_validator(mode="after")
-    def _window_fits(self) -> Settings:
-        if self.window is not None and self.window > self.max_parallel:
-            raise ValueError(f"window ({self.window}) must not exceed max_parallel ({self.max_parallel})")
-        if self.window_floor > self.max_parallel:
-            raise ValueError(f"window_floor ({self.window_floor}) must not exceed max_parallel ({self.max_parallel})")
-        return self
 
     @model_validator(mode="after")
     def _external_default(self) -> Settings:
@@ -307,10 +403,10 @@ def describe_error(exc: ValidationError) -> str:
     return "invalid settings: " + "; ".join(problems)
 
 
-def masked(settings: Settings) -> dict[str, Any]:
+def masked(settings: RepoSettings) -> dict[str, Any]:
     """The effective settings as plain values, secrets shown as '**********' (or unset)."""
     shown: dict[str, Any] = {}
-    for name in Settings.model_fields:
+    for name in type(settings).model_fields:
         value = getattr(settings, name)
         if isinstance(value, SecretStr):
             shown[name] = "**********"
@@ -319,7 +415,7 @@ def masked(settings: Settings) -> dict[str, Any]:
         elif isinstance(value, (Listen, AnyHttpUrl, Path)):
             shown[name] = str(value)
         elif isinstance(value, tuple):
-            shown[name] = list(value)
+            shown[name] = ["**********" if isinstance(item, SecretStr) else item for item in value]
         else:
             shown[name] = value
     return shown

@@ -32,6 +32,7 @@ from bot.notifications import targets
 from bot.notifications.sender import SEND_SECONDS, Sender
 from bot.notifications.stuck import CHECK_SECONDS, StuckCheck
 from bot.notify import INBOX, TRAIN, Listener, notify
+from bot.repoconfig.cache import RepoConfigs
 from bot.scheduler.jobs import build_scheduler, cluster_once
 from bot.scheduler.reap import Reaper
 from bot.scheduler.reconcile import Reconciler
@@ -77,9 +78,10 @@ class QueueService:
         permissions = Permissions(
             forge, self.clock, allowed_users=settings.allowed_users, allowed_teams=settings.allowed_teams
         )
-        deps = GateDeps(settings, self.sessions, forge, git, mirrors, self.clock, owner, permissions)
+        configs = RepoConfigs(settings, self.sessions, forge, mirrors, self.clock)  # each repository's own file
+        deps = GateDeps(settings, self.sessions, forge, git, mirrors, self.clock, owner, permissions, configs)
         self.runner = runner = GateRunner(deps, self.database_url)
-        enqueuer = Enqueuer(settings, self.sessions, forge, self.clock, permissions, self.wake_train)
+        enqueuer = Enqueuer(settings, self.sessions, forge, self.clock, permissions, self.wake_train, configs=configs)
         intake = Intake(IntakeDeps(settings, self.sessions, forge, self.clock, login, self.wake_train), enqueuer)
         self.worker = worker = InboxWorker(self.sessions, intake.handle, self.clock)
         reconciler = Reconciler(settings, self.sessions, forge, intake, self.clock, runner.wake)

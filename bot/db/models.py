@@ -113,6 +113,7 @@ class Train(Base):
     # 0005: the chain's depth now (None: the policy's start); the column is window_size (WINDOW is reserved in SQL)
     window: Mapped[int | None] = mapped_column("window_size", Integer)
     adaptive: Mapped[dict[str, Any] | None] = mapped_column(JSONB)  # 0005: the last adaptive choice and its reason
+    config_problem: Mapped[str | None] = mapped_column(Text)  # 0007: the branch's merge-bot file is bad
     created_at: Mapped[datetime] = mapped_column(server_default=_now())
 
     __table_args__ = (UniqueConstraint("repository_id", "branch"),)

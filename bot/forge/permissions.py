@@ -1,15 +1,40 @@
 """Who may drive the queue: write, admin or owner on the repository at that moment, cached briefly, and
-on the configured allow-list when there is one."""
+on the allow-list when there is one (the bot's, or the one a repository's own file sets: :class:`AllowList`)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from bot.clock import Clock
 from bot.forge.client import GiteaClient
 
 WRITERS = frozenset({"write", "admin", "owner"})
 ADMINS = frozenset({"admin", "owner"})
+
+
+class _Lists(Protocol):
+    @property
+    def allowed_users(self) -> tuple[str, ...]: ...
+    @property
+    def allowed_teams(self) -> tuple[str, ...]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AllowList:
+    """Users (by name) and org/teams who may queue; with neither, anyone with write access may."""
+
+    users: tuple[str, ...] = ()
+    teams: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, settings: _Lists) -> AllowList:
+        return cls(tuple(settings.allowed_users), tuple(settings.allowed_teams))
+
+    @property
+    def restricted(self) -> bool:
+        return bool(self.users or self.teams)
 
 
 class Permissions:
@@ -24,9 +49,8 @@ class Permissions:
     ) -> None:
         self._forge = forge
         self._clock = clock
-        self._allowed = {user.lower() for user in allowed_users}
-        self._teams = tuple(allowed_teams)
-        self._membership: dict[str, tuple[datetime, bool]] = {}
+        self.default = AllowList(tuple(allowed_users), tuple(allowed_teams))
+        self._membership: dict[tuple[str, tuple[str, ...]], tuple[datetime, bool]] = {}
         self._ttl = timedelta(seconds=ttl_seconds)
         self._cache: dict[tuple[str, str, str], tuple[datetime, str]] = {}
 
@@ -42,24 +66,30 @@ class Permissions:
 
     @property
     def restricted(self) -> bool:
-        return bool(self._allowed or self._teams)
+        return self.default.restricted
 
-    async def allowed(self, user: str, *, fresh: bool = False) -> bool:
+    async def allowed(self, user: str, *, fresh: bool = False, allow: AllowList | None = None) -> bool:
         """On the allow-list (by name, or as a member of an allowed team); everyone when there is none."""
-        if not self.restricted or user.lower() in self._allowed:
+        rules = allow or self.default
+        if not rules.restricted or user.lower() in {name.lower() for name in rules.users}:
             return True
         now = self._clock.now()
-        hit = self._membership.get(user.lower())
+        key = (user.lower(), rules.teams)
+        hit = self._membership.get(key)
         if hit is not None and hit[1] and not fresh and now - hit[0] < self._ttl:
             return True  # only a membership is cached: someone just added to a team is let in at once
         member = False
-        for team in self._teams:
+        for team in rules.teams:
             org, _, name = team.partition("/")
             if await self._forge.team_member(org, name, user):
                 member = True
                 break
-        self._membership[user.lower()] = (now, member)
+        self._membership[key] = (now, member)
         return member
 
-    async def may_merge(self, owner: str, repo: str, user: str, *, fresh: bool = False) -> bool:
-        return await self.level(owner, repo, user, fresh=fresh) in WRITERS and await self.allowed(user, fresh=fresh)
+    async def may_merge(
+        self, owner: str, repo: str, user: str, *, fresh: bool = False, allow: AllowList | None = None
+    ) -> bool:
+        """Write access or more, and on ``allow`` (default: the bot's own allow-list)."""
+        level = await self.level(owner, repo, user, fresh=fresh)
+        return level in WRITERS and await self.allowed(user, fresh=fresh, allow=allow)

@@ -28,7 +28,7 @@ from bot.db.models import Attempt, AttemptEntry, Entry, PullRequest, Repository,
 from bot.db.views import attempt_view, entry_view
 from bot.forge import errors
 from bot.forge.client import GiteaClient
-from bot.forge.permissions import Permissions
+from bot.forge.permissions import AllowList, Permissions
 from bot.gate import checks, waiting
 from bot.gate.build import build_candidate
 from bot.gate.build import failure as build_failure
@@ -77,6 +77,7 @@ from bot.queue.model import (
     TrainSnapshot,
 )
 from bot.queue.policy import QueuePolicy
+from bot.repoconfig.cache import RepoConfigs
 
 log = get_logger(__name__)
 
@@ -93,6 +94,7 @@ class GateDeps:
     clock: Clock
     owner: str
     permissions: Permissions
+    configs: RepoConfigs | None = None  # the repositories' own files; None: the process's settings everywhere
 
     def clone_url(self, repo: Repository) -> str:
         return f"{str(self.settings.gitea_url).rstrip('/')}/{repo.owner}/{repo.name}.git"
@@ -164,6 +166,8 @@ class Gate:
         earlier, self._tell_later = self._tell_later, set()
         await self.notices.tell_untold(skip=earlier)  # what a crash or the forge cut short
         loaded = await self.load()
+        if self.deps.configs is not None:  # the branch's own file at its tip, read once per tip
+            self.settings = self.notices.settings = await self.deps.configs.for_train(loaded.train, loaded.repo)
         await self.refresh_facts(loaded)
         await self.renew_leases(loaded)
         snapshot, waits = await self.snapshot(loaded)
@@ -742,7 +746,7 @@ class Gate:
         mirror = await self._mirror(repo)
         entry_ids = list(running.entry_ids)
         carried = [loaded.entries[entry_id] for entry_id in entry_ids]
-        result = await build_candidate(deps.git, mirror, branch, attempt, carried)
+        result = await build_candidate(deps.git, mirror, branch, attempt, carried, self.settings, deps.settings)
         if isinstance(result, Broken):
             decision = machine.after_build(attempt_view(attempt, running.members), build_failure(result))
             log.info("gate.build_stopped", train=self.train_id, attempt=attempt.id, entry=result.key)
@@ -890,8 +894,12 @@ class Gate:
             if each.row.state == AttemptState.MERGING:
                 continue
             approvers = sorted({loaded.entries[member.entry_id][0].approved_by for member in each.members})
+            allow = AllowList.of(self.settings)  # the branch's allow-list (its file's, when it sets one)
             answers = await asyncio.gather(
-                *(deps.permissions.may_merge(loaded.repo.owner, loaded.repo.name, who, fresh=True) for who in approvers)
+                *(
+                    deps.permissions.may_merge(loaded.repo.owner, loaded.repo.name, who, fresh=True, allow=allow)
+                    for who in approvers
+                )
             )
             allowed = dict(zip(approvers, answers, strict=True))  # each approver asked once, all at once
             for member in each.members:

@@ -119,11 +119,19 @@ class Chain:
 
 
 @dataclass(frozen=True)
+class BadConfig:
+    """The piece applies, but the merge-bot file it brings cannot be used (``problem``: where and why)."""
+
+    path: str
+    problem: str
+
+
+@dataclass(frozen=True)
 class Broken:
     """The piece ``key`` does not apply onto the ones before it (``links``, built): ``result`` says how."""
 
     key: int
-    result: Conflict | NothingToMerge
+    result: Conflict | NothingToMerge | BadConfig
     links: tuple[Link, ...] = ()
 
 

@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -174,6 +175,34 @@ class Mirror:
             raise ValueError(f"not a revision: {sha!r}")
         result = await self._git("rev-parse", "--verify", "--quiet", f"{sha}^{{tree}}", ok=(0, 1))
         return result.text.strip() or None
+
+    async def show(self, sha: str, paths: Sequence[str]) -> tuple[str, bytes] | None:
+        """The first of ``paths`` that is a file at commit ``sha``, with its content; None when none is."""
+        _check_sha(sha)
+        for path in paths:
+            if not path or path.startswith(("-", "/")) or "\n" in path:
+                raise ValueError(f"not a path in a commit: {path!r}")
+        wanted = "".join(f"{sha}:{path}\n" for path in paths).encode()
+        result = await self.runner.run(self.path, "cat-file", "--batch", stdin=wanted)
+        out, position = result.stdout, 0
+        for path in paths:
+            end = out.index(b"\n", position)
+            header = out[position:end].split(b" ")
+            position = end + 1
+            if len(header) != 3:  # "<rev> missing" (or ambiguous): nothing at that path
+                continue
+            size = int(header[2])
+            content = out[position : position + size]
+            position += size + 1
+            if header[1] == b"blob":
+                return path, content
+        return None
+
+    async def history(self, sha: str, paths: Sequence[str], limit: int) -> list[str]:
+        """The last ``limit`` commits reachable from ``sha`` that changed any of ``paths``, newest first."""
+        _check_sha(sha)
+        result = await self._git("rev-list", f"--max-count={limit}", sha, "--", *paths)
+        return result.text.split()
 
     async def remote_sha(self, ref: str) -> str | None:
         """What the remote's ``ref`` (a full ref name) holds right now, or None if it does not exist."""

@@ -10,7 +10,7 @@ recorded, and an entry with any waits (state ``waiting``) until the gate finds t
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import select, update
@@ -26,11 +26,12 @@ from bot.db.views import entry_view
 from bot.forge import errors
 from bot.forge.client import GiteaClient
 from bot.forge.events import PullRequestInfo
-from bot.forge.permissions import ADMINS, Permissions
+from bot.forge.permissions import ADMINS, AllowList, Permissions
 from bot.logs import get_logger
 from bot.queue import commands, deps, machine
 from bot.queue.commands import DepRef
 from bot.queue.model import EntryState, MergeMethod
+from bot.repoconfig.cache import RepoConfigs
 
 log = get_logger(__name__)
 
@@ -92,22 +93,42 @@ class Enqueuer:
     permissions: Permissions
     wake: Callable[[int], None]
     notes: list[str] = field(default_factory=list)
+    configs: RepoConfigs | None = None  # the repositories' own files; None: the bot's settings everywhere
+
+    async def settings_for(self, owner: str, name: str, branch: str) -> Settings:
+        """The settings a PR into ``branch`` is judged with: the repository's own file there, over the bot's."""
+        if self.configs is None:
+            return self.settings
+        try:
+            return await self.configs.for_branch(owner, name, branch)
+        except errors.NotFound:  # the branch is gone (a closed PR's): it has no file
+            return self.settings
 
     async def queue(self, request: Request) -> Outcome:
         owner, name, number = request.owner, request.name, request.number
+        info = await self.forge.get_pull(owner, name, number)
+        settings = await self.settings_for(owner, name, info.base_ref)
+        allow = AllowList.of(settings)
         level = await self.permissions.level(owner, name, request.actor)
-        if not await self.permissions.may_merge(owner, name, request.actor):
+        if not await self.permissions.may_merge(owner, name, request.actor, allow=allow):
             return await self._refuse(
                 request,
                 "permission",
                 f"@{request.actor}, only users with write access to {owner}/{name}"
-                + (" on the bot's allow-list" if self.permissions.restricted else "")
+                + (" on the bot's allow-list" if allow.restricted else "")
                 + f" can queue PRs (your access: {level}).",
             )
-        too_high = commands.check_priority(request.priority, self.settings.priority_ceiling, level in ADMINS)
+        too_high = commands.check_priority(request.priority, settings.priority_ceiling, level in ADMINS)
         if too_high:
             return await self._refuse(request, "priority", too_high)
-        info = await self.forge.get_pull(owner, name, number)
+        if request.method is not None and request.method.value not in settings.allowed_methods:
+            allowed = ", ".join(f"`{method}`" for method in settings.allowed_methods)
+            return await self._refuse(
+                request,
+                "method",
+                f"`method={request.method.value}` is not allowed for `{info.base_ref}` in {owner}/{name}; "
+                f"allowed: {allowed}.",
+            )
         if info.merged or info.state != "open":
             return await self._refuse(request, "closed", "This PR is not open, so there is nothing to queue.")
         if info.draft:
@@ -117,7 +138,7 @@ class Enqueuer:
         if protection is not None and protection.required_approvals:
             have = await self.forge.approvals(owner, name, number)
             if have < protection.required_approvals:
-                if not self.settings.wait_for_approvals:
+                if not settings.wait_for_approvals:
                     return await self._refuse(
                         request,
                         "approvals",
@@ -126,7 +147,8 @@ class Enqueuer:
                     )
                 waiting_for_approvals = True
         needs = await self._dependencies(owner, name, number, info, request.after)
-        return await self._create(request, info, needs, waiting_for_approvals)
+        method = request.method or MergeMethod(settings.merge_method)
+        return await self._create(replace(request, method=method), info, needs, waiting_for_approvals)
 
     async def _dependencies(
         self, owner: str, name: str, number: int, info: PullRequestInfo, after: tuple[DepRef, ...]

@@ -23,6 +23,7 @@ from bot.db import queries
 from bot.db.models import Dependency, Entry, PullRequest, Train
 from bot.forge import events
 from bot.forge.client import GiteaClient
+from bot.forge.permissions import AllowList
 from bot.inbox.enqueue import Claim, Enqueuer, Request
 from bot.logs import get_logger
 from bot.queue import commands
@@ -73,7 +74,8 @@ class Intake:
         state, not an event: a PR queued by the label that no longer carries it is dequeued, whenever that
         is seen.
         """
-        label = self.deps.settings.queue_label
+        # Without labels on the PR, the queue label cannot have arrived: its name is not looked up.
+        label = await self.queue_label(repo_ref.owner, repo_ref.name, info.base_ref) if info.labels else ""
         async with self.deps.sessions.begin() as session:
             repo = await queries.ensure_repository(session, repo_ref.owner, repo_ref.name, repo_ref.forge_id)
             cached = (
@@ -99,8 +101,8 @@ class Intake:
 
     async def _label_arrived(self, repo_ref: events.RepoRef, info: events.PullRequestInfo) -> None:
         owner, name, number = repo_ref.owner, repo_ref.name, info.number
-        label = self.deps.settings.queue_label
-        who = await self.labeller(owner, name, number)
+        label = await self.queue_label(owner, name, info.base_ref)
+        who = await self.labeller(owner, name, number, label)
         if who:
             await self.enqueuer.queue(Request(owner, name, number, who, "label"))
         else:
@@ -119,10 +121,14 @@ class Intake:
                 .values(labels=list(info.labels))
             )
 
-    async def labeller(self, owner: str, name: str, number: int) -> str | None:
+    async def queue_label(self, owner: str, name: str, branch: str) -> str:
+        """The label that queues a PR into ``branch`` (the repository's file may name its own)."""
+        return (await self.enqueuer.settings_for(owner, name, branch)).queue_label
+
+    async def labeller(self, owner: str, name: str, number: int, label: str | None = None) -> str | None:
         """Who added the queue label, from the PR's timeline (Gitea records a label added with body "1");
         None when its last change there is not an addition (or is beyond what is read of a long timeline)."""
-        label = self.deps.settings.queue_label
+        label = label or self.deps.settings.queue_label
         changes = [
             item
             for item in await self.deps.forge.timeline(owner, name, number, max_pages=LABEL_TIMELINE_PAGES)
@@ -158,6 +164,8 @@ class Intake:
     async def _push(self, event: events.PushEvent) -> None:
         if event.branch is None:
             return
+        if self.enqueuer.configs is not None:  # commands on PRs into the branch follow its file from now on
+            self.enqueuer.configs.moved(event.repo.owner, event.repo.name, event.branch, event.after)
         async with self.deps.sessions() as session:
             repo = await queries.find_repository(session, event.repo.full_name)
             if repo is None:
@@ -242,7 +250,13 @@ class Intake:
                 return False
             await enqueuer.status(owner, name, number)
             return True
-        if not await enqueuer.permissions.may_merge(owner, name, event.author):
+        base = (
+            event.pull.base_ref
+            if event.pull is not None
+            else (await enqueuer.forge.get_pull(owner, name, number)).base_ref
+        )
+        allow = AllowList.of(await enqueuer.settings_for(owner, name, base))
+        if not await enqueuer.permissions.may_merge(owner, name, event.author, allow=allow):
             level = await enqueuer.permissions.level(owner, name, event.author)
             if not await enqueuer.record(claim, "refused", "permission"):
                 return False
@@ -251,7 +265,7 @@ class Intake:
                 name,
                 number,
                 f"@{event.author}, only users with write access to {owner}/{name}"
-                + (" on the bot's allow-list" if enqueuer.permissions.restricted else "")
+                + (" on the bot's allow-list" if allow.restricted else "")
                 + f" can give the queue commands (your access: {level}).",
             )
             return True

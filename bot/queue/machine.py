@@ -63,6 +63,7 @@ from bot.queue.model import (
     BisectionOutcome,
     BisectionView,
     BuildFailure,
+    EntryBadConfig,
     EntryConflicts,
     EntryState,
     EntryView,
@@ -328,8 +329,11 @@ def after_build(attempt: AttemptView, failure: BuildFailure) -> Decision:
     """The attempt's candidate could not be built: the entry it stopped at fails (naming the conflicting
     paths), and the attempt's other entries go back to the queue without penalty."""
     others = tuple(entry_id for entry_id in attempt.entry_ids if entry_id != failure.entry_id)
+    detail: dict[str, Any]
     if isinstance(failure, EntryConflicts):
         reason, detail = Reason.CONFLICT, {"paths": list(failure.paths)}
+    elif isinstance(failure, EntryBadConfig):
+        reason, detail = Reason.BAD_CONFIG, {"path": failure.path, "problem": failure.problem}
     else:
         reason, detail = Reason.ALREADY_IN_BASE, {}
     return Decision((FailAttempt(attempt.id, (failure.entry_id,), reason, detail, others),), reason, detail)

@@ -66,6 +66,13 @@ def outcome_comment(reason: Reason, detail: Mapping[str, Any], *, queue_url: str
         )
     if reason is Reason.ALREADY_IN_BASE:
         return f"Nothing to merge: every change of this PR is already in {base}.{link}"
+    if reason is Reason.BAD_CONFIG:
+        return (
+            f"Not merged: this PR changes the queue's configuration, and the file it brings cannot be used: "
+            f"{detail.get('problem', '?')}. Fix it (`merge-bot check-config --repo-file "
+            f"{detail.get('path', '.gitea/merge-bot.toml')}` checks it offline), then queue the PR again with "
+            f"`/merge`.{link}"
+        )
     if reason is Reason.HEAD_CHANGED:
         return (
             f"Removed from the queue: new commits arrived ({_short(detail.get('head'))}) after the PR was queued at "
@@ -136,6 +143,8 @@ def status_description(reason: Reason, detail: Mapping[str, Any]) -> str:
         text = "failed: the approver no longer has write access"
     elif reason is Reason.ALREADY_IN_BASE:
         text = "nothing to merge: already in the base"
+    elif reason is Reason.BAD_CONFIG:
+        text = f"failed: {detail.get('problem', 'the merge-bot file it brings is not valid')}"
     else:
         text = f"queued, position {detail.get('position', '?')}"
     return text if len(text) <= STATUS_LIMIT else text[: STATUS_LIMIT - 1] + "…"

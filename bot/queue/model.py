@@ -78,6 +78,7 @@ class Reason(enum.StrEnum):
     FLAKY = "flaky"  # a batch failed, yet every part of it passed
     RETRIED = "retried"  # a PR red alone is tested again on the same candidate before it is rejected
     SKIPPED_BUILD = "skipped_build"  # the PR already sits on the base tip, green: it lands as it is
+    BAD_CONFIG = "bad_config"  # the PR brings a merge-bot file that cannot be used
 
 
 class BisectionOutcome(enum.StrEnum):
@@ -167,7 +168,16 @@ class EntryAddsNothing:
     entry_id: int
 
 
-BuildFailure = EntryConflicts | EntryAddsNothing
+@dataclass(frozen=True, slots=True)
+class EntryBadConfig:
+    """Building stopped at this entry: its PR brings a merge-bot file that cannot be used (``problem``)."""
+
+    entry_id: int
+    path: str
+    problem: str
+
+
+BuildFailure = EntryConflicts | EntryAddsNothing | EntryBadConfig
 
 
 @dataclass(frozen=True, slots=True)

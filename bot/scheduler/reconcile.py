@@ -85,15 +85,18 @@ class Reconciler:
         started = self._clock.now()
         async with self._sessions.begin() as session:
             repo = await queries.ensure_repository(session, owner, name)
-            cached = await _cached_heads(session, repo.id, self._settings.queue_label)
+            cached = await _cached_heads(session, repo.id)
             active = await _active_numbers(session, repo.id)
         ref = events.RepoRef(owner, name, repo.forge_id)
         open_numbers = set()
         pulls = await self._forge.list_pulls(owner, name, "open")
-        label = self._settings.queue_label
         for info in pulls:
             open_numbers.add(info.number)
-            changed = cached.get(info.number) != (info.head_sha, "open", label in info.labels)
+            known = cached.get(info.number)
+            changed = known is None or known[:2] != (info.head_sha, "open")
+            if not changed and known is not None and known[2] != frozenset(info.labels):
+                label = await self._intake.queue_label(owner, name, info.base_ref)  # the repository's file may name it
+                changed = (label in known[2]) != (label in info.labels)
             if changed or info.number in active:  # an active entry's PR is held to its state every pass
                 healed.pulls_changed += changed
                 try:
@@ -163,14 +166,14 @@ class Reconciler:
             )
 
 
-async def _cached_heads(session: AsyncSession, repository_id: int, label: str) -> dict[int, tuple[str, str, bool]]:
-    """Each cached PR's head, state and whether it carries the queue label: what a pass compares."""
+async def _cached_heads(session: AsyncSession, repository_id: int) -> dict[int, tuple[str, str, frozenset[str]]]:
+    """Each cached PR's head, state and labels: what a pass compares."""
     rows = await session.execute(
         select(PullRequest.number, PullRequest.head_sha, PullRequest.state, PullRequest.labels).where(
             PullRequest.repository_id == repository_id
         )
     )
-    return {number: (head, state, label in (labels or [])) for number, head, state, labels in rows}
+    return {number: (head, state, frozenset(labels or ())) for number, head, state, labels in rows}
 
 
 async def _active_numbers(session: AsyncSession, repository_id: int) -> set[int]:

@@ -225,6 +225,7 @@ class TrainRow:
     landed_at: datetime | None  # and when
     flakes: tuple[FlakeRate, ...]  # per check context, by name
     adaptive: AdaptiveChoice | None  # with ``adaptive``: the batch size and window chosen, and why
+    config_problem: str | None = None  # the branch's merge-bot file cannot be used: where, why, what stays in force
 
 
 @dataclass(frozen=True, slots=True)
@@ -532,6 +533,7 @@ async def trains(session: AsyncSession, links: Links, now: datetime, repository:
                 landed_at=landed.finished_at if landed is not None else None,
                 flakes=flakes,
                 adaptive=adaptive_choice(links.policy, train),
+                config_problem=train.config_problem,
             )
         )
     return result

@@ -60,8 +60,8 @@ def test_the_global_settings_validate_the_shared_keys_the_same_way() -> None:
         "Sat,Sun 10:00-12:00 UTC",
         "Mon-Fri 09:00-17:00 Europe/Berlin",
     )
-    hook = settings(notify_urls="https://hooks.example/T0KEN")
-    assert "https://hooks.example/T0KEN" in hook.secrets()
+    hook = settings(notify_urls="json://hooks.example/T0KEN-SECRET")
+    assert "T0KEN-SECRET" in hook.secrets()  # redacted from the logs
     assert "T0KEN" not in repr(hook)
     from bot.config import ConfigError
 
@@ -216,8 +216,8 @@ def test_wrong_types_and_values_name_the_keys_line(text: str, line: int, message
 
 
 def test_a_secret_is_never_part_of_a_problem() -> None:
-    [(line, message)] = problems('notify_urls = ["https://ok.example/a", "ftp://T0KEN@hooks.example"]\n')
-    assert (line, message) == (1, "notify_urls: entry 2 is not an http:// or https:// URL")
+    [(line, message)] = problems('notify_urls = ["json://ok.example/a", "nothing-T0KEN@hooks.example"]\n')
+    assert (line, message) == (1, "notify_urls: entry 2 is not a URL of the form scheme://...")
     assert "T0KEN" not in str(parse('notify_urls = "T0KEN"\n', PATH, DEFAULTS))
 
 
@@ -270,7 +270,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_check_config_accepts_a_good_file_offline_and_masks_secrets(tmp_path: Path) -> None:
     path = tmp_path / "merge-bot.toml"
     path.write_text(
-        'merge_method = "squash"\nnotify_urls = ["https://hooks.example/T0KEN"]\n[branch."r/*"]\nbatch_max = 1\n'
+        'merge_method = "squash"\nnotify_urls = ["json://hooks.example/T0KEN-SECRET"]\n[branch."r/*"]\nbatch_max = 1\n'
     )
     result = _cli("check-config", "--repo-file", str(path))
     assert result.returncode == 0, result.stderr
@@ -292,7 +292,7 @@ def test_check_config_rejects_a_bad_file_with_its_lines(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
         f"merge-bot: {path}:2: bisect: Input should be a valid boolean, unable to interpret input",
-        f"merge-bot: {path}:3: notify_urls: entry 1 is not an http:// or https:// URL",
+        f"merge-bot: {path}:3: notify_urls: entry 1 (ftp://...) is not a URL apprise can send to",
     ]
     assert "T0KEN" not in result.stdout + result.stderr
     missing = _cli("check-config", "--repo-file", str(tmp_path / "nope.toml"))

@@ -161,3 +161,44 @@ async def check_api(http: aiohttp.ClientSession, base: str, world: World) -> Non
     ):
         async with http.get(base + path) as response:
             spec.check(template, "GET", response.status, response.content_type, await response.read())
+
+
+READ_CHAIN = """
+return Array.from(document.querySelectorAll('[data-testid="attempt"]')).map((el) => ({
+  attempt: Number(el.dataset.attempt),
+  parent: el.dataset.parent ? Number(el.dataset.parent) : null,
+  pulls: el.dataset.pulls ? el.dataset.pulls.split(' ').map(Number) : [],
+}));
+"""
+
+
+async def test_the_page_shows_a_chain_of_candidates_under_test_live(
+    sim: SimHandle, engine: AsyncEngine, browser: Any, tmp_path: Path
+) -> None:
+    """With a speculative chain, the page (loaded once) shows several attempts under test at once, each after
+    the candidate it is built on, and then every PR merged."""
+    chains = {"MERGE_BOT_MAX_PARALLEL": "3", "MERGE_BOT_BATCH_MAX": "1", "MERGE_BOT_FLAKY_RETRIES": "0"}
+    async for world in make_world(sim, engine, tmp_path, extra=chains):
+        await sim.set_ci(world.repo, "sh ci.sh", context="ci/test", delay_s=3.0, branches=["merge-bot/**"])
+        numbers = [await world.open_pr(f"chain-{n}", {f"chain-{n}.txt": f"{n}\n"}) for n in range(4)]
+        base = str(world.settings.external_url).rstrip("/")
+        await asyncio.to_thread(browser.get, f"{base}/queue/{world.repo}")
+        for number in numbers:
+            await world.queue(number)
+        deepest: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 90
+        while True:
+            chain = await asyncio.to_thread(browser.execute_script, READ_CHAIN)
+            if len(chain) > len(deepest):
+                deepest = chain
+                if len(chain) >= 2:
+                    await screenshot(browser, tmp_path / "queue-page-chain.png")
+            done = await asyncio.to_thread(browser.execute_script, READ_PAGE)
+            if len(done["recent"]) == len(numbers):
+                break
+            assert time.monotonic() < deadline, f"the queue did not drain on the page; deepest chain {deepest}"
+            await asyncio.sleep(0.2)
+        assert len(deepest) >= 2, f"the page never showed two attempts under test at once: {deepest}"
+        ids = [link["attempt"] for link in deepest]
+        assert [link["parent"] for link in deepest[1:]] == ids[:-1]  # each on the candidate before it
+        assert dict(done["recent"]) == dict.fromkeys(numbers, "merged")

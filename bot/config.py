@@ -26,6 +26,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from bot import crashpoints
+
 ENV_PREFIX = "MERGE_BOT_"
 REPO_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 LISTEN_RE = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.:-]*?):(?P<port>\d{1,5})$")
@@ -131,7 +133,9 @@ class Settings(BaseSettings):
     allowed_teams: tuple[str, ...] = ()
     wait_for_approvals: bool = False
     crash_at: str | None = Field(
-        default=None, description="Test harness only: SIGKILL this process at the named gate step (crashpoints.py)"
+        default=None,
+        description="Test harness only: SIGKILL this process at the named gate step, or its n-th time with"
+        " <step>@<n> (crashpoints.py)",
     )
     reconcile_seconds: float = Field(default=60.0, gt=0)
     reap_seconds: float = Field(default=30.0, gt=0)
@@ -163,6 +167,13 @@ class Settings(BaseSettings):
             if not isinstance(repo, str) or not REPO_RE.match(repo):
                 raise ValueError(f"expected owner/name, got {repo!r}")
         return repos
+
+    @field_validator("crash_at")
+    @classmethod
+    def _crash_at(cls, value: str | None) -> str | None:
+        if value is not None:
+            crashpoints.parse(value)
+        return value
 
     @field_validator("webhook_secret")
     @classmethod

@@ -27,6 +27,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from bot import crashpoints
 from bot.notifications import urls as target_urls
 from bot.queue.windows import parse_window
 
@@ -271,7 +272,9 @@ class Settings(RepoSettings, BaseSettings):
     gate_poll_seconds: float = Field(default=5.0, gt=0, le=600)
     lease_seconds: int = Field(default=60, ge=5)
     crash_at: str | None = Field(
-        default=None, description="Test harness only: SIGKILL this process at the named gate step (crashpoints.py)"
+        default=None,
+        description="Test harness only: SIGKILL this process at the named gate step, or its n-th time with"
+        " <step>@<n> (crashpoints.py)",
     )
     reconcile_seconds: float = Field(default=60.0, gt=0)
     reap_seconds: float = Field(default=30.0, gt=0)
@@ -293,6 +296,13 @@ class Settings(RepoSettings, BaseSettings):
             if not isinstance(repo, str) or not REPO_RE.match(repo):
                 raise ValueError(f"expected owner/name, got {repo!r}")
         return repos
+
+    @field_validator("crash_at")
+    @classmethod
+    def _crash_at(cls, value: str | None) -> str | None:
+        if value is not None:
+            crashpoints.parse(value)
+        return value
 
     @field_validator("webhook_secret")
     @classmethod

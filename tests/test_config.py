@@ -85,6 +85,9 @@ def test_example_file_is_complete_and_valid() -> None:
         ({"MERGE_BOT_DATABASE_URL": "mysql://x"}, "expected a postgresql:// URL"),
         ({"MERGE_BOT_WEBHOOK_MAX_BODY_BYTES": "lots"}, "webhook_max_body_bytes"),
         ({"MERGE_BOT_CONFIG": "/nonexistent/merge-bot.toml"}, "does not exist"),
+        ({"MERGE_BOT_CRASH_AT": "base_pushd"}, "unknown crash step 'base_pushd'"),
+        ({"MERGE_BOT_CRASH_AT": "base_pushed@0"}, "expected <step>@<n> with n a whole number from 1"),
+        ({"MERGE_BOT_CRASH_AT": "base_pushed@two"}, "expected <step>@<n> with n a whole number from 1"),
     ],
 )
 def test_bad_settings_are_one_line_errors(env: dict[str, str], message: str) -> None:

@@ -448,7 +448,7 @@ async def violations(
     log = await world.sim.log()
     found = untested_base_moves(log, world.baseline_seq)
     found += merged_twice(log, committed_faults)
-    found += overlapping_attempts(log, most=most)
+    found += overlapping_attempts(log, most=most, retried=await retests(world.engine))
     # The base's history: every commit reachable from a SHA it pointed to (a batch's PRs are merged at the
     # commits where their own changes end, below the candidate the base moved to).
     history: defaultdict[str, set[str]] = defaultdict(set)
@@ -472,7 +472,7 @@ async def violations(
 
 
 ATTEMPTS_SQL = (
-    "SELECT a.id, a.train_id, a.parent_id, a.base_sha, a.candidate_sha, a.state,"
+    "SELECT a.id, a.train_id, a.parent_id, a.base_sha, a.candidate_sha, a.state, a.retry_of,"
     " coalesce(array_agg(m.entry_id ORDER BY m.position) FILTER (WHERE m.entry_id IS NOT NULL), '{}') AS entry_ids"
     " FROM attempts a LEFT JOIN attempt_entries m ON m.attempt_id = a.id"
     " WHERE a.state = ANY(:states) GROUP BY a.id ORDER BY a.id"
@@ -495,7 +495,15 @@ def _attempt_row(row: Any) -> AttemptRow:
         row.candidate_sha,
         str(row.state),
         tuple(int(e) for e in row.entry_ids),
+        row.retry_of,
     )
+
+
+async def retests(engine: AsyncEngine) -> dict[int, int]:
+    """Re-test attempt id → the red attempt it re-tests (``attempts.retry_of``)."""
+    async with engine.connect() as connection:
+        rows = await connection.execute(select(Attempt.id, Attempt.retry_of).where(Attempt.retry_of.is_not(None)))
+        return {int(attempt_id): int(retry_of) for attempt_id, retry_of in rows}
 
 
 class ChainWatch:
@@ -532,8 +540,10 @@ class ChainWatch:
 
     @property
     def longest(self) -> int:
-        """The most active attempts one sample held (the longest chain seen)."""
-        return max((len(sample) for sample in self.samples), default=0)
+        """The most active attempts one train held in one sample (the longest chain seen)."""
+        return max(
+            (n for sample in self.samples for n in Counter(row.train_id for row in sample).values()), default=0
+        )
 
 
 async def reachable(
@@ -560,8 +570,9 @@ async def reachable(
 async def chain_violations(world: CrashWorld, watch: ChainWatch, *, most: int) -> list[str]:
     """The chain invariant, on the database's samples and on what the forge saw (see ``invariants``)."""
     log = await world.sim.log()
-    found = overlapping_attempts(log, most=most, reach=await reachable(world, log))
     every = {row.id: row for row in await attempt_rows(world.engine, [s.value for s in AttemptState])}
+    retried = {row.id: row.retry_of for row in every.values() if row.retry_of is not None}
+    found = overlapping_attempts(log, most=most, reach=await reachable(world, log), retried=retried)
     history = {move["after"] for move in base_moves(log, 0)}
     return found + broken_chains(watch.samples, every, history)
 

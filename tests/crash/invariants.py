@@ -10,8 +10,9 @@ database the bots share. Pure functions of that evidence; each returns a list of
   one before it, the first one's base the tip when it was built (``broken_chains``, judged on samples of the
   database's attempt rows); no entry is in two active attempts at once; what the forge shows agrees
   (``overlapping_attempts``: the live ``merge-bot/*`` branches, at most ``most`` of them, each candidate on
-  the one before). Serially (a batch of one, no bisection) the chain has at most one attempt: at most one
-  live staging branch per repository.
+  the one before). A re-test of a red attempt takes its place in the chain with the very same commit (on a
+  fresh ref), and what was built on the red one stays built on it. Serially (a batch of one, no bisection)
+  the chain has at most one attempt: at most one live staging branch per repository.
 * Every entry final, nothing active, and the forge agrees with the database about what merged.
 """
 
@@ -84,14 +85,19 @@ def overlapping_attempts(
     *,
     most: int = 1,
     reach: Mapping[tuple[str, str], frozenset[str]] | None = None,
+    retried: Mapping[int, int] | None = None,
     branch: str = "main",
 ) -> list[str]:
     """The active attempts of a train form one chain from the base tip, as the forge shows it: per repository
-    at most ``most`` ``merge-bot/*`` branches live at once that are not the base tip itself (1 for a serial
-    queue: never two attempts under test at once; a landed one may still be there until its bookkeeping).
-    With ``reach`` ((repo, SHA) → the commits reachable from it, itself included), whenever a candidate is
-    pushed the live candidates, in the order their attempts were made, each sit strictly on top of the one
-    before, and the first one is on top of the base tip or already in it (landed, its bookkeeping pending)."""
+    at most ``most`` candidates on live ``merge-bot/*`` branches at once that are not the base tip itself (1 for
+    a serial queue: never two attempts under test at once; a landed one may still be there until its
+    bookkeeping, as the next one goes under CI first). With ``reach`` ((repo, SHA) → the commits reachable
+    from it, itself included), whenever a candidate is pushed the live candidates, in chain order (by what they reach: a chain's candidates reach
+    ever more), each sit strictly on top of the one before, and the first one is on top of the base tip or
+    already in it (landed, its bookkeeping pending). The chain order is not the order attempts were made: a
+    re-test (``retried``: attempt id → the attempt it re-tests, the number in a staging ref's name) takes the
+    place of the red attempt, its fresh ref holding the very same commit; while the old ref is live too (left
+    by a crash until the reaper deletes it) both count as that one candidate."""
     violations: list[str] = []
     live: defaultdict[str, dict[str, str]] = defaultdict(dict)
     tip: dict[str, str] = {}
@@ -111,14 +117,16 @@ def overlapping_attempts(
             continue
         refs[ref] = after
         where = f"{repo} push #{event['seq']} of {ref.removeprefix(STAGING_PREFIX)}"
+        current = _without_retested(refs, retried or {}, where, violations)
         # A candidate already in the base (landed, its bookkeeping pending: the next one goes under CI first)
         # is no longer under test.
-        under_test = [sha for sha in refs.values() if sha != tip.get(repo)]
+        under_test = [name for name, sha in current.items() if sha != tip.get(repo)]
         if len(under_test) > most:
             violations.append(f"{where}: {len(under_test)} staging branches live at once")
         if reach is None:
             continue
-        chain = [(name.removeprefix(STAGING_PREFIX), refs[name]) for name in sorted(refs, key=_attempt_number)]
+        size = {name: len(reach.get((repo, sha), frozenset())) for name, sha in current.items()}
+        chain = [(name.removeprefix(STAGING_PREFIX), current[name]) for name in sorted(current, key=size.__getitem__)]
         first_ref, first = chain[0]
         under = tip.get(repo)
         on_tip = under is None or under in reach.get((repo, first), frozenset())
@@ -128,6 +136,25 @@ def overlapping_attempts(
             if upper == lower or lower not in reach.get((repo, upper), frozenset()):
                 violations.append(f"{where}: {upper_ref} ({upper[:10]}) does not sit on {lower[:10]}")
     return list(dict.fromkeys(violations))
+
+
+def _without_retested(
+    refs: Mapping[str, str], retried: Mapping[int, int], where: str, violations: list[str]
+) -> dict[str, str]:
+    """The live staging refs less those of attempts a live re-test replaced (each must hold the re-test's
+    very commit: a violation otherwise)."""
+    number = {ref: _attempt_number(ref)[0] for ref in refs}
+    ref_of = {attempt: ref for ref, attempt in number.items()}
+    replaced: set[str] = set()
+    for ref, attempt in number.items():
+        older = retried.get(attempt)
+        while older is not None:
+            if older in ref_of:
+                replaced.add(ref_of[older])
+                if refs[ref_of[older]] != refs[ref]:
+                    violations.append(f"{where}: re-test {attempt} is not the commit of attempt {older}")
+            older = retried.get(older)
+    return {ref: sha for ref, sha in refs.items() if ref not in replaced}
 
 
 @dataclass(frozen=True)
@@ -141,6 +168,15 @@ class AttemptRow:
     candidate_sha: str | None
     state: str
     entry_ids: tuple[int, ...] = ()
+    retry_of: int | None = None  # the red attempt this one re-tests (the very same commit, on a fresh ref)
+
+
+def _candidate(row: AttemptRow, attempts: Mapping[int, AttemptRow]) -> str | None:
+    """The attempt's candidate; a re-test not rebuilt yet (recorded, then crashed or still building) is the
+    commit of the attempt it re-tests: the same base and committer date make the very same commit."""
+    if row.candidate_sha is None and row.retry_of is not None and row.retry_of in attempts:
+        return _candidate(attempts[row.retry_of], attempts)
+    return row.candidate_sha
 
 
 def broken_chains(
@@ -151,7 +187,8 @@ def broken_chains(
     the child (``parent_id``) of the one before and built on its candidate (``base_sha``); the first built on
     a SHA the base held (``base_history``), or, when its parent ended (landed and being finished, or red and
     this one about to be rebuilt), on that parent's candidate (``attempts``: every attempt row, by id, as it
-    ended). And no entry in two active attempts at once."""
+    ended). A re-test not rebuilt yet counts with the candidate it re-tests (``_candidate``): what was built on
+    the red attempt is built on it. And no entry in two active attempts at once."""
     violations: list[str] = []
     for sample in samples:
         trains: defaultdict[int, list[AttemptRow]] = defaultdict(list)
@@ -178,14 +215,15 @@ def broken_chains(
                     violations.append(f"{where}: attempt {root.id} built on {root.base_sha[:10]}, never the base")
             else:
                 parent = attempts.get(root.parent_id)
-                if parent is None or root.base_sha != parent.candidate_sha:
+                if parent is None or root.base_sha != _candidate(parent, attempts):
                     violations.append(f"{where}: attempt {root.id} not built on its parent {root.parent_id}")
             chain, here = [root], root
             while children[here.id]:
                 if len(children[here.id]) > 1:
                     violations.append(f"{where}: attempt {here.id} has {len(children[here.id])} children")
                 child = children[here.id][0]
-                if here.candidate_sha is None or child.base_sha != here.candidate_sha:
+                candidate = _candidate(here, attempts)
+                if candidate is None or child.base_sha != candidate:
                     violations.append(f"{where}: attempt {child.id} not built on the candidate of {here.id}")
                 chain.append(child)
                 here = child

@@ -88,16 +88,16 @@ def overlapping_attempts(
     retried: Mapping[int, int] | None = None,
     branch: str = "main",
 ) -> list[str]:
-    """The active attempts of a train form one chain from the base tip, as the forge shows it: per repository
-    at most ``most`` candidates on live ``merge-bot/*`` branches at once that are not the base tip itself (1 for
-    a serial queue: never two attempts under test at once; a landed one may still be there until its
-    bookkeeping, as the next one goes under CI first). With ``reach`` ((repo, SHA) → the commits reachable
-    from it, itself included), whenever a candidate is pushed the live candidates, in chain order (by what they reach: a chain's candidates reach
-    ever more), each sit strictly on top of the one before, and the first one is on top of the base tip or
-    already in it (landed, its bookkeeping pending). The chain order is not the order attempts were made: a
-    re-test (``retried``: attempt id → the attempt it re-tests, the number in a staging ref's name) takes the
-    place of the red attempt, its fresh ref holding the very same commit; while the old ref is live too (left
-    by a crash until the reaper deletes it) both count as that one candidate."""
+    """The active attempts of a train form one chain from the base tip, as the forge shows it: per repository at most
+    ``most`` candidates on live ``merge-bot/*`` branches at once that are not the base tip itself (1 for a serial
+    queue: never two attempts under test at once; a landed one may still be there until its bookkeeping, as the next
+    one goes under CI first). With ``reach`` ((repo, SHA) → the commits reachable from it, itself included),
+    whenever a candidate is pushed the live candidates, in chain order (by what they reach: a chain's candidates
+    reach ever more), each sit strictly on top of the one before, and the first one is on top of the base tip or
+    already in it (landed, its bookkeeping pending). The chain order is not the order attempts were made: a re-test
+    (``retried``: attempt id → the attempt it re-tests, the number in a staging ref's name) takes the place of the
+    red attempt, its fresh ref holding the very same commit; while the old ref is live too (left by a crash until
+    the reaper deletes it) both count as that one candidate."""
     violations: list[str] = []
     live: defaultdict[str, dict[str, str]] = defaultdict(dict)
     tip: dict[str, str] = {}

@@ -13,6 +13,7 @@ the bot's git mirror, cached per (repository, tip).
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,6 +28,7 @@ from bot.forge import errors
 from bot.forge.client import GiteaClient
 from bot.git.mirror import Mirror, MirrorCache
 from bot.logs import get_logger
+from bot.notifications import enqueue, targets, text
 from bot.queue.messages import STATUS_LIMIT
 from bot.repoconfig.file import PATHS, Problem, RepoFile, effective_settings, parse
 
@@ -87,11 +89,22 @@ class RepoConfigs:
         self._tips[_key(repo.owner, repo.name, train.branch)] = (self.clock.now(), tip)
         resolved = await self.resolve(repo.owner, repo.name, train.branch, tip)
         note = resolved.note()
+        settings = effective_settings(self.settings, resolved.file, train.branch)
         if note != train.config_problem:
             async with self.sessions.begin() as session:
                 await session.execute(update(Train).where(Train.id == train.id).values(config_problem=note))
+                if note:  # told once per problem (the key), to the targets of the rules still in force
+                    repository = f"{repo.owner}/{repo.name}"
+                    told = text.config_broken(
+                        repository,
+                        f"The merge-bot file of {train.branch}",
+                        note.rstrip("."),
+                        link=text.queue_page_url(self.settings, repository, train.branch),
+                        key="config:" + hashlib.sha256(f"{train.id}:{note}".encode()).hexdigest()[:32],
+                    )
+                    await enqueue(session, targets(settings), told, now=self.clock.now())
             train.config_problem = note
-        return effective_settings(self.settings, resolved.file, train.branch)
+        return settings
 
     async def for_branch(self, owner: str, name: str, branch: str) -> Settings:
         """The settings a command on a PR into ``branch`` is judged with (the tip seen lately, else the forge's)."""

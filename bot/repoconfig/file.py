@@ -88,7 +88,11 @@ def effective_settings(settings: Settings, repo_file: RepoFile | None, branch: s
     consistent without validating again."""
     if repo_file is None:
         return settings
-    overrides = repo_file.overrides(branch)
+    overrides = dict(repo_file.overrides(branch))
+    if "notify_urls" in overrides:  # a repository's own targets come on top of the bot's, never instead of them
+        mine = {url.get_secret_value() for url in settings.notify_urls}
+        extra = tuple(url for url in overrides["notify_urls"] if url.get_secret_value() not in mine)
+        overrides["notify_urls"] = (*settings.notify_urls, *extra)
     return settings.model_copy(update=overrides) if overrides else settings
 
 

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.db.models import Attempt, AttemptEntry, Repository, Train
+from bot.db.models import Attempt, AttemptEntry, Notification, Repository, Train
 from gitea_sim.testing import SimHandle
 from tests.e2e.conftest import World, eventually, make_world
 
@@ -120,7 +120,9 @@ async def no_problem(world: World) -> bool:
 async def test_a_bad_file_keeps_the_last_good_rules_and_a_pr_bringing_one_is_refused(
     sim: SimHandle, engine: AsyncEngine, tmp_path: Path
 ) -> None:
-    async for world in make_world(sim, engine, tmp_path):
+    # Notifications go to a port nobody listens on: what matters here is what the outbox was given.
+    notify = {"MERGE_BOT_NOTIFY_URLS": "json://127.0.0.1:9/merge-bot"}
+    async for world in make_world(sim, engine, tmp_path, extra=notify):
         good = 'merge_method = "squash"\n'
         await sim.push_commit(world.repo, world.owner, "main", {".gitea/merge-bot.toml": good}, message="Rules")
         bad = await sim.push_commit(
@@ -147,6 +149,11 @@ async def test_a_bad_file_keeps_the_last_good_rules_and_a_pr_bringing_one_is_ref
         assert problem.startswith(".gitea/merge-bot.toml:2: batch_max")
         assert f"brought by {bad[:10]}" in problem
         assert "The merge-bot file cannot be used" in await queue_page(world)
+        async with world.engine.connect() as connection:
+            told = (
+                await connection.execute(select(Notification.body).where(Notification.kind == "config_broken"))
+            ).all()
+        assert len(told) == 1 and "batch_max" in told[0].body  # told once, however often the gate looks
 
         broken = await world.open_pr("broken", {".gitea/merge-bot.toml": "batch_maxx = 2\n"})
         await world.queue(broken)

@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     read_token: SecretStr | None = Field(
         default=None, description="When set, the queue page, JSON API and /metrics ask for it (private instances)"
     )
+    admin_token: SecretStr | None = Field(
+        default=None, description="Bearer token for the API's write endpoints (freeze, pause); unset: they are off"
+    )
     strategy: Literal["staging", "pr-branch"] = "staging"
     ci_timeout_seconds: int = Field(default=3600, ge=1)
     required_contexts: tuple[str, ...] = ()
@@ -143,6 +146,9 @@ class Settings(BaseSettings):
     )
     stuck_minutes: int = Field(
         default=60, ge=0, le=7 * 24 * 60, description="A train with work but no progress this long is reported"
+    )
+    merge_windows: tuple[str, ...] = Field(
+        default=(), description="When PRs may land, e.g. 'Mon-Fri 09:00-17:00 Europe/Berlin'; outside: frozen"
     )
 
     @field_validator("listen", mode="before")
@@ -190,6 +196,19 @@ class Settings(BaseSettings):
                 raise ValueError(f"entry {number} ({shown}) is not a URL apprise can send to")
         return value
 
+    @field_validator("merge_windows", mode="before")
+    @classmethod
+    def _split_windows(cls, value: Any) -> Any:
+        # A window may hold commas (Mon,Wed 09:00-12:00 UTC): in the environment they are separated by ';'.
+        return [part.strip() for part in value.split(";") if part.strip()] if isinstance(value, str) else value
+
+    @field_validator("merge_windows")
+    @classmethod
+    def _windows(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from bot.queue.windows import parse  # pure, no I/O
+
+        return tuple(str(parse(text)) for text in value)
+
     @field_validator("webhook_secret")
     @classmethod
     def _secret_not_empty(cls, value: SecretStr) -> SecretStr:
@@ -197,7 +216,7 @@ class Settings(BaseSettings):
             raise ValueError("must not be empty")
         return value
 
-    @field_validator("read_token")
+    @field_validator("read_token", "admin_token")
     @classmethod
     def _read_token(cls, value: SecretStr | None) -> SecretStr | None:
         return value if value is not None and value.get_secret_value().strip() else None
@@ -237,6 +256,8 @@ class Settings(BaseSettings):
             found.append(self.gitea_token.get_secret_value())
         if self.read_token is not None:
             found.append(self.read_token.get_secret_value())
+        if self.admin_token is not None:
+            found.append(self.admin_token.get_secret_value())
         if self.database_url is not None:
             password = _url_password(self.database_url.get_secret_value())
             if password:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -57,13 +57,13 @@ class Window:
 
 
 def _local(day: date, minutes: int, zone: ZoneInfo) -> datetime:
-    """``minutes`` after local midnight of ``day`` (more than a day: on the next days), as an instant.
+    """``minutes`` after local midnight of ``day`` (more than a day: on the next days), as an instant in UTC.
 
     A wall time in a gap (spring forward) is taken with the offset before the gap, that is an hour later
     on the wall clock; one that occurs twice, as the first (``fold=0``)."""
     extra, minute = divmod(minutes, 24 * 60)
     when = datetime.combine(day + timedelta(days=extra), time(minute // 60, minute % 60), tzinfo=zone)
-    return datetime.fromtimestamp(when.timestamp(), tz=zone)  # normalised: gap times move forward
+    return datetime.fromtimestamp(when.timestamp(), tz=UTC)  # as an instant: a gap time moves forward
 
 
 def parse(text: str) -> Window:

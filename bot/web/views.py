@@ -341,6 +341,8 @@ _REASON_WORDS = {
     Reason.FLAKY: "a flaky failure",
     Reason.RETRIED: "red alone: tested again on the same candidate",
     Reason.SKIPPED_BUILD: "already on the base tip and green: landed as it is",
+    Reason.PAUSED: "the queue was paused and its running candidates stopped",
+    Reason.FROZEN: "the queue is frozen",
 }
 
 _EVENT_WORDS = {

@@ -17,10 +17,13 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.db.models import HoldRow, TrainEvent
+from bot import holds
+from bot.db.models import Attempt, HoldRow, HoldSource, TrainEvent
+from bot.db.session import make_sessionmaker
+from bot.queue.model import HoldKind
 from gitea_sim.testing import SimHandle
 from tests.clocks import ShiftedClock
-from tests.e2e.conftest import World, eventually, make_world
+from tests.e2e.conftest import CI_SCRIPT, World, eventually, make_world
 from tests.receiver import Receiver, running_receiver
 
 pytestmark = pytest.mark.slow
@@ -136,3 +139,44 @@ async def test_a_merge_window_closes_and_opens_on_the_bots_clock(
 
         clock.jump_to(wednesday)
         assert (await world.final_entry(second)).state == "merged"
+
+
+async def hold(world: World, kind: HoldKind, *, lift: bool = False, cancel_running: bool = False) -> None:
+    """What ``merge-bot pause``/``unpause`` does, on the world's database (the gate polls and sees it)."""
+    target, now = holds.Target(*world.repo.split("/"), "main"), datetime.now(UTC)
+    async with make_sessionmaker(world.engine).begin() as session:
+        if lift:
+            await holds.lift(session, world.settings, target, kind, by="ops", source="cli", now=now)
+        else:
+            await holds.place(
+                session,
+                world.settings,
+                target,
+                kind,
+                reason="CI migration",
+                by="ops",
+                source=HoldSource.CLI,
+                now=now,
+                cancel_running=cancel_running,
+            )
+
+
+async def test_a_pause_starts_nothing_and_with_cancel_stops_what_runs(world: World) -> None:
+    slow = CI_SCRIPT.replace("set -e\n", "set -e\nsleep 4\n")  # long enough to be paused under test
+    first = await world.open_pr("slow", {"ci.sh": slow, "slow.txt": "slow\n"})
+    await world.queue(first)
+    await world.in_state(first, "testing")
+    await hold(world, HoldKind.PAUSE, cancel_running=True)
+    await world.in_state(first, "queued")  # its candidate was abandoned, it is back in line
+    await says_status(world, first, "paused: CI migration; position 1")
+    async with world.engine.connect() as connection:
+        reasons = (await connection.execute(select(Attempt.state, Attempt.reason))).all()
+    assert [tuple(r) for r in reasons] == [("abandoned", "paused")]
+    second = await world.open_pr("feature-c", {"feature-c.txt": "c\n"})
+    await world.queue(second)
+    await says_status(world, second, "paused: CI migration; position 2")
+    assert (await world.entry(first)).state == "queued"  # nothing new started
+
+    await hold(world, HoldKind.PAUSE, lift=True)
+    assert (await world.final_entry(first)).state == "merged"
+    assert (await world.final_entry(second)).state == "merged"

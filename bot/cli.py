@@ -1,4 +1,4 @@
-"""``merge-bot``: serve | migrate | check-config | status | doctor | demo.
+"""``merge-bot``: serve | migrate | check-config | status | doctor | freeze | unfreeze | pause | unpause | demo.
 
 Errors the operator can fix (a bad setting, a port in use, an unreachable database) end as one line on
 stderr and a non-zero exit, never a traceback.
@@ -8,20 +8,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
-from bot import __version__, demo, doctor, logs, status
+from bot import __version__, demo, doctor, holds, logs, status
 from bot.app import create_app
+from bot.clock import SystemClock
 from bot.config import ConfigError, RepoSettings, Settings, load_settings, masked
 from bot.db.migrate import upgrade_async
+from bot.db.models import HoldSource
+from bot.db.session import make_engine, make_sessionmaker
 from bot.embedded_pg import EmbeddedPostgres
+from bot.notify import TRAIN, notify
+from bot.queue.model import HoldKind
 from bot.repoconfig import file as repofile
 
 log = logs.get_logger("bot.cli")
@@ -54,8 +61,33 @@ def build_parser() -> argparse.ArgumentParser:
         "--wait", type=_wait_seconds, default=10.0, metavar="SECONDS",
         help="how long to wait for the test delivery to reach the bot (default 10)",
     )
+    _hold_arguments(commands)
     demo.add_arguments(commands.add_parser("demo", help="run a simulated Gitea, CI and the bot, and queue some PRs"))
     return parser
+
+
+HOLD_COMMANDS = frozenset({"freeze", "unfreeze", "pause", "unpause"})
+
+
+def _hold_arguments(commands: Any) -> None:
+    target = "owner/repo (every branch) or owner/repo:branch"
+    helps = {
+        "freeze": "stop merging (PRs are still queued and tested; green ones wait)",
+        "unfreeze": "lift a freeze: green PRs land",
+        "pause": "start nothing new (running candidates finish, or --cancel-running)",
+        "unpause": "lift a pause",
+    }
+    for name, text in helps.items():
+        command = commands.add_parser(name, help=text, description=text)
+        command.add_argument("target", metavar="owner/repo[:branch]", help=target)
+        if name in ("freeze", "pause"):
+            command.add_argument("--reason", required=True, help="why (shown on the PRs, the queue page, in chat)")
+            command.add_argument("--until", help="lift it by itself: an ISO 8601 time with offset, or 30m, 2h, 1d12h")
+        if name == "pause":
+            command.add_argument(
+                "--cancel-running", action="store_true", help="abandon the candidates under test (back in line)"
+            )
+        command.add_argument("--by", help="who does it, for the audit log (default: your login name)")
 
 
 def _wait_seconds(value: str) -> float:
@@ -75,12 +107,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             return demo.main(args)
         if args.command == "check-config" and args.repo_file:
             return check_repo_file(Path(args.repo_file), as_json=args.json)
-        settings = load_settings(status.environ() if args.command == "status" else None)
+        reading = args.command == "status" or args.command in HOLD_COMMANDS  # no webhooks: no secret needed
+        settings = load_settings(status.environ() if reading else None)
         if args.command == "check-config":
             return check_config(settings, as_json=args.json)
         if args.command == "status":
             logs.configure("warning", settings.log_format, settings.secrets())
             return asyncio.run(status.show(settings, database, args.repository, as_json=args.json))
+        if args.command in HOLD_COMMANDS:
+            logs.configure("warning", settings.log_format, settings.secrets())
+            print(asyncio.run(hold(settings, database, args)))
+            return 0
         if args.command == "doctor":
             logs.configure("warning", settings.log_format, settings.secrets())
             return asyncio.run(doctor.main(settings, database, wait_seconds=args.wait))
@@ -157,6 +194,46 @@ async def database(settings: Settings) -> AsyncIterator[str]:
         if embedded is not None:
             await embedded.astop()
             log.info("database.embedded_stopped")
+
+
+async def hold(settings: Settings, database: status.Database, args: argparse.Namespace) -> str:
+    """Freeze, unfreeze, pause or unpause in the database, recorded with who did it; wake the trains (a running
+    ``merge-bot serve`` picks the change up at once); the line to print."""
+    try:
+        target = holds.Target.parse(args.target)
+        holds.managed(settings, target)
+        now = SystemClock().now()
+        until = holds.parse_until(args.until, now) if getattr(args, "until", None) else None
+    except holds.HoldError as exc:
+        raise CliError(str(exc)) from None
+    kind = HoldKind.FREEZE if args.command in ("freeze", "unfreeze") else HoldKind.PAUSE
+    by = args.by or getpass.getuser()
+    async with database(settings) as url:
+        engine = make_engine(url, pool_size=1, application_name=f"merge-bot {args.command}")
+        try:
+            async with make_sessionmaker(engine).begin() as session:
+                if args.command in ("freeze", "pause"):
+                    change = await holds.place(
+                        session,
+                        settings,
+                        target,
+                        kind,
+                        reason=args.reason,
+                        by=by,
+                        source=HoldSource.CLI,
+                        now=now,
+                        until=until,
+                        cancel_running=getattr(args, "cancel_running", False),
+                    )
+                else:
+                    change = await holds.lift(session, settings, target, kind, by=by, source="cli", now=now)
+            for train_id in change.trains:
+                await notify(engine, TRAIN, str(train_id))
+        except holds.HoldError as exc:
+            raise CliError(str(exc)) from None
+        finally:
+            await engine.dispose()
+    return holds.describe(change, args.command, target)
 
 
 async def migrate(settings: Settings) -> None:

@@ -160,7 +160,8 @@ class RepoSettings(BaseModel):
         default=DEFAULT_SQUASH_MESSAGE, max_length=4096, description="Commit message template of a squash commit"
     )
     windows: tuple[str, ...] = Field(
-        default=(), description="Merge windows, e.g. 'Mon-Fri 09:00-17:00 Europe/Berlin' (reserved: validated only)"
+        default=(),
+        description="When PRs may land, e.g. 'Mon-Fri 09:00-17:00 Europe/Berlin'; outside every window: frozen",
     )
     notify_urls: tuple[SecretStr, ...] = Field(
         default=(), description="Where events are sent (chat, mail, webhooks), as apprise URLs; secrets"
@@ -268,6 +269,9 @@ class Settings(RepoSettings, BaseSettings):
     read_token: SecretStr | None = Field(
         default=None, description="When set, the queue page, JSON API and /metrics ask for it (private instances)"
     )
+    admin_token: SecretStr | None = Field(
+        default=None, description="Bearer token for the API's write endpoints (freeze, pause); unset: they are off"
+    )
     status_context: str = Field(default="merge-bot", min_length=1, max_length=64)
     gate_poll_seconds: float = Field(default=5.0, gt=0, le=600)
     lease_seconds: int = Field(default=60, ge=5)
@@ -311,7 +315,7 @@ class Settings(RepoSettings, BaseSettings):
             raise ValueError("must not be empty")
         return value
 
-    @field_validator("read_token")
+    @field_validator("read_token", "admin_token")
     @classmethod
     def _read_token(cls, value: SecretStr | None) -> SecretStr | None:
         return value if value is not None and value.get_secret_value().strip() else None
@@ -343,6 +347,8 @@ class Settings(RepoSettings, BaseSettings):
             found.append(self.gitea_token.get_secret_value())
         if self.read_token is not None:
             found.append(self.read_token.get_secret_value())
+        if self.admin_token is not None:
+            found.append(self.admin_token.get_secret_value())
         if self.database_url is not None:
             password = _url_password(self.database_url.get_secret_value())
             if password:

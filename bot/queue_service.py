@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import aiohttp
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot import holds
 from bot.clock import Clock
 from bot.config import Settings
 from bot.forge.client import GiteaClient
@@ -92,6 +93,9 @@ class QueueService:
 
         sender = Sender(self.sessions, self.clock, urls_for)
         stuck = StuckCheck(settings, self.sessions, self.clock, urls_for)
+        async def expire_holds() -> int:
+            return await holds.expire_due(self.sessions, settings, self.clock, self.wake_train)
+
         listener = Listener(self.database_url, {INBOX: lambda _payload: worker.wake(), TRAIN: self._train_notified})
         scheduler = build_scheduler(
             [
@@ -99,6 +103,7 @@ class QueueService:
                 ("reap", cluster_once(self.engine, 2, "reap", reaper.run), settings.reap_seconds),
                 ("notify", cluster_once(self.engine, 3, "notify", sender.run), SEND_SECONDS),
                 ("stuck", cluster_once(self.engine, 4, "stuck", stuck.run), CHECK_SECONDS),
+                ("holds", cluster_once(self.engine, 5, "holds", expire_holds), holds.EXPIRE_SECONDS),
             ]
         )
         log.info("queue.started", bot=login, repos=list(settings.repos), owner=owner)

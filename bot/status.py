@@ -141,7 +141,10 @@ def _train(train: views.TrainRow, now: datetime) -> Panel:
         flaky = Text("Flaky checks (flaky failures of the candidate results per check): ", style="bold")
         flaky.append(" · ".join(f"{views.check_name(rate.context)} {views.rate_text(rate)}" for rate in train.flakes))
         parts.append(flaky)
-    title = f"[b]{train.repository}[/b] → {train.branch}  ({train.depth} active{', paused' if train.paused else ''})"
+    flags = "".join(f", {flag}" for flag, on in (("frozen", train.frozen), ("paused", train.paused)) if on)
+    title = f"[b]{train.repository}[/b] → {train.branch}  ({train.depth} active{flags})"
+    for hold in reversed(train.holds):
+        parts.insert(0, Text(hold.text[0].upper() + hold.text[1:], style="bold yellow"))
     return Panel(Group(*parts), title=title, title_align="left")
 
 

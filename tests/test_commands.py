@@ -14,10 +14,12 @@ from bot.queue.commands import (
     Cancel,
     Command,
     DepRef,
+    Freeze,
     Invalid,
     Queue,
     Retry,
     StatusQuery,
+    Unfreeze,
     check_priority,
     command_lines,
     parse,
@@ -53,6 +55,18 @@ CASES: list[tuple[str, str, list[Expected]]] = [
     ("cancel", "/merge cancel", [Cancel()]),
     ("retry", "/merge retry", [Retry()]),
     ("status", "/merge status", [StatusQuery()]),
+    ("freeze with a reason", "/merge freeze release 4.2, see #12", [Freeze("release 4.2, see #12")]),
+    ("freeze: whitespace runs read as one space", "/merge freeze   CI\tmigration  ", [Freeze("CI migration")]),
+    ("freeze: p=1 in a reason is words", "/merge freeze p=1 after #3", [Freeze("p=1 after #3")]),
+    ("freeze needs a reason", "/merge freeze", [Refused("/merge freeze", "needs a reason")]),
+    ("freeze: a reason too long", "/merge freeze " + "x" * 501, [Refused("/merge freeze " + "x" * 501, "at most 500")]),
+    ("freeze is lowercase", "/merge Freeze now", [Refused("/merge Freeze now", "write `/merge freeze`")]),
+    ("freeze: a comment after it is dropped", "/merge freeze release <!-- note -->", [Freeze("release")]),
+    ("unfreeze", "/merge unfreeze", [Unfreeze()]),
+    ("unfreeze takes nothing", "/merge unfreeze now", [Refused("/merge unfreeze now", "takes nothing after it")]),
+    ("unfreeze is lowercase", "/merge UNFREEZE", [Refused("/merge UNFREEZE", "write `/merge unfreeze`")]),
+    ("freeze is not an option", "/merge p=1 freeze", [Refused("/merge p=1 freeze", "a command of its own")]),
+    ("a quoted freeze is not a command", "> /merge freeze no", []),
     ("priority", "/merge p=2", [Queue(priority=2)]),
     ("priority, long spelling", "/merge priority=3", [Queue(priority=3)]),
     ("method", "/merge method=squash", [Queue(method=MergeMethod.SQUASH)]),
@@ -269,6 +283,29 @@ def test_a_fully_quoted_comment_never_commands(lines: list[str]) -> None:
 @given(st.lists(st.text(alphabet=st.characters(exclude_characters="\r\n")), max_size=8))
 def test_line_endings_do_not_matter(lines: list[str]) -> None:
     assert parse("\r\n".join(lines)) == parse("\n".join(lines)) == parse("\r".join(lines))
+
+
+reasons = st.text(alphabet=st.characters(exclude_characters="\r\n<", exclude_categories=("Cs",)), max_size=600)
+
+
+@given(reasons)
+def test_freeze_takes_the_rest_of_the_line_as_its_reason(reason: str) -> None:
+    """Whatever follows ``/merge freeze`` on its line is the reason, its whitespace runs read as one space;
+    a blank or too long one is refused, never taken for something else."""
+    (found,) = parse(f"/merge freeze {reason}")
+    words = " ".join(reason.split())
+    if not words:
+        assert isinstance(found, Invalid) and "needs a reason" in found.reason
+    elif len(words) > 500:
+        assert isinstance(found, Invalid) and "at most 500" in found.reason
+    else:
+        assert found == Freeze(words)
+
+
+@given(reasons, st.sampled_from(["Freeze", "FREEZE", "fReeze"]))
+def test_freeze_in_another_case_is_never_obeyed(reason: str, spelling: str) -> None:
+    (found,) = parse(f"/merge {spelling} {reason}")
+    assert isinstance(found, Invalid) and "write `/merge freeze`" in found.reason
 
 
 # -- the smaller pieces

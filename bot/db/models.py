@@ -12,6 +12,8 @@
 - ``CommitStatus``: the latest status per (repository, SHA, context), for candidates under test.
 - ``Notification``: the outbox of messages to chat and mail, one row per event and target URL
   (``bot.notifications``).
+- ``HoldRow``: a freeze or a pause of a branch's train or of a whole repository (``bot.holds``).
+- ``TrainEvent``: the audit log of trains (frozen, unfrozen, paused, unpaused), by whom and why.
 
 States are stored as text with CHECK constraints, so adding a state is a small migration, not an ALTER TYPE.
 """
@@ -39,7 +41,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bot.db.base import Base
-from bot.queue.model import AttemptState, EntryState, MergeMethod, Strategy
+from bot.queue.model import AttemptState, EntryState, HoldKind, MergeMethod, Strategy
 
 ACTIVE_ENTRY_STATES_SQL = "state IN ('waiting', 'queued', 'testing')"
 ACTIVE_ATTEMPT_STATES_SQL = "state IN ('building', 'testing', 'passed', 'merging')"
@@ -67,6 +69,21 @@ class NotificationKind(enum.StrEnum):
     UNFROZEN = "unfrozen"
     STUCK = "stuck"
     CONFIG_BROKEN = "config_broken"
+
+
+class HoldSource(enum.StrEnum):
+    """How a hold was placed."""
+
+    CLI = "cli"
+    API = "api"
+    COMMENT = "comment"
+
+
+class TrainEventKind(enum.StrEnum):
+    FROZEN = "frozen"
+    UNFROZEN = "unfrozen"
+    PAUSED = "paused"
+    UNPAUSED = "unpaused"
 
 
 class NotificationState(enum.StrEnum):
@@ -381,4 +398,68 @@ class Notification(Base):
             unique=True,
             postgresql_where=text("key IS NOT NULL"),
         ),
+    )
+
+
+class HoldRow(Base):
+    """A freeze or a pause (``kind``, :class:`~bot.queue.model.HoldKind`) of the train of ``branch``, or of every
+    train of the repository when ``branch`` is None. In force from ``created_at`` until it is lifted
+    (``lifted_at``) or its ``until`` passes; at most one of each kind per scope is unlifted."""
+
+    __tablename__ = "holds"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    repository_id: Mapped[int] = mapped_column(ForeignKey("repositories.id", ondelete="CASCADE"))
+    branch: Mapped[str | None] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text, server_default="")
+    actor: Mapped[str | None] = mapped_column(String(255))
+    source: Mapped[str] = mapped_column(String(16))
+    until: Mapped[datetime | None]
+    cancel_running: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    created_at: Mapped[datetime] = mapped_column(server_default=_now())
+    lifted_at: Mapped[datetime | None]
+    lifted_by: Mapped[str | None] = mapped_column(String(255))
+
+    __table_args__ = (
+        _one_of("kind", HoldKind),
+        _one_of("source", HoldSource),
+        Index(
+            "uq_holds_branch_in_force",
+            "repository_id",
+            "branch",
+            "kind",
+            unique=True,
+            postgresql_where=text("lifted_at IS NULL AND branch IS NOT NULL"),
+        ),
+        Index(
+            "uq_holds_repository_in_force",
+            "repository_id",
+            "kind",
+            unique=True,
+            postgresql_where=text("lifted_at IS NULL AND branch IS NULL"),
+        ),
+    )
+
+
+class TrainEvent(Base):
+    """What was done to a train (``branch``) or to every train of a repository (``branch`` None), by whom
+    (``actor``; None when it happened by itself, a hold's end time passing) and how (``source``)."""
+
+    __tablename__ = "train_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    repository_id: Mapped[int] = mapped_column(ForeignKey("repositories.id", ondelete="CASCADE"))
+    branch: Mapped[str | None] = mapped_column(String(255))
+    hold_id: Mapped[int | None] = mapped_column(ForeignKey("holds.id", ondelete="SET NULL"))
+    kind: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str | None] = mapped_column(String(255))
+    source: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text, server_default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    at: Mapped[datetime] = mapped_column(server_default=_now())
+
+    __table_args__ = (
+        _one_of("kind", TrainEventKind),
+        Index("ix_train_events_repository_id_at", "repository_id", "at"),
     )

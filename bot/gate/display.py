@@ -3,6 +3,8 @@ and (staging) the candidate's CI results mirrored onto the PR head. Each is post
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.config import Settings
@@ -15,7 +17,7 @@ from bot.gate.strategies import plan_for
 from bot.gate.waiting import Waits
 from bot.queue import machine, messages
 from bot.queue.checks import latest_per_context as checks_latest
-from bot.queue.model import AttemptView, EntryState, Reason, TrainSnapshot
+from bot.queue.model import AttemptView, EntryState, HoldKind, Reason, TrainSnapshot
 
 POSITIONS_SHOWN = 5
 
@@ -28,7 +30,8 @@ class Display:
         self.sessions = sessions
         self.forge = forge
         self.notices = notices
-        self._positions: dict[int, int] = {}
+        self._positions: dict[int, tuple[int, str]] = {}  # entry → (position, hold words) last posted
+        self._held_green: dict[int, str] = {}
         self._told: dict[int, str] = {}
         self._mirrored: dict[tuple[int, str], str] = {}
 
@@ -59,14 +62,36 @@ class Display:
                     reason_detail={**(entry.reason_detail or {}), "blocked": text},
                 )
 
-    async def post_positions(self, loaded: Loaded, snapshot: TrainSnapshot) -> None:
+    async def post_positions(
+        self, loaded: Loaded, snapshot: TrainSnapshot, decision: machine.Decision | None = None
+    ) -> None:
+        """Each queued entry's place in line; while the train is frozen or paused, that too and why. While a
+        freeze holds green candidates back (``decision``), their entries are told they wait for it."""
+        held = hold_shown(snapshot)
+        words = messages.hold_words(*held) if held is not None else ""
         for position, view in enumerate(machine.queue_order(snapshot.entries), start=1):
-            if self._positions.get(view.id) == position or (position > POSITIONS_SHOWN and view.id in self._positions):
+            shown = self._positions.get(view.id)
+            if shown == (position, words) or (position > POSITIONS_SHOWN and shown is not None and shown[1] == words):
                 continue  # beyond the first few, a position is posted once: the queue moves by one each merge
             entry, pull = loaded.entries[view.id]
-            description = messages.status_description(Reason.IDLE, {"position": position})
+            reason, detail = held if held is not None else (Reason.IDLE, {})
+            description = messages.status_description(reason, {**detail, "position": position})
             await self.notices.status(loaded.repo, pull, entry.approved_sha, "pending", description)
-            self._positions[view.id] = position
+            self._positions[view.id] = (position, words)
+        if decision is not None and decision.reason is Reason.FROZEN:
+            await self._tell_green_held(loaded, decision)
+
+    async def _tell_green_held(self, loaded: Loaded, decision: machine.Decision) -> None:
+        text = f"passed; lands when no longer {messages.hold_words(Reason.FROZEN, decision.detail)}"
+        text = text if len(text) <= messages.STATUS_LIMIT else text[: messages.STATUS_LIMIT - 1] + "…"
+        for attempt_id in decision.detail.get("green", []):
+            running = loaded.attempts.get(attempt_id)
+            for member in running.members if running is not None else []:
+                if self._held_green.get(member.entry_id) == text:
+                    continue
+                entry, pull = loaded.entries[member.entry_id]
+                await self.notices.status(loaded.repo, pull, entry.approved_sha, "pending", text)
+                self._held_green[member.entry_id] = text
 
     async def mirror_checks(self, loaded: Loaded, snapshot: TrainSnapshot) -> None:
         """Each candidate's CI results, mirrored onto its PR heads as ``merge-bot/<context>``, so authors see
@@ -98,3 +123,12 @@ class Display:
                     description=f"on the queue's candidate {attempt.candidate_sha[:10]}",
                     target_url=status.target_url,
                 )
+
+
+def hold_shown(snapshot: TrainSnapshot) -> tuple[Reason, dict[str, Any]] | None:
+    """The freeze (else the pause) in force on the train, as a reason and the words' detail; None when none is."""
+    for kind, reason in ((HoldKind.FREEZE, Reason.FROZEN), (HoldKind.PAUSE, Reason.PAUSED)):
+        hold = snapshot.held(kind)
+        if hold is not None:
+            return reason, {"reason": hold.reason, "until": hold.until, "scope": hold.scope}
+    return None

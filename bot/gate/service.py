@@ -19,7 +19,7 @@ from typing import Any, assert_never
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot import crashpoints
+from bot import crashpoints, holds
 from bot.clock import Clock
 from bot.config import Settings
 from bot.db import queries
@@ -70,6 +70,7 @@ from bot.queue.model import (
     BisectionView,
     EntryState,
     EntryView,
+    Hold,
     Reason,
     RequiredChecks,
     StatusView,
@@ -187,7 +188,7 @@ class Gate:
             self._tell_later.clear()
             idle = not loaded.entries and not loaded.attempts
             if not idle:
-                await self.display.post_positions(loaded, snapshot)
+                await self.display.post_positions(loaded, snapshot, decision)
             return Pass(decision, idle, snapshot.now)
         for action in decision.actions:
             await self.apply(action, loaded, snapshot)
@@ -288,6 +289,7 @@ class Gate:
         )
         policy, window = await self._adapted(loaded, views)
         snapshot = TrainSnapshot(
+            holds=await self._holds(loaded, now),
             train_id=self.train_id,
             base_branch=train.branch,
             base_tip=base_tip,
@@ -308,6 +310,15 @@ class Gate:
             ),
         )
         return snapshot, waits
+
+    async def _holds(self, loaded: Loaded, now: datetime) -> tuple[Hold, ...]:
+        """The freezes and pauses on this train now: its own, its repository's, and the merge windows' (from the
+        train's effective settings)."""
+        async with self.deps.sessions() as session:
+            rows = await holds.in_force(session, now, loaded.repo.id)
+        found = holds.for_branch(rows, loaded.repo.id, loaded.train.branch)
+        outside = holds.window_hold(self.settings.windows, now)
+        return (*found, outside) if outside is not None else found
 
     async def _adapted(self, loaded: Loaded, views: list[EntryView]) -> tuple[QueuePolicy, int | None]:
         """The policy and window this pass works with: the settings and the train's window, or, with

@@ -17,17 +17,18 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot import holds
 from bot.clock import Clock
 from bot.config import Settings
 from bot.db import queries
-from bot.db.models import Dependency, Entry, PullRequest, Train
+from bot.db.models import Dependency, Entry, HoldSource, PullRequest, Train
 from bot.forge import events
 from bot.forge.client import GiteaClient
-from bot.forge.permissions import AllowList
-from bot.inbox.enqueue import Claim, Enqueuer, Request
+from bot.forge.permissions import ADMINS, AllowList
+from bot.inbox.enqueue import Claim, Enqueuer, Request, record_command
 from bot.logs import get_logger
 from bot.queue import commands
-from bot.queue.model import ACTIVE_ENTRY_STATES
+from bot.queue.model import ACTIVE_ENTRY_STATES, HoldKind
 
 log = get_logger(__name__)
 LABEL_TIMELINE_PAGES = 20  # timeline pages read to find who added the queue label (Gitea lists oldest first)
@@ -250,6 +251,8 @@ class Intake:
                 return False
             await enqueuer.status(owner, name, number)
             return True
+        if isinstance(command, (commands.Freeze, commands.Unfreeze)):
+            return await self._hold(event, command, claim)
         base = (
             event.pull.base_ref
             if event.pull is not None
@@ -293,6 +296,73 @@ class Intake:
             )
         outcome = await enqueuer.queue(request)
         return outcome.reason != "seen"
+
+    async def _hold(
+        self, event: events.CommentEvent, command: commands.Freeze | commands.Unfreeze, claim: Claim
+    ) -> bool:
+        """``/merge freeze REASON`` or ``/merge unfreeze``: a repository admin's (on the allow-list when there is
+        one) freezes or unfreezes every train of the repository, recorded with the command in one transaction;
+        anyone else is told so, and nothing changes."""
+        deps, enqueuer = self.deps, self.enqueuer
+        owner, name, number, author = event.repo.owner, event.repo.name, event.number, event.author
+        freezing = isinstance(command, commands.Freeze)
+        verb = "freeze" if freezing else "unfreeze"
+        level = await enqueuer.permissions.level(owner, name, author, fresh=True)
+        if level not in ADMINS or not await enqueuer.permissions.allowed(author):
+            if not await enqueuer.record(claim, "refused", "permission"):
+                return False
+            listed = " on the bot's allow-list" if enqueuer.permissions.restricted else ""
+            await enqueuer.reply(
+                owner,
+                name,
+                number,
+                f"@{author}, only admins of {owner}/{name}{listed} can {verb} its queue (your access: {level}). "
+                "Nothing was changed.",
+            )
+            return True
+        target, now = holds.Target(owner, name), deps.clock.now()
+        try:
+            async with deps.sessions.begin() as session:
+                if isinstance(command, commands.Freeze):
+                    change = await holds.place(
+                        session,
+                        deps.settings,
+                        target,
+                        HoldKind.FREEZE,
+                        reason=command.reason,
+                        by=author,
+                        source=HoldSource.COMMENT,
+                        now=now,
+                    )
+                else:
+                    change = await holds.lift(
+                        session, deps.settings, target, HoldKind.FREEZE, by=author, source="comment", now=now
+                    )
+                if await record_command(session, claim, "accepted", verb, now) is None:
+                    raise _Recorded
+        except _Recorded:
+            return False
+        except holds.HoldError as exc:
+            if not await enqueuer.record(claim, "refused", "not_frozen" if not freezing else "invalid"):
+                return False
+            await enqueuer.reply(owner, name, number, f"Nothing was changed: {exc}.")
+            return True
+        for train_id in change.trains:
+            deps.wake(train_id)
+        await enqueuer.react(owner, name, event.comment_id)
+        if isinstance(command, commands.Freeze):
+            text = (
+                f"Froze the queue of {owner}/{name} (every branch): {change.hold.reason}. PRs are still queued and "
+                "tested; nothing lands until an admin comments `/merge unfreeze`."
+            )
+        else:
+            text = f"Unfroze the queue of {owner}/{name}: green PRs land again."
+        await enqueuer.reply(owner, name, number, text)
+        return True
+
+
+class _Recorded(Exception):
+    """The command was recorded meanwhile (a redelivery or a reconciler pass): nothing is done twice."""
 
 
 async def _dependents(session: AsyncSession, owner: str, name: str, number: int) -> set[int]:

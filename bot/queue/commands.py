@@ -21,7 +21,10 @@ What counts as a command (each rule is a row in ``tests/test_commands.py``):
   default the author did not ask for.
 
 Forms: ``/merge`` queues the PR at its current head; ``/merge cancel``, ``/merge retry`` and
-``/merge status`` do what they say and take nothing after them. Options after ``/merge``, in any order and
+``/merge status`` do what they say and take nothing after them. ``/merge freeze REASON`` (a repository
+admin's) freezes the whole repository's queue, the rest of the line being the reason (required, at most
+``REASON_LIMIT`` characters, runs of whitespace read as one space); ``/merge unfreeze`` lifts that freeze and
+takes nothing after it. Options after ``/merge``, in any order and
 each at most once: ``p=N`` (or ``priority=N``; a whole number within ±``PRIORITY_LIMIT``), ``method=rebase|
 merge|squash``, ``single`` (test this PR in a batch of its own) and ``after REF...`` where each REF is
 ``#N`` (this repository) or ``owner/repo#N``, separated by spaces or commas; the references run up to the
@@ -39,6 +42,7 @@ from bot.queue.model import MergeMethod
 PREFIX = "/merge"
 PRIORITY_LIMIT = 1_000_000
 NUMBER_LIMIT = 2**31 - 1  # PR numbers are stored as 32-bit integers
+REASON_LIMIT = 500  # a freeze's reason (bot.holds keeps the same limit)
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")  # Markdown's line endings; not str.splitlines (U+2028, \f, ...)
 _LIST_MARKER = re.compile(r"(?:[-+*]|[0-9]{1,9}[.)]) +")
@@ -47,7 +51,9 @@ _NAME = r"[A-Za-z0-9_.-]+"
 _REF = re.compile(rf"(?:({_NAME})/({_NAME}))?#([0-9]{{1,10}})", re.ASCII)
 _PRIORITY = re.compile(r"-?[0-9]{1,7}", re.ASCII)
 _REF_SEPARATOR = re.compile(r"[\s,]+")
-_EXPECTED = "expected p=N, method=rebase|merge|squash, single, after #N, or one of cancel, retry, status"
+_EXPECTED = (
+    "expected p=N, method=rebase|merge|squash, single, after #N, or one of cancel, retry, status, freeze, unfreeze"
+)
 _FLAGS = frozenset({"single"})
 
 
@@ -114,14 +120,31 @@ class StatusQuery:
 
 
 @dataclass(frozen=True, slots=True)
+class Freeze:
+    """Freeze the repository's queue (every branch): nothing lands until ``/merge unfreeze``."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unfreeze:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
 class Invalid:
     line: str
     reason: str
 
 
-Command = Queue | Cancel | Retry | StatusQuery | Invalid
+Command = Queue | Cancel | Retry | StatusQuery | Freeze | Unfreeze | Invalid
 
-_VERBS: dict[str, Command] = {"cancel": Cancel(), "retry": Retry(), "status": StatusQuery()}
+_VERBS: dict[str, Command] = {
+    "cancel": Cancel(),
+    "retry": Retry(),
+    "status": StatusQuery(),
+    "unfreeze": Unfreeze(),
+}
 _OPTIONS = {"p": "priority", "priority": "priority", "method": "method"}
 _METHODS = frozenset(method.value for method in MergeMethod)
 
@@ -243,14 +266,25 @@ def parse_line(line: str) -> Command:
     args = words[1:]
     if not args:
         return Queue()
+    if args[0] == "freeze":
+        return _freeze(line, args[1:])
     verb = _VERBS.get(args[0])
     if verb is not None:
         if len(args) > 1:
             return Invalid(line, f"`/merge {args[0]}` takes nothing after it")
         return verb
-    if args[0].lower() in _VERBS:
+    if args[0].lower() in _VERBS or args[0].lower() == "freeze":
         return _lowercase(line, f"/merge {args[0].lower()}")
     return _queue(line, args)
+
+
+def _freeze(line: str, words: Sequence[str]) -> Command:
+    reason = " ".join(words)
+    if not reason:
+        return Invalid(line, "`/merge freeze` needs a reason after it: `/merge freeze <why>`")
+    if len(reason) > REASON_LIMIT:
+        return Invalid(line, f"a freeze's reason is at most {REASON_LIMIT} characters")
+    return Freeze(reason)
 
 
 def _queue(line: str, args: Sequence[str]) -> Command:
@@ -312,7 +346,7 @@ def _options(line: str, given: dict[str, str], after: tuple[DepRef, ...]) -> Com
 
 def _unknown(line: str, word: str) -> Invalid:
     key, sep, _ = word.partition("=")
-    if word in _VERBS:
+    if word in _VERBS or word == "freeze":
         return Invalid(line, f"`{word}` is a command of its own: `/merge {word}`")
     if word.lower() == "after" or word.lower() in _FLAGS or (sep and key.lower() in _OPTIONS):
         return _lowercase(line, word.lower())

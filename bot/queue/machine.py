@@ -40,6 +40,12 @@ they apply:
 Before all of these, an entry marked testing that no active attempt carries (a crash between two steps)
 goes back in line.
 
+Holds (``TrainSnapshot.holds``, each in force until its ``until``): a frozen train never lands — a green
+candidate waits (it lands once the freeze lifts, if still green on an unmoved base), while the rules above go on,
+so PRs are still queued and tested; a paused train never starts an attempt (rule 9), and a pause with
+``cancel_running`` first abandons the attempts not yet being merged, their entries back in line. A rebuild or a
+bisection of attempts already running goes on under a pause: it is the same work, not new work.
+
 Rebuilding a chain sends plain attempts' entries back in line, where they line up again by priority and
 age and may share a batch with newcomers; attempts that are parts of a bisection keep their grouping
 (:class:`ReplaceChain`), so a bisection goes on where it was.
@@ -67,6 +73,7 @@ from bot.queue.model import (
     EntryConflicts,
     EntryState,
     EntryView,
+    HoldKind,
     Reason,
     Strategy,
     TrainSnapshot,
@@ -252,9 +259,15 @@ def decide(snapshot: TrainSnapshot) -> Decision:
     settled = [settle for bisection in snapshot.bisections if (settle := _settled(bisection)) is not None]
     if settled:
         return Decision(tuple(settled), Reason.FLAKY if _any_flaky(settled) else Reason.BISECTED)
+    pause = snapshot.held(HoldKind.PAUSE)
+    if pause is not None and pause.cancel_running:
+        running = [a for a in snapshot.attempts if a.state is not AttemptState.MERGING]  # a landing one finishes
+        if running:
+            ended = tuple(AbandonAttempt(a.id, Reason.PAUSED, a.entry_ids) for a in running)
+            return Decision(ended, Reason.PAUSED, _hold_detail(snapshot, HoldKind.PAUSE))
     pending: Decision | None = None
     if snapshot.attempts:
-        pending = _chain_step(snapshot, snapshot.attempts)
+        pending = _unless_frozen(snapshot, _chain_step(snapshot, snapshot.attempts))
         if not pending.waits:
             return pending
     cancels = [  # the chain's own entries were judged by the chain step, against their attempts
@@ -268,6 +281,9 @@ def decide(snapshot: TrainSnapshot) -> Decision:
     if promotions:
         return Decision(tuple(promotions), Reason.DEPENDENCIES_MET)
     start = _next_attempt(snapshot)
+    if start is None and pause is not None and queue_order(snapshot.entries):
+        at = _earliest([*_wait_at(pending), *_lifts(snapshot, HoldKind.PAUSE)])
+        return Decision((WaitUntil(at),), Reason.PAUSED, _hold_detail(snapshot, HoldKind.PAUSE))
     if start is None:
         return pending or Decision((WaitUntil(),), Reason.IDLE)
     batch, base_sha, parent_id = start
@@ -275,6 +291,31 @@ def decide(snapshot: TrainSnapshot) -> Decision:
         at = min(batch.wait_until, *(_wait_at(pending) or [batch.wait_until]))
         return Decision((WaitUntil(at),), Reason.BATCH_WAIT, {"entries": list(batch.entry_ids)})
     return Decision((StartAttempt(batch.entry_ids, base_sha, parent_id),), Reason.STARTED)
+
+
+def _unless_frozen(snapshot: TrainSnapshot, decision: Decision) -> Decision:
+    """The chain's step, or, when it would land something on a frozen train, a wait for the freeze to lift."""
+    landing = [action.attempt_id for action in decision.actions if isinstance(action, MergeAttempt)]
+    if not landing or snapshot.held(HoldKind.FREEZE) is None:
+        return decision
+    detail = {**_hold_detail(snapshot, HoldKind.FREEZE), "green": landing}
+    return Decision((WaitUntil(_earliest(_lifts(snapshot, HoldKind.FREEZE))),), Reason.FROZEN, detail)
+
+
+def _lifts(snapshot: TrainSnapshot, kind: HoldKind) -> list[datetime]:
+    """When the holds of that kind in force now lift by themselves."""
+    return [h.until for h in snapshot.holds if h.kind is kind and h.active(snapshot.now) and h.until is not None]
+
+
+def _earliest(times: list[datetime]) -> datetime | None:
+    return min(times) if times else None
+
+
+def _hold_detail(snapshot: TrainSnapshot, kind: HoldKind) -> dict[str, Any]:
+    hold = snapshot.held(kind)
+    assert hold is not None
+    until = hold.until.isoformat() if hold.until is not None else None
+    return {"reason": hold.reason, "by": hold.by, "scope": hold.scope, "until": until}
 
 
 def _wait_at(decision: Decision | None) -> list[datetime]:
@@ -300,6 +341,8 @@ def _next_attempt(snapshot: TrainSnapshot, occupied: int | None = None) -> tuple
     on a candidate that is built and not red (what is built on a red one would carry its red changes).
     ``occupied``: how many of the chain's attempts count against the window (default: all of them)."""
     chain = snapshot.attempts
+    if snapshot.held(HoldKind.PAUSE) is not None:
+        return None  # a paused train starts nothing new
     if chain:
         last = chain[-1]
         taken = len(chain) if occupied is None else occupied

@@ -6,6 +6,7 @@ Every sentence the bot writes to a PR comes from here, so wording stays consiste
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from bot.queue.model import Reason
@@ -145,6 +146,22 @@ def status_description(reason: Reason, detail: Mapping[str, Any]) -> str:
         text = "nothing to merge: already in the base"
     elif reason is Reason.BAD_CONFIG:
         text = f"failed: {detail.get('problem', 'the merge-bot file it brings is not valid')}"
+    elif reason in (Reason.FROZEN, Reason.PAUSED):
+        text = f"{hold_words(reason, detail)}; position {detail.get('position', '?')}"
     else:
         text = f"queued, position {detail.get('position', '?')}"
     return text if len(text) <= STATUS_LIMIT else text[: STATUS_LIMIT - 1] + "…"
+
+
+def hold_words(reason: Reason, detail: Mapping[str, Any]) -> str:
+    """A freeze or a pause in a few words: "frozen until 18:00 UTC: release 4.2" (``detail``: the hold's
+    ``reason``, ``until`` as ISO 8601 or a datetime, and ``scope``)."""
+    what = "frozen" if reason is Reason.FROZEN else "paused"
+    if detail.get("scope") == "window":
+        what += " outside the merge windows"
+    until = detail.get("until")
+    if until:
+        when = until if isinstance(until, datetime) else datetime.fromisoformat(str(until))
+        what += f" until {when.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+    why = str(detail.get("reason") or "")
+    return f"{what}: {why}" if why and detail.get("scope") != "window" else what

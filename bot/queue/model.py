@@ -79,6 +79,8 @@ class Reason(enum.StrEnum):
     RETRIED = "retried"  # a PR red alone is tested again on the same candidate before it is rejected
     SKIPPED_BUILD = "skipped_build"  # the PR already sits on the base tip, green: it lands as it is
     BAD_CONFIG = "bad_config"  # the PR brings a merge-bot file that cannot be used
+    FROZEN = "frozen"  # the train is frozen: green candidates wait, nothing lands
+    PAUSED = "paused"  # the train is paused: nothing new is started
 
 
 class BisectionOutcome(enum.StrEnum):
@@ -188,6 +190,30 @@ class RequiredChecks:
     source: str = "default"
 
 
+class HoldKind(enum.StrEnum):
+    """What a hold stops: a freeze stops merging (PRs are still queued and tested), a pause stops new attempts."""
+
+    FREEZE = "freeze"
+    PAUSE = "pause"
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A freeze or a pause on the train: its own, its repository's, or a merge window's (``scope``: branch,
+    repository or window). ``until``: when it lifts by itself (None: when someone lifts it). ``cancel_running``
+    (a pause): the running attempts are abandoned, their entries back in line, instead of finishing."""
+
+    kind: HoldKind
+    reason: str
+    by: str | None = None
+    until: datetime | None = None
+    scope: str = "branch"
+    cancel_running: bool = False
+
+    def active(self, now: datetime) -> bool:
+        return self.until is None or now < self.until
+
+
 @dataclass(frozen=True, slots=True)
 class TrainSnapshot:
     """Everything the machine decides on for one train, read at one moment (``now``)."""
@@ -203,6 +229,11 @@ class TrainSnapshot:
     policy: QueuePolicy = field(default_factory=QueuePolicy)
     bisections: tuple[BisectionView, ...] = ()  # red batches being bisected, not yet settled
     window: int | None = None  # how deep the chain may be now (None: the policy's starting window)
+    holds: tuple[Hold, ...] = ()  # freezes and pauses on the train; those whose ``until`` passed count for nothing
+
+    def held(self, kind: HoldKind) -> Hold | None:
+        """The hold of that kind in force now (the first one, when several are), or None."""
+        return next((hold for hold in self.holds if hold.kind is kind and hold.active(self.now)), None)
 
 
 @dataclass(frozen=True, slots=True)

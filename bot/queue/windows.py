@@ -12,14 +12,21 @@ The grammar (each rule is a case in ``tests/test_windows.py``)::
 Single spaces between the parts (extra blanks around them are ignored); day names as written above. A window
 whose end is earlier than its start runs over midnight into the next day ("Fri 22:00-06:00 UTC" ends on
 Saturday morning); start and end may not be equal, but 00:00-24:00 is the whole day. Windows are parsed and
-validated today (the ``windows`` setting); the merge freeze acts on them.
+what the ``windows`` setting holds (per repository and globally): outside every window the train is frozen.
+
+:func:`parse_window` reads one window (:class:`WindowError`, a ``ValueError``, with a one-line reason),
+:func:`is_open` says whether any of the windows is open at an instant, :func:`next_change` when that next
+changes, so that a frozen train can wake when a window opens. ``zoneinfo`` handles daylight saving time: a
+window follows the wall clock; a local time that does not exist (the hour skipped in spring) is read as the
+one an hour later, one that exists twice (autumn) as its first occurrence.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -56,6 +63,17 @@ class Window:
             return day in self.days and self.start <= now < self.end
         yesterday = (day - 1) % 7
         return (day in self.days and now >= self.start) or (yesterday in self.days and now < self.end)
+
+    def intervals(self, first: date, last: date) -> Iterable[tuple[datetime, datetime]]:
+        """Each opening from local day ``first`` to ``last`` as (opens, closes), instants in UTC."""
+        zone = ZoneInfo(self.zone)
+        opens = self.start.hour * 60 + self.start.minute
+        closes = self.end.hour * 60 + self.end.minute + (24 * 60 if self.overnight else 0)
+        day = first
+        while day <= last:
+            if day.weekday() in self.days:
+                yield _local(day, opens, zone), _local(day, closes, zone)
+            day += timedelta(days=1)
 
     def __str__(self) -> str:
         end = "24:00" if self.end == MIDNIGHT_END else self.end.strftime("%H:%M")
@@ -134,3 +152,56 @@ def _days_text(days: frozenset[int]) -> str:
         runs[0] = runs.pop() + runs[0]
     spans = [f"{DAYS[run[0]]}-{DAYS[run[-1]]}" if len(run) > 2 else ",".join(DAYS[d] for d in run) for run in runs]
     return ",".join(spans)
+
+
+HORIZON = timedelta(days=8)  # the windows repeat every week: no change within eight days means none ever
+
+
+def parse_all(texts: Sequence[str]) -> tuple[Window, ...]:
+    return tuple(parse_window(text) for text in texts)
+
+
+def _local(day: date, minutes: int, zone: ZoneInfo) -> datetime:
+    """``minutes`` after local midnight of ``day`` (more than a day: on the next days), as an instant in UTC.
+
+    A wall time in a gap (spring forward) is taken with the offset before the gap, that is an hour later
+    on the wall clock; one that occurs twice, as the first (``fold=0``)."""
+    extra, minute = divmod(minutes, 24 * 60)
+    when = datetime.combine(day + timedelta(days=extra), time(minute // 60, minute % 60), tzinfo=zone)
+    return datetime.fromtimestamp(when.timestamp(), tz=UTC)  # as an instant: a gap time moves forward
+
+
+def _openings(windows: Sequence[Window], now: datetime) -> list[tuple[datetime, datetime]]:
+    """Every opening of the windows from two days before ``now`` to beyond the horizon, merged where they
+    overlap or touch, in order."""
+    spans: list[tuple[datetime, datetime]] = []
+    for window in windows:
+        local = now.astimezone(ZoneInfo(window.zone)).date()
+        found = window.intervals(local - timedelta(days=2), local + HORIZON + timedelta(days=1))
+        spans.extend((opens, closes) for opens, closes in found if opens < closes)  # a skipped hour is empty
+    merged: list[tuple[datetime, datetime]] = []
+    for opens, closes in sorted(spans):
+        if merged and opens <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], closes))
+        else:
+            merged.append((opens, closes))
+    return merged
+
+
+def is_open(windows: Sequence[Window], now: datetime) -> bool:
+    """Whether merging is allowed at ``now``: always without windows, else inside one of them."""
+    if not windows:
+        return True
+    return any(opens <= now < closes for opens, closes in _openings(windows, now))
+
+
+def next_change(windows: Sequence[Window], now: datetime) -> datetime | None:
+    """The first instant after ``now`` at which :func:`is_open` changes, or None when it never does (no
+    windows, or windows that together are open all week)."""
+    if not windows:
+        return None
+    for opens, closes in _openings(windows, now):
+        change = opens if opens > now else closes if closes > now else None
+        if change is not None:
+            return change if change - now <= HORIZON else None
+    return None

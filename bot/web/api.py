@@ -1,16 +1,25 @@
-"""The JSON API under ``/api/v1/``: the queue page's data for scripts. Read-only; documented, response by
-response, in ``openapi/merge-bot.yaml`` (a test holds the two together)."""
+"""The JSON API under ``/api/v1/``: the queue page's data for scripts, and the freeze and pause of a train
+or a repository (``POST``/``DELETE`` ``.../freeze`` and ``.../pause``), which need the ``admin_token`` as a
+Bearer token. Documented, response by response, in ``openapi/merge-bot.yaml`` (a test holds the two
+together)."""
 
 from __future__ import annotations
 
+import hmac
+import json
 from typing import Any
 
 from aiohttp import web
 
+from bot import holds
 from bot.config import Settings
-from bot.queue.model import EntryState
+from bot.db.models import HoldRow, HoldSource
+from bot.db.session import make_sessionmaker
+from bot.notify import TRAIN, notify
+from bot.queue.model import EntryState, HoldKind
 from bot.web import views
 from bot.web.keys import CLOCK, ENGINE, SETTINGS
+from bot.web.pages import presented_token
 
 routes = web.RouteTableDef()
 ENTRY_STATES = frozenset(state.value for state in EntryState)
@@ -121,6 +130,125 @@ async def pull_history(request: web.Request) -> web.Response:
     if history is None:
         return _error(404, f"{full_name}#{number} has never been queued")
     return _reply(request, {"history": history})
+
+
+# -- freezes and pauses (admin) ------------------------------------------------------------------------
+
+BODY_LIMIT = 16_384
+
+
+def _admin(request: web.Request) -> web.Response | None:
+    """None when the request carries the admin token; else the answer: 403 when the instance has none (the
+    write endpoints are off), 401 when the token is missing or wrong."""
+    token = request.app[SETTINGS].admin_token
+    if token is None:
+        return _error(403, "this instance has no admin_token: its write endpoints are off")
+    presented = presented_token(request.headers.get("Authorization", ""))
+    if presented is None or not hmac.compare_digest(presented.encode(), token.get_secret_value().encode()):
+        challenge = {"WWW-Authenticate": 'Bearer realm="merge-bot admin"'}
+        answer = {"error": "this needs the admin token as a Bearer token"}
+        return web.json_response(answer, status=401, headers=challenge)
+    return None
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    raw = await request.content.read(BODY_LIMIT + 1)
+    if len(raw) > BODY_LIMIT:
+        raise BadQuery(f"the body is larger than {BODY_LIMIT} bytes")
+    try:
+        body = json.loads(raw or b"{}")
+    except ValueError:
+        raise BadQuery("the body is not JSON") from None
+    if not isinstance(body, dict):
+        raise BadQuery("the body must be a JSON object")
+    return body
+
+
+def _text(body: dict[str, Any], key: str, default: str | None = None) -> str | None:
+    value = body.get(key, default)
+    if value is not None and not isinstance(value, str):
+        raise BadQuery(f"{key} must be a string")
+    return value
+
+
+def _hold_json(hold: HoldRow, target: holds.Target) -> dict[str, Any]:
+    return {
+        "kind": hold.kind,
+        "repository": target.repository,
+        "branch": hold.branch,
+        "reason": hold.reason,
+        "by": hold.actor,
+        "since": hold.created_at,
+        "until": hold.until,
+        "cancel_running": hold.cancel_running,
+        "lifted_at": hold.lifted_at,
+        "lifted_by": hold.lifted_by,
+    }
+
+
+async def _change_hold(request: web.Request, kind: HoldKind, *, placing: bool) -> web.Response:
+    refused = _admin(request)
+    if refused is not None:
+        return refused
+    settings, now = request.app[SETTINGS], request.app[CLOCK].now()
+    body = await _body(request)
+    branch = _text(body, "branch", request.query.get("branch"))
+    by = _text(body, "by", request.query.get("by")) or "api"
+    try:
+        target = holds.Target.parse(_repository(request) + (f":{branch}" if branch else ""))
+        holds.managed(settings, target)
+    except holds.HoldError as exc:
+        return _error(404 if "not managed" in str(exc) else 400, str(exc))
+    engine = request.app[ENGINE]
+    try:
+        async with make_sessionmaker(engine).begin() as session:
+            if placing:
+                until_text = _text(body, "until")
+                until = holds.parse_until(until_text, now) if until_text else None
+                cancel = body.get("cancel_running", False)
+                if not isinstance(cancel, bool) or (cancel and kind is not HoldKind.PAUSE):
+                    raise BadQuery("cancel_running is true or false, and only for a pause")
+                change = await holds.place(
+                    session,
+                    settings,
+                    target,
+                    kind,
+                    reason=_text(body, "reason") or "",
+                    by=by,
+                    source=HoldSource.API,
+                    now=now,
+                    until=until,
+                    cancel_running=cancel,
+                )
+            else:
+                change = await holds.lift(session, settings, target, kind, by=by, source="api", now=now)
+    except holds.HoldError as exc:
+        return _error(400 if placing else 404, str(exc))
+    for train_id in change.trains:
+        await notify(engine, TRAIN, str(train_id))
+    return _reply(request, {"hold": _hold_json(change.hold, target)})
+
+
+@routes.post("/api/v1/repos/{owner}/{repo}/freeze")
+async def freeze(request: web.Request) -> web.Response:
+    return await _change_hold(request, HoldKind.FREEZE, placing=True)
+
+
+@routes.delete("/api/v1/repos/{owner}/{repo}/freeze")
+async def unfreeze(request: web.Request) -> web.Response:
+    return await _change_hold(request, HoldKind.FREEZE, placing=False)
+
+
+@routes.post("/api/v1/repos/{owner}/{repo}/pause")
+async def pause(request: web.Request) -> web.Response:
+    return await _change_hold(request, HoldKind.PAUSE, placing=True)
+
+
+@routes.delete("/api/v1/repos/{owner}/{repo}/pause")
+async def unpause(request: web.Request) -> web.Response:
+    return await _change_hold(request, HoldKind.PAUSE, placing=False)
 
 
 def setup(app: web.Application) -> None:

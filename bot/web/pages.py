@@ -166,8 +166,10 @@ async def read_guard(request: web.Request, handler: Handler) -> web.StreamRespon
     if token is None or request.path in OPEN_PATHS or request.path.startswith("/static/"):
         return await handler(request)
     presented = presented_token(request.headers.get("Authorization", ""))
-    if presented is not None and hmac.compare_digest(presented.encode(), token.get_secret_value().encode()):
-        return await handler(request)
+    admin = request.app[SETTINGS].admin_token  # the admin token reads too
+    for accepted in (token, admin) if admin is not None else (token,):
+        if presented is not None and hmac.compare_digest(presented.encode(), accepted.get_secret_value().encode()):
+            return await handler(request)
     challenge = {"WWW-Authenticate": 'Basic realm="merge-bot", charset="UTF-8"'}
     if request.path.startswith("/api/") or request.path == "/metrics":
         return web.json_response({"error": "this instance needs its read token"}, status=401, headers=challenge)

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import and_, case, func, select, union
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from bot import holds
 from bot.config import Settings
 from bot.db.models import (
     Attempt,
@@ -41,6 +42,8 @@ from bot.queue.model import (
     AttemptState,
     BisectionOutcome,
     EntryState,
+    Hold,
+    HoldKind,
     Reason,
     Strategy,
 )
@@ -63,6 +66,7 @@ class Links:
     forge_url: str
     own_context: str = "merge-bot"
     policy: QueuePolicy = NO_CHAIN
+    merge_windows: tuple[str, ...] = ()  # outside every one of them, each train is frozen
 
     def pull(self, repository: str, number: int) -> str:
         return f"{self.forge_url.rstrip('/')}/{repository}/pulls/{number}"
@@ -206,11 +210,28 @@ class AdaptiveChoice:
 
 
 @dataclass(frozen=True, slots=True)
+class HoldShown:
+    """A freeze or a pause in force on a train: its own (scope branch), its repository's, or the merge
+    windows' (``by`` None; ``until``: when the next window opens)."""
+
+    kind: str
+    scope: str
+    reason: str
+    by: str | None
+    since: datetime | None
+    until: datetime | None
+    cancel_running: bool
+    text: str  # in words, as the PRs' statuses say it
+
+
+@dataclass(frozen=True, slots=True)
 class TrainRow:
     id: int
     repository: str
     branch: str
-    paused: bool
+    paused: bool  # a pause is in force
+    frozen: bool  # a freeze is in force (its own, its repository's, or outside the merge windows)
+    holds: tuple[HoldShown, ...]  # what holds it, its own first
     running: AttemptRow | None  # the first attempt of the chain (kept for the API's older readers)
     attempts: tuple[AttemptRow, ...]  # every active attempt, in chain order (each on the one before)
     queue: tuple[EntryRow, ...]
@@ -256,7 +277,12 @@ class PullHistory:
 
 
 def links(settings: Settings) -> Links:
-    return Links(forge_url=str(settings.gitea_url), own_context=settings.status_context, policy=policy(settings))
+    return Links(
+        forge_url=str(settings.gitea_url),
+        own_context=settings.status_context,
+        policy=policy(settings),
+        merge_windows=settings.windows,
+    )
 
 
 def policy(settings: Settings) -> QueuePolicy:
@@ -316,6 +342,8 @@ _REASON_WORDS = {
     Reason.FLAKY: "a flaky failure",
     Reason.RETRIED: "red alone: tested again on the same candidate",
     Reason.SKIPPED_BUILD: "already on the base tip and green: landed as it is",
+    Reason.PAUSED: "the queue was paused and its running candidates stopped",
+    Reason.FROZEN: "the queue is frozen",
 }
 
 _EVENT_WORDS = {
@@ -474,6 +502,31 @@ def event_url(event: EntryEvent, attempts: Mapping[int, Attempt]) -> str | None:
 # -- queries -----------------------------------------------------------------------------------------
 
 
+async def _holds_shown(
+    session: AsyncSession, links: Links, now: datetime, repository_ids: set[int]
+) -> dict[int, list[tuple[str | None, HoldShown]]]:
+    """Per repository, the holds in force now with the branch each is on (None: all), the windows' last."""
+    found: defaultdict[int, list[tuple[str | None, HoldShown]]] = defaultdict(list)
+    for row in await holds.in_force(session, now):
+        if row.repository_id in repository_ids:
+            scope = "branch" if row.branch is not None else "repository"
+            hold = Hold(HoldKind(row.kind), row.reason, row.actor, row.until, scope, row.cancel_running)
+            found[row.repository_id].append((row.branch, _shown(hold, row.created_at)))
+    outside = holds.window_hold(links.merge_windows, now)
+    if outside is not None:
+        for repository_id in repository_ids:
+            found[repository_id].append((None, _shown(outside, None)))
+    return found
+
+
+def _shown(hold: Hold, since: datetime | None) -> HoldShown:
+    reason = Reason.FROZEN if hold.kind is HoldKind.FREEZE else Reason.PAUSED
+    words = messages.hold_words(reason, {"reason": hold.reason, "until": hold.until, "scope": hold.scope})
+    if hold.by:
+        words += f" (by {hold.by})"
+    return HoldShown(hold.kind.value, hold.scope, hold.reason, hold.by, since, hold.until, hold.cancel_running, words)
+
+
 async def trains(session: AsyncSession, links: Links, now: datetime, repository: str | None = None) -> list[TrainRow]:
     """Every train (of one repository when named), with its running attempt, its line and its last outcomes."""
     query = (
@@ -495,11 +548,13 @@ async def trains(session: AsyncSession, links: Links, now: datetime, repository:
     rows = await _rows(session, links, names, [*active, *recent])
     rates = await flake_rates(session, ids, links.own_context)
     landings = await _last_landings(session, ids)
+    held = await _holds_shown(session, links, now, {repo.id for _, repo in found})
     by_train: defaultdict[int, list[tuple[Entry, PullRequest]]] = defaultdict(list)
     for entry, pull in active:
         by_train[entry.train_id].append((entry, pull))
     result = []
-    for train, _repo in found:
+    for train, repo in found:
+        on_train = tuple(shown for branch, shown in held.get(repo.id, []) if branch in (None, train.branch))
         line = machine.queue_order(entry_view(entry, pull) for entry, pull in by_train[train.id])
         position = {view.id: index for index, view in enumerate(line, start=1)}
         queued = [dataclasses.replace(rows[view.id], position=position[view.id]) for view in line]
@@ -518,7 +573,9 @@ async def trains(session: AsyncSession, links: Links, now: datetime, repository:
                 id=train.id,
                 repository=names[train.id][0],
                 branch=train.branch,
-                paused=train.paused,
+                paused=train.paused or any(shown.kind == HoldKind.PAUSE for shown in on_train),
+                frozen=any(shown.kind == HoldKind.FREEZE for shown in on_train),
+                holds=on_train,
                 running=chain[0] if chain else None,
                 attempts=tuple(chain),
                 queue=tuple(queued),

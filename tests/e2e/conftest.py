@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.app import create_app
+from bot.clock import Clock
 from bot.config import Settings, load_settings
 from bot.db.models import Entry, PullRequest, Repository
 from gitea_sim.testing import SimHandle, SimUser, free_port, running_sim
@@ -152,6 +153,7 @@ async def make_world(
     strategy: str = "staging",
     extra: dict[str, str] | None = None,
     more_repos: tuple[str, ...] = (),
+    clock: Clock | None = None,
 ) -> AsyncIterator[World]:
     owner = await sim.create_user("owner")
     bot = await sim.create_user("merge-bot")
@@ -193,7 +195,7 @@ async def make_world(
         **(extra or {}),
     }
     settings = load_settings(env)
-    runner = web.AppRunner(create_app(settings, engine=engine), access_log=None)
+    runner = web.AppRunner(create_app(settings, engine=engine, clock=clock), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     world = World(sim, repo, owner, bot, alice, maint, reader, engine, settings)

@@ -190,10 +190,15 @@ def test_the_longest_green_prefix_of_the_chain_lands(
 
 def test_after_one_push_landed_several_attempts_each_finishes_in_chain_order() -> None:
     links = tuple(replace(a, state=AttemptState.MERGING, landed=True) for a in chain(((1,), GREEN), ((2, 3), GREEN)))
-    first = decide(snap(*under_test(1, 2, 3), attempts=links, base_tip=cand(102)))
-    assert first == Decision((FinishMerged(101, (1,), cand(101)),), Reason.MERGED)
+    both = decide(snap(*under_test(1, 2, 3), attempts=links, base_tip=cand(102)))
+    assert both == Decision((FinishMerged(101, (1,), cand(101)), FinishMerged(102, (2, 3), cand(102))), Reason.MERGED)
+    # Cut short after the first (a crash): the next pass finishes the rest.
     second = decide(snap(*under_test(2, 3), attempts=links[1:], base_tip=cand(102)))
     assert second == Decision((FinishMerged(102, (2, 3), cand(102)),), Reason.MERGED)
+    # With more in line, the next candidate goes under CI on the landed tip before the bookkeeping.
+    more = decide(snap(*under_test(1, 2, 3), entry(4), attempts=links, base_tip=cand(102)))
+    assert more.actions[0] == StartAttempt((4,), cand(102), 102)
+    assert more.actions[1:] == both.actions
 
 
 # -- failure and bisection ------------------------------------------------------------------------------

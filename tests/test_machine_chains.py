@@ -203,6 +203,16 @@ def test_a_pr_red_again_after_its_retries_fails() -> None:
     assert isinstance(decision.actions[0], FailAttempt)
 
 
+def test_a_pr_tested_on_its_own_branch_is_not_retried() -> None:
+    """Found by tests/test_machine_stateful.py (pr-branch, flaky_retries 1, a spurious red, a crash after the
+    re-test's transaction: its entry was cancelled for a new head, the bot's own rebase). A re-test pushes the
+    same commit to the attempt's ref, and the PR's branch holds it already: nothing is pushed, CI never runs
+    again, so it could only time out. The PR fails on its red at once, as without retries."""
+    running = (attempt(101, (1,), RED, strategy=Strategy.PR_BRANCH),)
+    decision = decide(snap(*under_test(1), attempts=running, policy=QueuePolicy(flaky_retries=1)))
+    assert decision.actions == (FailAttempt(101, (1,), Reason.CHECKS_FAILED, {**RED_DETAIL, "sha": cand(101)}),)
+
+
 def test_a_timeout_is_not_retried() -> None:
     late = (replace(chain(((1,), PENDING))[0], deadline_at=NOW),)
     decision = decide(snap(*under_test(1), attempts=late, policy=replace(CHAIN4, flaky_retries=1)))

@@ -24,8 +24,9 @@ they apply:
    (with the optimistic policy, the deepest green candidate lands everything ahead of it, pending or red, and
    a red first attempt waits while one behind it is still under test). Only the first attempt's failure is
    acted on (a red attempt behind a pending one waits: an innocent entry is never rejected): a batch of one
-   is re-tested on the same candidate while it has ``flaky_retries`` left (what is built on it stays), then
-   fails, naming the check; a larger batch is bisected — its first half is
+   is re-tested on the same candidate while it has ``flaky_retries`` left (what is built on it stays; never a
+   PR tested on its own branch, which holds the candidate already: nothing would be pushed, CI would not run
+   again), then fails, naming the check; a larger batch is bisected — its first half is
    tested on its base, the second on top of the first, priorities kept (the second half on top of the first
    is the very tree that failed: the gate marks it known red instead of running CI on it again, unless it is a
    single PR, which is always tested itself). What was behind a red attempt carries its red changes and can
@@ -477,6 +478,7 @@ def _fault(snapshot: TrainSnapshot, chain: tuple[AttemptView, ...], reason: Reas
         len(first.entry_ids) == 1
         and reason is Reason.CHECKS_FAILED
         and first.known_red is None
+        and first.strategy is not Strategy.PR_BRANCH  # its re-test would push nothing: no CI run, a timeout
         and first.retries < snapshot.policy.flaky_retries
     ):
         # Red alone, maybe by a flaky check: the same candidate is tested once more before its PR is rejected.

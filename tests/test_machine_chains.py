@@ -146,6 +146,24 @@ def test_optimistic_a_green_candidate_lands_the_pending_and_red_ones_before_it()
     assert decision.actions == (MergeAttempt(103, BASE, cand(103), (101, 102), {101: "ci/test", 102: ""}),)
 
 
+def test_optimistic_a_landing_cut_short_by_a_crash_is_retried_optimistically() -> None:
+    """Found by tests/test_machine_stateful.py (optimistic, flaky_retries 0, two PRs down a chain: the first
+    red by a flake, the second green; the gate records the first merging and dies before the push). The retry
+    skipped optimism while the first was merging, so the first PR failed on its red check and the green one
+    behind it was abandoned: a crash turned a landing into a rejection. It lands as it was decided."""
+    optimistic = replace(CHAIN4, optimistic=True)
+    running = chain(((1,), RED), ((2,), GREEN))
+    merging = tuple(replace(view, state=AttemptState.MERGING) for view in running)
+    first = decide(snap(*under_test(1, 2), attempts=running, policy=optimistic))
+    again = decide(snap(*under_test(1, 2), attempts=merging, policy=optimistic))
+    assert first.actions == again.actions == (MergeAttempt(102, BASE, cand(102), (101,), {101: "ci/test"}),)
+    assert again.reason is Reason.MERGE_RETRY
+    pending = chain(((1,), PENDING), ((2,), GREEN))
+    only_first = (replace(pending[0], state=AttemptState.MERGING), pending[1])  # died between the two intents
+    decision = decide(snap(*under_test(1, 2), attempts=only_first, policy=optimistic))
+    assert decision.actions == (MergeAttempt(102, BASE, cand(102), (101,), {101: ""}),)
+
+
 def test_optimistic_a_red_head_waits_while_a_candidate_behind_it_is_under_test() -> None:
     running = chain(((1,), RED), ((2,), PENDING))
     optimistic = replace(CHAIN4, optimistic=True, flaky_retries=0)

@@ -11,7 +11,8 @@ they apply:
 
 1. A bisected batch whose entries are all final is settled: flaky when every part landed.
 2. The first attempt, being merged, finishes its bookkeeping once its candidate is in the base; while the
-   base is still where it was built, the fast-forward is retried as long as its checks are still green.
+   base is still where it was built, the fast-forward is retried as long as its checks are still green (with
+   the optimistic policy: as long as a candidate behind it is, as when the landing was first decided).
 3. An entry someone asked to cancel, or whose PR was closed, merged outside the queue, or got a head other
    than the approved one (the bot's own rebase excepted) is cancelled; the attempt carrying it and those
    behind it are rebuilt without it, those ahead are untouched.
@@ -413,8 +414,10 @@ def _checks_step(snapshot: TrainSnapshot, chain: tuple[AttemptView, ...]) -> Dec
     while green < len(chain) and results[green].verdict is Verdict.SUCCESS and chain[green].known_red is None:
         green += 1
     optimistic: dict[int, str] = {}
-    if snapshot.policy.optimistic and first.state is not AttemptState.MERGING:
+    if snapshot.policy.optimistic:
         # The deepest green candidate lands what is ahead of it too, pending or red: it was tested inside it.
+        # Also when the landing is retried (the first attempt merging, the push cut short): decided again the
+        # same way, never turned into a failure of what a green candidate proved.
         deepest_green = max(
             (i for i, r in enumerate(results) if r.verdict is Verdict.SUCCESS and chain[i].known_red is None),
             default=-1,

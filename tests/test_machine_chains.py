@@ -146,6 +146,24 @@ def test_optimistic_a_green_candidate_lands_the_pending_and_red_ones_before_it()
     assert decision.actions == (MergeAttempt(103, BASE, cand(103), (101, 102), {101: "ci/test", 102: ""}),)
 
 
+def test_optimistic_a_landing_cut_short_by_a_crash_is_retried_optimistically() -> None:
+    """Found by tests/test_machine_stateful.py (optimistic, flaky_retries 0, two PRs down a chain: the first
+    red by a flake, the second green; the gate records the first merging and dies before the push). The retry
+    skipped optimism while the first was merging, so the first PR failed on its red check and the green one
+    behind it was abandoned: a crash turned a landing into a rejection. It lands as it was decided."""
+    optimistic = replace(CHAIN4, optimistic=True)
+    running = chain(((1,), RED), ((2,), GREEN))
+    merging = tuple(replace(view, state=AttemptState.MERGING) for view in running)
+    first = decide(snap(*under_test(1, 2), attempts=running, policy=optimistic))
+    again = decide(snap(*under_test(1, 2), attempts=merging, policy=optimistic))
+    assert first.actions == again.actions == (MergeAttempt(102, BASE, cand(102), (101,), {101: "ci/test"}),)
+    assert again.reason is Reason.MERGE_RETRY
+    pending = chain(((1,), PENDING), ((2,), GREEN))
+    only_first = (replace(pending[0], state=AttemptState.MERGING), pending[1])  # died between the two intents
+    decision = decide(snap(*under_test(1, 2), attempts=only_first, policy=optimistic))
+    assert decision.actions == (MergeAttempt(102, BASE, cand(102), (101,), {101: ""}),)
+
+
 def test_optimistic_a_red_head_waits_while_a_candidate_behind_it_is_under_test() -> None:
     running = chain(((1,), RED), ((2,), PENDING))
     optimistic = replace(CHAIN4, optimistic=True, flaky_retries=0)
@@ -201,6 +219,16 @@ def test_a_pr_red_again_after_its_retries_fails() -> None:
     once = (replace(chain(((1,), RED))[0], retries=1),)
     decision = decide(snap(*under_test(1), attempts=once, policy=replace(CHAIN4, flaky_retries=1)))
     assert isinstance(decision.actions[0], FailAttempt)
+
+
+def test_a_pr_tested_on_its_own_branch_is_not_retried() -> None:
+    """Found by tests/test_machine_stateful.py (pr-branch, flaky_retries 1, a spurious red, a crash after the
+    re-test's transaction: its entry was cancelled for a new head, the bot's own rebase). A re-test pushes the
+    same commit to the attempt's ref, and the PR's branch holds it already: nothing is pushed, CI never runs
+    again, so it could only time out. The PR fails on its red at once, as without retries."""
+    running = (attempt(101, (1,), RED, strategy=Strategy.PR_BRANCH),)
+    decision = decide(snap(*under_test(1), attempts=running, policy=QueuePolicy(flaky_retries=1)))
+    assert decision.actions == (FailAttempt(101, (1,), Reason.CHECKS_FAILED, {**RED_DETAIL, "sha": cand(101)}),)
 
 
 def test_a_timeout_is_not_retried() -> None:

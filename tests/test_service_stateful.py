@@ -9,17 +9,22 @@ may be cut short by a crash at any forge write or git push, before it or after i
 and ``GitRunner``, raise where the process would have died; the gate is dropped with its lock and a new one
 takes over, as after a restart).
 
-Histories also run with batches: each draws ``MERGE_BOT_BATCH_MAX`` (1 to 4; the pr-branch strategy caps it at
-one), so red batches (a broken PR, or the two feature PRs together) are bisected against the real service.
+Histories also run with batches and chains: each draws ``MERGE_BOT_BATCH_MAX`` (1 to 4; the pr-branch strategy
+caps it at one), so red batches (a broken PR, or the two feature PRs together) are bisected against the real
+service; ``MERGE_BOT_MAX_PARALLEL`` (1 to 4: how many candidates are under CI at once, each built on the one
+before; pr-branch tests one at a time; CI then runs on the bot's candidates only, and takes a moment, so that a
+chain can build up); and ``MERGE_BOT_FLAKY_RETRIES`` (0 or 1: a PR red alone is tested again on the same commit,
+on a fresh ref).
 
 Invariants after every rule, from the simulator's log and the database: the bot moves the base only by a
 fast-forward to a SHA whose CI was green before the push, never twice to the same SHA; no PR merged twice;
 the active attempts form one chain (one first attempt on a commit the base held, each next one on the
-candidate of the one before; with batches of one, that is at most one active attempt), no entry is in two
-active attempts, and the live staging branches are those of active attempts (with batches of one: at most
-one). At the end of every example, liveness: with the interference over, passes of the gate (and one reaper
-pass) bring every entry to a final state with its PR told, leave no staging branch, and the database agrees
-with the forge about what merged.
+candidate of the one before; no deeper than max_parallel, a bisection's halves aside; with batches of one and
+max_parallel 1, that is at most one active attempt), no entry is in two active attempts, and the live staging
+branches are those of active attempts (with batches of one: at most max_parallel). At the end of every
+example, liveness: with the interference over, passes of the gate (and one reaper pass) bring every entry to a
+final state with its PR told, leave no staging branch, and the database agrees with the forge about what
+merged.
 """
 
 from __future__ import annotations
@@ -86,7 +91,12 @@ pytestmark = pytest.mark.slow
 T = TypeVar("T")
 _repos = itertools.count()
 ACTIVE_STATES = frozenset(s.value for s in ACTIVE_ATTEMPT_STATES)
-BATCH_MAX = (1, 2, 3, 3, 4)  # two histories in three (with staging) test batches
+# (MERGE_BOT_BATCH_MAX, MERGE_BOT_MAX_PARALLEL): a history in ten is serial, six (with staging) test batches and
+# six chains, three of them chains of batches. Drawn as pairs: with two to five PRs, a chain forms only when the
+# batches are small. A chain of batches first: the first histories and shrinking go there.
+SHAPES = ((2, 2), (1, 3), (1, 1), (3, 1), (1, 2), (2, 1), (4, 1), (1, 4), (2, 3), (3, 4))
+FLAKY_RETRIES = (1, 0)
+CHAIN_CI_DELAY = 0.4  # seconds a candidate's CI takes when chains may form: a pass of the gate is quicker
 SEEN: Counter[str] = Counter()  # what the examples did, printed at the end (and checked: they must do things)
 
 
@@ -175,6 +185,7 @@ class World:
     comments: dict[int, int] = field(default_factory=dict)  # PR → id of its last `/merge` comment
     gate: Gate | None = None
     lock: TrainLock | None = None
+    waits: bool = True  # the last pass decided to wait (for CI, most likely), or ended on a forge or git error
     edits: itertools.count[int] = field(default_factory=itertools.count)
 
     @property
@@ -200,15 +211,18 @@ class World:
             assert self.lock is not None, "nobody else holds this train"
             self.gate = Gate(self.deps, train_id, self.lock)
         self.crasher.countdown = crash_at
+        self.waits = False
         try:
             done = await self.gate.step()
         except Crash:
             await self.restart()
             return True
         except (ForgeError, GitError, StaleRow):
-            return True  # as Gate.run: nothing is assumed, the next pass re-reads everything
+            self.waits = True  # as Gate.run (which backs off): nothing is assumed, the next pass re-reads everything
+            return True
         finally:
             self.crasher.countdown = None
+        self.waits = done.decision.waits
         return not done.idle
 
     async def restart(self) -> None:
@@ -239,6 +253,10 @@ class World:
             )
             return list((await connection.execute(query)).all())
 
+    def depth(self) -> int:
+        """The deepest the chain may be: max_parallel, or one for a strategy that tests a PR's own branch."""
+        return 1 if self.settings.strategy == "pr-branch" else self.settings.max_parallel
+
     async def active_attempts(self) -> int:
         return sum(1 for row in await self.attempts() if row.state in ACTIVE_STATES)
 
@@ -264,7 +282,15 @@ class World:
         children: Counter[int] = Counter(row.parent_id for row in active if row.parent_id in ids)
         problems += [f"attempt {parent} has {n} active children" for parent, n in children.items() if n > 1]
         for row in active:
-            if row.parent_id in ids and row.base_sha != by_id[row.parent_id].candidate_sha:
+            if row.parent_id not in ids:
+                continue
+            parent = by_id[row.parent_id]
+            built_on = parent.candidate_sha
+            if built_on is None and parent.retry_of is not None:
+                # A re-test opened (what was built on the attempt it re-tests re-parented to it), its build cut
+                # short: it builds the very commit it re-tests.
+                built_on = by_id[parent.retry_of].candidate_sha
+            if row.base_sha != built_on:
                 problems.append(f"attempt {row.id} is not on the candidate of its parent {row.parent_id}")
         log = await self.log()
         held = {e["after"] for e in log if e["kind"] == "push" and e["ref"] == "refs/heads/main"}
@@ -333,13 +359,15 @@ class GateServiceMachine(RuleBasedStateMachine):
 
     @initialize(
         strategy=st.sampled_from(["staging", "staging", "pr-branch"]),
-        batch_max=st.sampled_from(BATCH_MAX),
-        kinds=st.lists(st.sampled_from(sorted(FILES)), min_size=2, max_size=4),
+        shape=st.sampled_from(SHAPES),
+        flaky_retries=st.sampled_from(FLAKY_RETRIES),
+        kinds=st.lists(st.sampled_from(sorted(FILES)), min_size=2, max_size=4, unique=True),
     )
-    def setup(self, strategy: str, batch_max: int, kinds: list[str]) -> None:
+    def setup(self, strategy: str, shape: tuple[int, int], flaky_retries: int, kinds: list[str]) -> None:
         """A repository with two to four PRs in the queue, so that every history has work to interfere with
-        (and, with batch_max above one, a batch to test)."""
-        self.world = self.run(new_world(self.harness, strategy, batch_max))
+        (and, with batch_max above one, a batch to test; with max_parallel above one, a chain)."""
+        batch_max, max_parallel = shape
+        self.world = self.run(new_world(self.harness, strategy, batch_max, max_parallel, flaky_retries))
         for kind in kinds:
             self.open_pr(kind)
             self.queue(len(self.world.prs) - 1)
@@ -433,8 +461,10 @@ class GateServiceMachine(RuleBasedStateMachine):
         assert merged_twice(log) == []
         world = self.world
         assert self.run(world.chain_problems()) == []
-        if world.settings.batch_max == 1 or world.settings.strategy == "pr-branch":
-            assert self.run(world.active_attempts()) <= 1  # batches of one are never bisected: no chain
+        depth = world.depth()
+        serial = world.settings.batch_max == 1 or world.settings.strategy == "pr-branch"
+        # Batches of one are never bisected: the chain is at most max_parallel deep (one: the serial queue).
+        assert self.run(world.active_attempts()) <= (depth if serial else max(depth, 2))
         carried = Counter(entry for _, entry in self.run(world.members()))
         assert [entry for entry, n in carried.items() if n > 1] == [], "an entry in two active attempts"
         assert self.run(world.commands_acting_twice()) == []
@@ -442,8 +472,8 @@ class GateServiceMachine(RuleBasedStateMachine):
             # An attempt's staging branch goes when the attempt ends; after a crash a dead attempt's may be left
             # for the reaper (run at the end of the example, which must leave none).
             assert self.run(world.stray_staging()) == []
-            if world.settings.batch_max == 1:
-                assert overlapping_attempts(log) == []
+            if serial:
+                assert overlapping_attempts(log, most=depth) == []
 
     def teardown(self) -> None:
         if hasattr(self, "world"):
@@ -451,11 +481,15 @@ class GateServiceMachine(RuleBasedStateMachine):
 
 
 async def settle(world: World) -> None:
-    """Liveness: no more interference, CI answers; passes of the gate end every entry, and tell it."""
+    """Liveness: no more interference, CI answers; passes of the gate end every entry, and tell it. As in
+    ``Gate.run``, the gate acts pass after pass until it decides to wait (so a chain builds up while CI runs),
+    and CI answers while it waits."""
     try:
-        for _ in range(80):
-            await world.sim.wait_idle()
+        for _ in range(120):
             busy = await world.step(None)
+            if not world.waits:
+                continue
+            await world.sim.wait_idle()
             rows = await world.entries()
             final = all(row.state not in ACTIVE_ENTRY_STATES for row in rows)
             if not busy and final and all(row.told_at is not None for row in rows):
@@ -485,7 +519,13 @@ async def settle(world: World) -> None:
         SEEN.update(f"entry {row.state}" for row in rows)
         attempts = await world.attempts()
         SEEN[f"examples with batch_max {world.settings.batch_max}"] += 1
+        SEEN[f"examples with max_parallel {world.depth()}, flaky_retries {world.settings.flaky_retries}"] += 1
         SEEN["bisections"] += sum(1 for row in attempts if row.reason == "bisected")
+        # Built on another attempt's candidate as the chain grew (not a bisection's part, not a re-test).
+        SEEN["chained attempts"] += sum(
+            1 for row in attempts if row.parent_id is not None and row.split_from is None and row.retry_of is None
+        )
+        SEEN["re-tests"] += sum(1 for row in attempts if row.retry_of is not None)
         SEEN["settled flaky"] += sum(1 for row in attempts if (row.reason_detail or {}).get("outcome") == "flaky")
         async with world.harness.engine.connect() as connection:
             sizes = select(AttemptEntry.attempt_id).where(AttemptEntry.attempt_id.in_([row.id for row in attempts]))
@@ -500,13 +540,18 @@ async def settle(world: World) -> None:
         await world.restart()
 
 
-async def new_world(harness: Harness, strategy: str, batch_max: int) -> World:
+async def new_world(harness: Harness, strategy: str, batch_max: int, max_parallel: int, flaky_retries: int) -> World:
     sim, owner = harness.sim, harness.owner
     repo = await sim.create_repo(owner, f"app{next(_repos)}")
     await sim.add_collaborator(repo, harness.bot.login, "admin", as_user=owner)
     await sim.add_collaborator(repo, harness.maint.login, "write", as_user=owner)
     await sim.push_commit(repo, owner, "main", {"ci.sh": CI_SCRIPT, "app.txt": "app\n"}, message="Initial")
-    await sim.set_ci(repo, "sh ci.sh", context="ci/test")
+    if strategy == "staging" and max_parallel > 1:
+        # CI on the bot's candidates only, taking a moment, so that a chain builds up behind the first candidate
+        # (as tests/e2e/test_chains.py does); an instant CI answers before the next pass could build on it.
+        await sim.set_ci(repo, "sh ci.sh", context="ci/test", delay_s=CHAIN_CI_DELAY, branches=["merge-bot/**"])
+    else:
+        await sim.set_ci(repo, "sh ci.sh", context="ci/test")
     settings = load_settings(
         {
             "MERGE_BOT_GITEA_URL": sim.url,
@@ -518,8 +563,8 @@ async def new_world(harness: Harness, strategy: str, batch_max: int) -> World:
             "MERGE_BOT_CI_TIMEOUT_SECONDS": "600",
             "MERGE_BOT_BATCH_MAX": str(batch_max),
             "MERGE_BOT_BATCH_WAIT_SECONDS": "0",
-            "MERGE_BOT_MAX_PARALLEL": "1",
-            "MERGE_BOT_FLAKY_RETRIES": "0",
+            "MERGE_BOT_MAX_PARALLEL": str(max_parallel),
+            "MERGE_BOT_FLAKY_RETRIES": str(flaky_retries),
         }
     )
     crasher = Crasher()
@@ -592,7 +637,7 @@ def test_gate_service_under_hostile_histories(pg_server_url: str, workdir: Path)
             GateServiceMachine,
             settings=settings(
                 max_examples=int(os.environ.get("MERGE_BOT_STATEFUL_EXAMPLES", "12")),
-                stateful_step_count=30,
+                stateful_step_count=26,  # 30 before chains: a chain's history does more per step
                 deadline=None,
                 database=None,
                 derandomize=True,  # the same histories on every CI run (MERGE_BOT_STATEFUL_EXAMPLES explores more)
@@ -605,3 +650,4 @@ def test_gate_service_under_hostile_histories(pg_server_url: str, workdir: Path)
     print("gate service state machine:", dict(sorted(SEEN.items())))
     assert SEEN["entry merged"] and SEEN["crashes"], "the examples must merge PRs and crash along the way"
     assert SEEN["attempts of two or more"] and SEEN["bisections"], "the examples must test batches and bisect them"
+    assert SEEN["chained attempts"] and SEEN["re-tests"], "the examples must build chains and re-test a red PR"

@@ -11,7 +11,8 @@ they apply:
 
 1. A bisected batch whose entries are all final is settled: flaky when every part landed.
 2. The first attempt, being merged, finishes its bookkeeping once its candidate is in the base; while the
-   base is still where it was built, the fast-forward is retried as long as its checks are still green.
+   base is still where it was built, the fast-forward is retried as long as its checks are still green (with
+   the optimistic policy: as long as a candidate behind it is, as when the landing was first decided).
 3. An entry someone asked to cancel, or whose PR was closed, merged outside the queue, or got a head other
    than the approved one (the bot's own rebase excepted) is cancelled; the attempt carrying it and those
    behind it are rebuilt without it, those ahead are untouched.
@@ -24,8 +25,9 @@ they apply:
    (with the optimistic policy, the deepest green candidate lands everything ahead of it, pending or red, and
    a red first attempt waits while one behind it is still under test). Only the first attempt's failure is
    acted on (a red attempt behind a pending one waits: an innocent entry is never rejected): a batch of one
-   is re-tested on the same candidate while it has ``flaky_retries`` left (what is built on it stays), then
-   fails, naming the check; a larger batch is bisected — its first half is
+   is re-tested on the same candidate while it has ``flaky_retries`` left (what is built on it stays; never a
+   PR tested on its own branch, which holds the candidate already: nothing would be pushed, CI would not run
+   again), then fails, naming the check; a larger batch is bisected — its first half is
    tested on its base, the second on top of the first, priorities kept (the second half on top of the first
    is the very tree that failed: the gate marks it known red instead of running CI on it again, unless it is a
    single PR, which is always tested itself). What was behind a red attempt carries its red changes and can
@@ -480,8 +482,10 @@ def _checks_step(snapshot: TrainSnapshot, chain: tuple[AttemptView, ...]) -> Dec
     while green < len(chain) and results[green].verdict is Verdict.SUCCESS and chain[green].known_red is None:
         green += 1
     optimistic: dict[int, str] = {}
-    if snapshot.policy.optimistic and first.state is not AttemptState.MERGING:
+    if snapshot.policy.optimistic:
         # The deepest green candidate lands what is ahead of it too, pending or red: it was tested inside it.
+        # Also when the landing is retried (the first attempt merging, the push cut short): decided again the
+        # same way, never turned into a failure of what a green candidate proved.
         deepest_green = max(
             (i for i, r in enumerate(results) if r.verdict is Verdict.SUCCESS and chain[i].known_red is None),
             default=-1,
@@ -545,6 +549,7 @@ def _fault(snapshot: TrainSnapshot, chain: tuple[AttemptView, ...], reason: Reas
         len(first.entry_ids) == 1
         and reason is Reason.CHECKS_FAILED
         and first.known_red is None
+        and first.strategy is not Strategy.PR_BRANCH  # its re-test would push nothing: no CI run, a timeout
         and first.retries < snapshot.policy.flaky_retries
     ):
         # Red alone, maybe by a flaky check: the same candidate is tested once more before its PR is rejected.

@@ -1,7 +1,7 @@
 """Demo wall time: ``merge-bot demo --once --json`` run as a user runs it, K times, from process start to exit.
 
 What it measures
-    The whole demo in a fresh process each run (embedded PostgreSQL cold start, the simulator, six PRs, CI
+    The whole demo in a fresh process each run (embedded PostgreSQL cold start, the simulator, twelve PRs, CI
     runs, the bot draining the queue): wall time per run, and in the same invocation a baseline, the
     interpreter starting and importing the bot (``python -c "import bot.demo"``), so the figure can be read
     against what merely starting costs on this machine. Each run must end with the demo's own verdict

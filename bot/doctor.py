@@ -468,6 +468,7 @@ async def _candidates(
             func.lower(Repository.name) == name.lower(),
             Attempt.strategy == "staging",
             Attempt.candidate_sha.is_not(None),
+            Attempt.ref.is_not(None),  # a PR that landed as it was (no build) was never on merge-bot/**
         )
         .order_by(Attempt.id.desc())
         .limit(limit)

@@ -54,6 +54,8 @@ def only_failure(findings: list[Finding], check: str) -> Finding:
 
 async def test_a_healthy_setup_passes_every_check(ready: World, database_url: str) -> None:
     number = await ready.open_pr("feature-a", {"feature-a.flag": "a\n"})
+    # main moves on, so the PR is built onto it as a candidate on merge-bot/** (not landed as it is)
+    await ready.sim.push_commit(ready.repo, ready.owner, "main", {"later.txt": "later\n"}, message="Later")
     await ready.queue(number)
     assert (await ready.final_entry(number)).state == "merged"
 

@@ -178,7 +178,8 @@ async def test_ignored_commands(world: World) -> None:
 
 
 async def test_priority_order(world: World) -> None:
-    await world.sim.set_ci(world.repo, "sh ci.sh", context="ci/test", delay_s=1.0)
+    # CI on the candidates only: a PR green on its own head and on the base tip would land as it is, at once.
+    await world.sim.set_ci(world.repo, "sh ci.sh", context="ci/test", delay_s=1.0, branches=["merge-bot/**"])
     first = await world.open_pr("first", {"first.txt": "1\n"})
     low = await world.open_pr("low", {"low.txt": "1\n"})
     high = await world.open_pr("high", {"high.txt": "1\n"})

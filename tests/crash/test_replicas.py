@@ -6,8 +6,8 @@ merged exactly once, and every train's active attempts must form one chain from 
 process works it (``chain_violations``: sampled from the database while the queue drains, and from the
 simulator's push log). Two runs:
 
-* ``serial``: one attempt at a time (``max_parallel`` 1): never more than one live ``merge-bot/*`` staging
-  branch per repository.
+* ``serial``: one attempt at a time (``max_parallel`` 1): never more than one candidate under test per repository
+  (a landed candidate's branch may live on while the next one is pushed, until its bookkeeping deletes it).
 * ``chains``: speculative chains up to three deep (``max_parallel`` 3) with a CI run of two seconds, so that
   chains form, and ``flaky_retries`` 1: the first CI run of two of the repositories fails once (injected),
   and that PR, red alone, is re-tested on the same commit and lands; at most three live staging branches per
@@ -91,7 +91,9 @@ async def test_three_replicas_five_repositories_each_pr_merged_once(
     assert all(count == 1 for count in effective_merge_calls(log).values())
     assert len(effective_merge_calls(log)) == len(REPOS) * PRS_PER_REPO
     staging = most_live_staging(log)
-    assert set(staging) == set(world.repos) and max(staging.values()) <= plan.most, staging
+    # One more than max_parallel: as a candidate lands, the next attempt is pushed before the landed ones' refs go
+    # (their bookkeeping is off the critical path). ``violations`` below holds the strict rule, from what is reachable.
+    assert set(staging) == set(world.repos) and max(staging.values()) <= plan.most + 1, staging
     if plan.most > 1:
         assert max(staging.values()) > 1, staging  # chains did form: several candidates under test at once
     assert await violations(world, most=plan.most) == []

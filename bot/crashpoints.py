@@ -27,6 +27,7 @@ STEPS = (
 CHAIN_STEPS = (
     "chain_replaced",  # a chain's tail (or a red batch being bisected) is ended; its new attempts not made yet
     "retry_opened",  # a red single is being re-tested: the new attempt is recorded, its ref not pushed yet
+    "rerun_requested",  # Gitea Actions re-runs a red single's failed runs; the re-test is not recorded yet
 )
 
 _times: Counter[str] = Counter()  # how often this process reached each step

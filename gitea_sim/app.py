@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from . import githttp, scopes
-from .api import contents, forks, hooks, issues, pulls, repo_settings, sim, statuses, teams, topics, users
+from .api import actions, contents, forks, hooks, issues, pulls, repo_settings, sim, statuses, teams, topics, users
 from .core import Sim
 from .faults import Fault
 from .web import DOER, SIM, ApiError, AuthError, authenticate, error_body, json_response, token_of
@@ -126,6 +126,7 @@ def create_app(data_dir: Path, admin_token: str, flavour: str = "gitea", base_ur
     forks.add_routes(app, API)
     issues.add_routes(app, API)
     statuses.add_routes(app, API)
+    actions.add_routes(app, API)
     sim.add_routes(app)
     githttp.add_routes(app)
     app.router.add_get("/api/swagger", _swagger_note)

@@ -49,6 +49,7 @@ class Sim:
         self.payloads = Payloads(self)
         self.pulls = PullService(self)
         self.ci = CIRunner(self)
+        self.features: dict[str, bool] = {"actions_rerun": False}  # PUT /_sim/features
         self._ser: Serializer | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         admin = self.create_user("admin", "admin@sim.invalid", password="admin-password", is_admin=True)
@@ -62,7 +63,9 @@ class Sim:
 
     @property
     def version(self) -> str:
-        return "11.0.3+gitea-1.22.0" if self.flavour == "forgejo" else "1.25.4"
+        if self.flavour == "forgejo":
+            return "11.0.3+gitea-1.22.0"
+        return "1.26.0" if self.features["actions_rerun"] else "1.25.4"
 
     def git(self, repo: Repo) -> GitRepo:
         return GitRepo(repo.path)

@@ -231,6 +231,7 @@ class CIConfig:
     branches: list[str]
     description_pending: str = "Running"
     runners: int = 0  # how many runs of this configuration may run at once (0: no limit); the rest wait in line
+    actions: bool = True  # Gitea Actions (its runs are listed and may be re-run), or another CI posting statuses
 
 
 @dataclass

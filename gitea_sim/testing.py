@@ -177,9 +177,15 @@ class SimHandle:
 
     # --- the simulator's own surface ---
     async def set_ci(self, repo: str, command: str, context: str = "ci/test", delay_s: float = 0,
-                     branches: list[str] | None = None, runners: int = 0) -> None:
+                     branches: list[str] | None = None, runners: int = 0, actions: bool = True) -> None:
         await self.sim_api("PUT", f"/_sim/ci/{repo}", {"command": command, "context": context, "delay_s": delay_s,
-                                                      "branches": branches or ["*"], "runners": runners})
+                                                      "branches": branches or ["*"], "runners": runners,
+                                                      "actions": actions})
+
+    async def features(self, **features: bool) -> dict[str, bool]:
+        """Turn on (or off) what the simulated server offers beyond Gitea 1.25, e.g. ``actions_rerun=True``."""
+        data: dict[str, bool] = await self.sim_api("PUT", "/_sim/features", features)
+        return data
 
     async def fault(self, **spec: Any) -> dict[str, Any]:
         data: dict[str, Any] = await self.sim_api("POST", "/_sim/faults", spec)

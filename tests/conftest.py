@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CONTRACT = ROOT / "tests" / "contract" / "gitea"
 PAYLOADS = CONTRACT / "payloads"
 SWAGGER = CONTRACT / "gitea-swagger-v1.25.4.json"
+SWAGGER_NEWER = CONTRACT / "gitea-swagger-newer.json"  # routes of a newer Gitea, on top of 1.25.4's
 TEMPLATE = "merge_bot_test_template"
 _counter = itertools.count()
 

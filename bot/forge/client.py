@@ -38,6 +38,22 @@ class Status:
 
 
 @dataclass(frozen=True, slots=True)
+class ActionRun:
+    """A Gitea Actions workflow run (``GET /repos/{o}/{r}/actions/runs``): ``status`` is queued, waiting,
+    in_progress or completed, and a completed run's ``conclusion`` is success, failure, cancelled or skipped
+    (Gitea's ``convert.ToActionsStatus``)."""
+
+    id: int
+    head_sha: str
+    status: str
+    conclusion: str
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "completed" and self.conclusion in ("failure", "cancelled")
+
+
+@dataclass(frozen=True, slots=True)
 class Protection:
     branch: str
     status_checks: bool
@@ -327,6 +343,47 @@ class GiteaClient:
                 )
             )
         return found
+
+    async def action_runs(self, owner: str, repo: str, head_sha: str) -> list[ActionRun]:
+        """The Actions runs a commit triggered (Gitea 1.23 and newer list them by ``head_sha``; ``[]`` where the
+        server has no Actions, or CI is not Gitea Actions)."""
+        runs: list[ActionRun] = []
+        try:
+            async for item in self._pages_of(f"/repos/{_path(owner, repo)}/actions/runs", "workflow_runs", head_sha):
+                if str(item.get("head_sha") or "") == head_sha:  # the filter is the server's; trusted, but checked
+                    runs.append(
+                        ActionRun(
+                            id=int(item["id"]),
+                            head_sha=head_sha,
+                            status=str(item.get("status") or ""),
+                            conclusion=str(item.get("conclusion") or ""),
+                        )
+                    )
+        except NotFound:
+            return []
+        return runs
+
+    async def _pages_of(self, path: str, key: str, head_sha: str) -> AsyncIterator[Mapping[str, Any]]:
+        """A paginated list wrapped in an object (``{"total_count": n, key: [...]}``), as the Actions API answers."""
+        page = 1
+        while True:
+            params: dict[str, str | int] = {"head_sha": head_sha, "page": page, "limit": PAGE_LIMIT}
+            _, body, _ = await self._request("GET", path, params=params)
+            items = body.get(key) if isinstance(body, Mapping) else None
+            if not items:
+                return
+            for item in items:
+                yield item
+            if len(items) < PAGE_LIMIT:
+                return
+            page += 1
+
+    async def rerun_failed_jobs(self, owner: str, repo: str, run_id: int) -> None:
+        """Re-run a finished run's failed and cancelled jobs (and those that need them) on the same commit:
+        ``POST .../actions/runs/{run}/rerun-failed-jobs``, 201, Gitea newer than 1.25 (routers/api/v1/repo/
+        action.go). Older servers and Forgejo have no such route: 404. 400 when the run is not done or has no
+        failed job; 409 when it is being re-run already."""
+        await self._request("POST", f"/repos/{_path(owner, repo)}/actions/runs/{run_id}/rerun-failed-jobs")
 
     async def branch_protection(self, owner: str, repo: str, branch: str) -> Protection | None:
         try:

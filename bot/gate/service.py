@@ -27,7 +27,7 @@ from bot.db.history import train_history
 from bot.db.models import Attempt, AttemptEntry, Entry, PullRequest, Repository, Train
 from bot.db.views import attempt_view, entry_view
 from bot.forge import errors
-from bot.forge.client import GiteaClient
+from bot.forge.client import GiteaClient, Status
 from bot.forge.permissions import AllowList, Permissions
 from bot.gate import checks, waiting
 from bot.gate.build import build_candidate
@@ -43,7 +43,7 @@ from bot.git.mirror import Mirror, MirrorCache, Pushed, Rejected, Rejection
 from bot.git.runner import GitError, GitRunner
 from bot.logs import get_logger
 from bot.queue import adaptive, machine, messages
-from bot.queue.checks import Verdict, evaluate
+from bot.queue.checks import RED_STATES, Verdict, evaluate, is_own
 from bot.queue.checks import latest_per_context as checks_latest
 from bot.queue.commands import DepRef
 from bot.queue.deps import Blocked, DepPull, Ready
@@ -631,6 +631,11 @@ class Gate:
         assert old.candidate_sha is not None
         listed = await deps.forge.list_statuses(loaded.repo.owner, loaded.repo.name, old.candidate_sha)
         floor = max((s.id for s in listed if s.id is not None), default=old.status_floor)
+        # Forge first, then the database: after a crash in between, the old attempt sees the re-run's statuses
+        # (pending, then the result) and is judged by them; a red one is re-tested once more (docs/faults.md #39).
+        rerun = await self._rerun(old, listed, floor, loaded)
+        if rerun:
+            self._crashpoint("rerun_requested")
         now = deps.clock.now()
         async with deps.sessions.begin() as session:
             await queries.move_attempt(
@@ -649,9 +654,12 @@ class Gate:
                 retry_of=old.id,
                 retries=(old.retries or 0) + 1,
                 status_floor=floor,
-                state=AttemptState.BUILDING.value,
+                state=(AttemptState.TESTING if rerun else AttemptState.BUILDING).value,
                 strategy=old.strategy,
                 base_sha=old.base_sha,
+                candidate_sha=old.candidate_sha if rerun else None,
+                ref=old.ref if rerun else None,  # re-run in place: the same commit on the same ref
+                deadline_at=now + timedelta(seconds=self.settings.ci_timeout_seconds) if rerun else None,
                 lease_owner=deps.owner,
                 lease_expires_at=now + timedelta(seconds=self.settings.lease_seconds),
                 created_at=old.created_at,  # the committer date: the rebuild is the very same commit
@@ -659,13 +667,23 @@ class Gate:
             session.add(new)
             await session.flush()
             members = [
-                AttemptEntry(attempt_id=new.id, entry_id=m.entry_id, position=m.position, head_sha=m.head_sha)
+                AttemptEntry(
+                    attempt_id=new.id,
+                    entry_id=m.entry_id,
+                    position=m.position,
+                    head_sha=m.head_sha,
+                    end_sha=m.end_sha if rerun else None,
+                )
                 for m in running.members
             ]
             session.add_all(members)
             await queries.adopt_children(session, old.id, new.id)
             for member in running.members:
-                detail = {"context": action.detail.get("context", ""), "retry": new.retries}
+                detail = {
+                    "context": action.detail.get("context", ""),
+                    "retry": new.retries,
+                    "how": "actions-rerun" if rerun else "re-push",
+                }
                 queries.record(
                     session, member.entry_id, "retried", reason=Reason.RETRIED.value, attempt_id=old.id, detail=detail
                 )
@@ -677,10 +695,54 @@ class Gate:
             if each.row.parent_id == old.id:  # as adopt_children moved it
                 each.row.parent_id = new.id
                 each.row.version += 1
-        log.info("gate.retried", train=self.train_id, attempt=old.id, retry=new.id, candidate=old.candidate_sha)
+        log.info(
+            "gate.retried",
+            train=self.train_id,
+            attempt=old.id,
+            retry=new.id,
+            candidate=old.candidate_sha,
+            how="actions-rerun" if rerun else "re-push",
+        )
         self._crashpoint("retry_opened")
+        if rerun:
+            await self._say_testing(loaded.attempts[new.id], loaded, old.candidate_sha, old.ref or "")
+            return
         await self._delete_staging(old, loaded)
         await self._build(loaded.attempts[new.id], loaded)
+
+    async def _rerun(self, attempt: Attempt, listed: list[Status], floor: int | None, loaded: Loaded) -> bool:
+        """Re-test through Gitea Actions where the server can (newer than 1.25): re-run the candidate's failed
+        runs on the same commit and ref, so what was green is not run again and nothing is pushed. True when
+        every red context got a fresh status from it (Gitea posts the re-run jobs' ``pending`` as it accepts the
+        re-run); False, and the caller re-pushes to a fresh ref, where the server has no such API (Gitea 1.25,
+        Forgejo: 404), CI is not Gitea Actions (no failed run for the commit), or a red context is not covered
+        (another CI's)."""
+        forge, repo, sha = self.deps.forge, loaded.repo, attempt.candidate_sha
+        if sha is None or plan_for(attempt.strategy).staging_branch(attempt.ref) is None:
+            return False
+        views = (StatusView(s.context, s.state, s.target_url, s.description) for s in listed)
+        own = self.settings.status_context
+        red = {c for c, st in checks_latest(views).items() if st.state in RED_STATES and not is_own(c, own)}
+        if not red:
+            return False
+        try:
+            failed = [run for run in await forge.action_runs(repo.owner, repo.name, sha) if run.failed]
+            if not failed:
+                return False
+            for run in failed:
+                with contextlib.suppress(errors.Conflict):  # 409: being re-run already
+                    await forge.rerun_failed_jobs(repo.owner, repo.name, run.id)
+            fresh = await forge.list_statuses(repo.owner, repo.name, sha)
+        except errors.ForgeError as exc:
+            if isinstance(exc, (errors.ServerError, errors.Unavailable, errors.RateLimited)):
+                raise  # the forge is unwell: the next pass decides again
+            log.info("gate.rerun_unavailable", train=self.train_id, attempt=attempt.id, error=str(exc))
+            return False
+        covered = {s.context for s in fresh if s.id is not None and (floor is None or s.id > floor)}
+        if not red <= covered:
+            log.info("gate.rerun_partial", train=self.train_id, attempt=attempt.id, uncovered=sorted(red - covered))
+            return False
+        return True
 
     async def _retried_outcome(self, session: AsyncSession, attempt: Attempt, outcome: str) -> None:
         """A re-tested candidate ended: every red result it re-tested was a flake (it landed green) or
@@ -798,11 +860,16 @@ class Gate:
                 )
         log.info("gate.testing", train=self.train_id, attempt=attempt.id, candidate=result.sha, ref=ref)
         self._crashpoint("testing_recorded")
+        await self._say_testing(running, loaded, result.sha, ref)
+
+    async def _say_testing(self, running: Running, loaded: Loaded, sha: str, ref: str) -> None:
+        """Each PR's ``merge-bot`` status: pending, tested on this ref with these others."""
+        plan = plan_for(running.row.strategy)
         short_ref = ref.removeprefix("refs/heads/")
+        carried = [loaded.entries[entry_id] for entry_id in running.entry_ids]
         numbers = [pull.number for _, pull in carried]
-        for entry_id in entry_ids:
-            e, p = loaded.entries[entry_id]
-            head = plan.tested_head(e, result.sha)
+        for e, p in carried:
+            head = plan.tested_head(e, sha)
             started = {"ref": short_ref, "with": [n for n in numbers if n != p.number]}
             await self.notices.status(
                 loaded.repo, p, head, "pending", messages.status_description(Reason.STARTED, started)

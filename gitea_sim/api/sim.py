@@ -32,8 +32,11 @@ async def put_ci(request: web.Request) -> web.Response:
     runners = body.get("runners", 0)
     if not isinstance(runners, int) or isinstance(runners, bool) or runners < 0:
         raise ApiError(422, "runners must be a whole number >= 0 (0: no limit)")
+    actions = body.get("actions", True)
+    if not isinstance(actions, bool):
+        raise ApiError(422, "actions must be true (Gitea Actions) or false (another CI posting statuses)")
     config = CIConfig(command=command, context=str(body.get("context") or "ci/test"),
-                      delay_s=float(body.get("delay_s") or 0), branches=branches, runners=runners)
+                      delay_s=float(body.get("delay_s") or 0), branches=branches, runners=runners, actions=actions)
     sim.ci.configure(repo, config)
     return json_response(asdict(config))
 
@@ -121,8 +124,25 @@ async def idle(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def put_features(request: web.Request) -> web.Response:
+    """What the simulated server offers beyond Gitea 1.25: ``actions_rerun`` (the Actions re-run API of newer
+    Gitea; the version then reads 1.26.0). Unknown names are refused."""
+    _admin(request)
+    sim = sim_of(request)
+    body = await read_json(request)
+    unknown = sorted(set(body) - set(sim.features))
+    if unknown:
+        raise ApiError(422, f"unknown features: {', '.join(unknown)} (known: {', '.join(sorted(sim.features))})")
+    for name, value in body.items():
+        if not isinstance(value, bool):
+            raise ApiError(422, f"{name} must be true or false")
+        sim.features[name] = value
+    return json_response(dict(sim.features))
+
+
 def add_routes(app: web.Application) -> None:
     r = app.router
+    r.add_put("/_sim/features", put_features)
     r.add_put("/_sim/ci/{owner}/{repo}", put_ci)
     r.add_get("/_sim/ci/{owner}/{repo}", get_ci)
     r.add_delete("/_sim/ci/{owner}/{repo}", delete_ci)

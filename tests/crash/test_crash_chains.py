@@ -299,3 +299,61 @@ def settled_bisections(world: CrashWorld) -> Callable[[], Awaitable[list[str | N
         return found if found and all(found) else None
 
     return check
+
+
+@pytest.mark.parametrize("rerun", ["success", "failure"])
+async def test_crash_after_an_actions_rerun_was_asked_for(make_world: MakeWorld, report: Report, rerun: str) -> None:
+    """Gitea newer than 1.25 re-runs a red single's failed Actions run in place; the bot is killed after it asked
+    (``rerun_requested``), before the re-test is recorded. Restarted, it judges the old attempt by the re-run's
+    statuses: green lands it; red is re-tested once more — this time recorded — and then rejected. Nothing is
+    pushed again for it, and the PR ends as it would have without the crash (docs/faults.md #39)."""
+    world = await make_world()
+    repo = world.repos[0]
+    await world.sim.features(actions_rerun=True)
+    prs = (("shaky", {"shaky.txt": "1\n"}),) if rerun == "success" else (("broken", {"broken.flag": "x\n"}),)
+    [number] = await world.open_prs(repo, prs)
+    await world.move_main(repo)  # so that the PR is built into a candidate, not landed as it is
+    await world.sim.fault(kind="ci", action="fail", repo=repo, count=1)  # the candidate's first run only
+    bot = world.bot_process(extra={"MERGE_BOT_FLAKY_RETRIES": "1"})
+    async with ChainWatch(world.engine) as watch:
+        await bot.start(crash_at="rerun_requested")
+        await world.ready(bot)
+        await world.queue(repo, number)
+        assert await bot.wait_exit(within=120) == -9
+        [crashed] = await all_attempts(world)  # the re-run asked for, the re-test not recorded
+        assert (crashed.state, crashed.reason) == ("testing", None)
+        second = await bot.start()
+        outcomes = await world.settled(1, within=120)
+        await world.no_staging_left()
+
+    assert list(outcomes.values()) == (["merged"] if rerun == "success" else ["failed"])
+    assert await violations(world, most=1) == []
+    assert await chain_violations(world, watch, most=1) == []
+    log = await world.sim.log()
+    staging = [e for e in log if e["kind"] == "push" and e["ref"].startswith("refs/heads/merge-bot/")]
+    assert len([e for e in staging if set(e["after"]) != {"0"}]) == 1  # one push: every re-test ran in place
+    runs = [(e["state"], e["attempt"]) for e in log if e["kind"] == "ci" and e.get("phase") == "done"]
+    attempts = await all_attempts(world)
+    if rerun == "success":
+        assert runs == [("failure", 1), ("success", 2)]
+        assert [(a.id, a.state) for a in attempts] == [(crashed.id, "done")]  # judged by the re-run: landed
+    else:
+        assert runs == [("failure", 1), ("failure", 2), ("failure", 3)]  # one more re-run than without the crash
+        assert [(a.state, a.reason) for a in attempts] == [("abandoned", "retried"), ("failed", "checks_failed")]
+        assert attempts[0].reason_detail.get("outcome") == "confirmed"
+
+    async def all_told() -> bool:
+        return not await untold(world, repo)
+
+    await eventually(all_told, within=20, what="the merge-bot status and one outcome comment on the PR")
+    decision = second.first("gate.decision")
+    report(
+        {
+            "kind": "chain crash point",
+            "step": "rerun_requested",
+            "scenario": f"actions-rerun-{rerun}",
+            "restart_to_decision_s": decision["at"] - second.started if decision else None,
+            "ci_runs": len(runs),
+            "violations": 0,
+        }
+    )

@@ -1,4 +1,5 @@
-"""Every JSON answer of every implemented endpoint validates against Gitea 1.25.4's own OpenAPI spec.
+"""Every JSON answer of every implemented endpoint validates against Gitea 1.25.4's own OpenAPI spec (plus
+the few newer routes the simulator serves when acting as a newer Gitea, tests/contract/gitea/gitea-swagger-newer.json).
 
 The walk calls every API route the simulator serves and validates each response against the schema the spec
 gives for that path, method and status code. The check is stricter than the spec in one way: objects may not
@@ -19,11 +20,12 @@ import pytest
 
 from gitea_sim.app import create_app
 from gitea_sim.testing import SimHandle
-from tests.conftest import SWAGGER
+from tests.conftest import SWAGGER, SWAGGER_NEWER
 
 from .conftest import Team
 
 SPEC: dict[str, Any] = json.loads(SWAGGER.read_text())
+SPEC["paths"].update(json.loads(SWAGGER_NEWER.read_text())["paths"])
 API = "/api/v1"
 
 # Go marshals a nil pointer or nil slice as JSON null, and go-swagger does not mark such fields x-nullable.
@@ -354,6 +356,16 @@ async def walk(g: SimHandle, team: Team) -> None:
     await g.api("GET", f"{r}/pulls/{n}/merge")
     await g.api("GET", f"{r}/pulls/{n}")
     await g.api("GET", f"{r}/pulls/99", expect=404)
+    await g.set_ci(repo, "false", context="ci/red")  # an Actions run that fails, re-run as a newer Gitea does
+    red = await g.push_commit(repo, w, "red", {"red.txt": "1"}, base="main")
+    await g.wait_idle()
+    runs = await g.api("GET", f"{r}/actions/runs", params={"head_sha": red})
+    run_id = runs["workflow_runs"][0]["id"]
+    await g.api("GET", f"{r}/actions/runs/{run_id}")
+    await g.api("POST", f"{r}/actions/runs/{run_id}/rerun-failed-jobs", token=w.token, expect=404)  # 1.25
+    await g.features(actions_rerun=True)
+    await g.api("POST", f"{r}/actions/runs/{run_id}/rerun-failed-jobs", token=w.token)
+    await g.wait_idle()
     await g.api("DELETE", f"/repos/{org}/tool", token=team.owner.token)
 
 

@@ -192,12 +192,47 @@ class Gate:
             return Pass(decision, idle, snapshot.now)
         for action in decision.actions:
             await self.apply(action, loaded, snapshot)
+        used, decided = snapshot, decision
         if self._landed_now:
             # The forge accepted the fast-forward: that is the fact the next decision needs, so
             # decide on it at once instead of re-reading everything (the machine still decides).
-            await self._decide_landed(snapshot, loaded)
+            used, decided = await self._decide_landed(snapshot, loaded)
+        await self._fill_window(used, decided, loaded)
         await self.notices.tell_untold(skip=self._tell_later)  # the last pass's merges, now this pass's work runs
         return Pass(decision, False, snapshot.now)
+
+    async def _fill_window(self, snapshot: TrainSnapshot, decision: machine.Decision, loaded: Loaded) -> None:
+        """A chain fills its window in one pass rather than one attempt per pass: once the attempts a decision
+        started are under test, the machine is asked again on what this pass read with them at the chain's
+        end (pending, no statuses yet), and the next attempt it starts is built at once. Only a decision that
+        did nothing but start attempts (and finish landed ones) is followed this way, and only the starts of
+        the next decision are taken: everything else waits for the next pass's fresh read."""
+        if not any(isinstance(a, StartAttempt) for a in decision.actions):
+            return
+        if not all(isinstance(a, (StartAttempt, FinishMerged)) for a in decision.actions):
+            return
+        for _ in range(self.policy().max_parallel):
+            known = {view.id for view in snapshot.attempts}
+            new = [running for attempt_id, running in loaded.attempts.items() if attempt_id not in known]
+            if not new or any(r.row.state != AttemptState.TESTING.value or r.row.candidate_sha is None for r in new):
+                return  # a build stopped (a conflict), or was known red or landed as it was: a fresh pass decides
+            testing = {entry_id for running in new for entry_id in running.entry_ids}
+            snapshot = replace(
+                snapshot,
+                attempts=(*snapshot.attempts, *(attempt_view(r.row, r.members) for r in new)),
+                entries=tuple(
+                    replace(view, state=EntryState.TESTING) if view.id in testing else view for view in snapshot.entries
+                ),
+                window=loaded.train.window,
+            )
+            starts = [a for a in machine.decide(snapshot).actions if isinstance(a, StartAttempt)]
+            if not starts:
+                return
+            log.info(
+                "gate.decision", train=self.train_id, reason="window_open", after="started", actions=["StartAttempt"]
+            )
+            for action in starts:
+                await self.apply(action, loaded, snapshot)
 
     async def _sleep(self, wake: asyncio.Event, actions: tuple[Action, ...], now: datetime) -> None:
         timeout = self.settings.gate_poll_seconds
@@ -463,7 +498,7 @@ class Gate:
 
     # -- actions ----------------------------------------------------------------------------------
 
-    async def _decide_landed(self, snapshot: TrainSnapshot, loaded: Loaded) -> None:
+    async def _decide_landed(self, snapshot: TrainSnapshot, loaded: Loaded) -> tuple[TrainSnapshot, machine.Decision]:
         landed_now, self._landed_now = self._landed_now, {}
         base_tip = snapshot.base_tip
         attempts = []
@@ -483,6 +518,7 @@ class Gate:
         )
         for action in decision.actions:
             await self.apply(action, loaded, landed)
+        return landed, decision
 
     async def apply(self, action: Action, loaded: Loaded, snapshot: TrainSnapshot) -> None:
         """Carry out one action, on exactly the attempt or entry it names."""

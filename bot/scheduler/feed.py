@@ -33,6 +33,7 @@ from bot.repos.patterns import owner_of
 
 log = get_logger(__name__)
 FEED_LAG = timedelta(seconds=30)
+SECOND = timedelta(seconds=1)
 CURSOR_PREFIX = "feed:"
 
 
@@ -59,15 +60,21 @@ class Plan:
                 await queries.set_cursor(session, CURSOR_PREFIX + owner, at)
 
 
-def changed(items: list[ChangedPull], stored: dict[tuple[str, int], datetime | None]) -> dict[str, set[int]]:
-    """The pull requests of ``items`` (lower-case repository names → numbers) newer than what is stored."""
+def changed(
+    items: list[ChangedPull], stored: dict[tuple[str, int], datetime | None], previous: datetime
+) -> dict[str, set[int]]:
+    """The pull requests of ``items`` (repository names → numbers) newer than what is stored.
+
+    Gitea keeps times to the second, so an item as new as the stored state may still hide a change made later
+    in that same second: it counts as changed unless that second had ended before the previous feed read
+    (``previous``), whose pass read every item of that second afresh after it had ended."""
     found: dict[str, set[int]] = defaultdict(set)
     for item in items:
         key = (item.repository.lower(), item.number)
         if key not in stored:
             continue  # not a managed repository
-        known = stored[key]
-        if known is None or item.updated_at is None or item.updated_at > known:
+        known, at = stored[key], item.updated_at
+        if known is None or at is None or at > known or (at == known and at >= previous - SECOND):
             found[item.repository].add(item.number)
     return found
 
@@ -105,7 +112,7 @@ async def plan(
             result.full.update(names)  # the feed starts here: what came before is read in full
             continue
         stored = await _stored(sessions, {n.lower() for n in names}, items)
-        for name, numbers in changed(items, stored).items():
+        for name, numbers in changed(items, stored, last).items():
             result.changed[_spelled(name, names)].update(numbers)
         for name in names:
             result.since[name] = since

@@ -257,7 +257,8 @@ async def walk(g: SimHandle, team: Team) -> None:
     await g.api("PUT", f"{r}/topics", json={"topics": ["no spaces"]}, expect=422)
     await g.api("GET", "/repos/search", params={"q": "queue", "topic": "true"})
     await g.api("GET", "/repos/search", params={"mode": "nope"}, expect=422)
-    await g.api("GET", "/repos/issues/search", params={"type": "pulls", "state": "all", "since": "2000-01-01T00:00:00Z"})
+    feed = {"type": "pulls", "state": "all", "since": "2000-01-01T00:00:00Z"}
+    await g.api("GET", "/repos/issues/search", params=feed)
     await g.api("GET", "/repos/issues/search", params={"owner": "nobody-here"}, expect=400)
     await g.api("GET", "/users/alice/repos")
     # contents, from the real git repository

@@ -190,3 +190,41 @@ async def test_a_pass_with_nothing_changed_makes_few_forge_calls(
         per_pass = len(window) / rounds
         assert per_pass <= 4, f"{per_pass} calls per idle pass: {[e['path'] for e in window][:20]}"
         assert per_pass * 5 < seeded  # not proportional to the repositories: far below one call each
+
+
+async def test_a_failing_listing_never_shrinks_the_managed_set(topic_world: World) -> None:
+    """docs/faults.md #57: every repository search fails (500) for a while; discovery keeps what it manages,
+    and the queue goes on."""
+    world = topic_world
+    await world.reconciled()
+    fault = await world.sim.fault(kind="http", method="GET", path="/api/v1/repos/search", status=500, count=-1)
+    since = max((e["seq"] for e in await world.sim.log()), default=0)
+
+    async def refused_listings() -> bool:
+        hits = [e for e in await world.sim.log("api", since=since)
+                if e["path"] == "/api/v1/repos/search" and e.get("fault") == fault["id"]]
+        return len(hits) >= 10  # a few full listings' worth of retries (MERGE_BOT_DISCOVERY_SECONDS=1)
+
+    await eventually(refused_listings, within=60, what="discovery to meet the failing listing")
+    async with world.engine.connect() as connection:
+        repository = (await connection.execute(select(Repository).where(Repository.name == "app"))).one()
+    assert (repository.discovered_by, repository.unmanaged_at) == (f"topic:{TOPIC}", None)
+    number = await world.open_pr("feature-a", {"a.txt": "a\n"})
+    await world.queue(number)
+    assert (await world.final_entry(number)).state == "merged"
+
+
+async def test_a_repository_whose_admin_right_is_taken_away_is_wound_down(topic_world: World) -> None:
+    """docs/faults.md #58: the bot's user is made a mere writer of the repository while a PR is under test:
+    the next full listing shows it without admin; its entry is cancelled, told on the PR."""
+    world = topic_world
+    await world.sim.set_ci(world.repo, "sh ci.sh", context="ci/test", delay_s=30.0)
+    number = await world.open_pr("feature-a", {"a.txt": "a\n"})
+    await world.queue(number)
+    await world.in_state(number, "testing")
+    await world.sim.add_collaborator(world.repo, world.bot.login, "write", as_user=world.owner)
+    entry = await world.final_entry(number, within=60)
+    assert (entry.state, entry.reason) == ("cancelled", "repository_unmanaged")
+    assert entry.reason_detail["why"] == "admin_lost"
+    await world.says(number, "no longer an admin")
+    assert await active(world, world.repo) == (0, 0)

@@ -300,9 +300,10 @@ async def main(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="mb-scale-") as tmp:
         workdir = Path(tmp)
         rows: list[Row] = []
-        async with Sim(workdir).running() as sim, fresh_database(args.database, workdir, "scale") as url:
-            async with asyncio.timeout(DEADLINE_S):
-                for n in args.sizes:
+        async with Sim(workdir).running() as sim, asyncio.timeout(DEADLINE_S):
+            for n in args.sizes:
+                # A database of its own per size: what one size discovered is not another's managed set.
+                async with fresh_database(args.database, workdir / f"db-{n}", f"scale{n}") as url:
                     rows.append(await measure(sim, n, args, url, workdir))
     if args.json:
         print(json.dumps([asdict(r) for r in rows], indent=2))

@@ -45,7 +45,7 @@ class Setup:
         if owner.lower() in self.org_hooked:
             await self._drop_repository_hooks(owner, name)
         else:
-            await self._repository_hook(owner, name)
+            await self.repository_hook(owner, name)
         current = await self.forge.get_repo(owner, name)
         for flag in needed_merge_styles(self.settings):
             if not current.get(flag):
@@ -73,7 +73,7 @@ class Setup:
             return False
         return True
 
-    async def _repository_hook(self, owner: str, name: str) -> None:
+    async def repository_hook(self, owner: str, name: str) -> None:
         url, secret = self.settings.webhook_url, self.settings.webhook_secret
         hooks = [hook for hook in await self.forge.list_hooks(owner, name) if hook.url == url]
         if not hooks:
@@ -99,7 +99,7 @@ async def ensure_webhooks(forge: GiteaClient, settings: Settings, repos: Iterabl
     setup = Setup(forge, settings)
     for full_name in settings.explicit_repos if repos is None else repos:
         owner, name = full_name.split("/")
-        await setup._repository_hook(owner, name)
+        await setup.repository_hook(owner, name)
 
 
 def needed_merge_styles(settings: Settings) -> tuple[str, ...]:

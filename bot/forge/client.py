@@ -305,8 +305,11 @@ class GiteaClient:
         raise ForgeError("GET", path, 200, f"more than {max_pages} pages of repositories: listing cut short")
 
     async def user_id(self, name: str) -> int:
+        """The id of a user or organisation (``GET /users/{name}`` answers both)."""
         data = await self._get(f"/users/{_path(name)}")
-        return int(_obj({"user": data}, "user")["id"])
+        if not isinstance(data, Mapping) or not isinstance(data.get("id"), int):
+            raise ForgeError("GET", "/users", 200, f"answer about {name} lacks its id")
+        return int(data["id"])
 
     async def changed_pulls(
         self, owner: str, since: datetime | None, *, max_pages: int = 100

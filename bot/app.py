@@ -16,8 +16,9 @@ from bot.db.inbox import DeliveryWriter
 from bot.db.session import make_engine, make_sessionmaker
 from bot.logs import get_logger
 from bot.queue_service import QueueService
+from bot.repos.managed import ManagedCache
 from bot.web import api, health, metrics, pages, webhook
-from bot.web.keys import CLOCK, ENGINE, SETTINGS, WRITER
+from bot.web.keys import CLOCK, ENGINE, MANAGED, SETTINGS, WRITER
 
 log = get_logger(__name__)
 
@@ -46,10 +47,12 @@ def create_app(
     async def database(app: web.Application) -> AsyncIterator[None]:
         if engine is not None:
             app[ENGINE] = engine
+            app[MANAGED] = ManagedCache(settings, engine)
             yield
             return
         assert url is not None
         app[ENGINE] = owned = make_engine(url)
+        app[MANAGED] = ManagedCache(settings, owned)
         yield
         await owned.dispose()
 

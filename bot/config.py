@@ -30,6 +30,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from bot import crashpoints
 from bot.notifications import urls as target_urls
 from bot.queue.windows import parse_window
+from bot.repos import patterns as repo_patterns
 
 ENV_PREFIX = "MERGE_BOT_"
 REPO_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
@@ -258,7 +259,12 @@ class Settings(RepoSettings, BaseSettings):
         default=None, description="URL the forge reaches the bot at; default http://<listen>"
     )
     listen: Listen = Field(default=Listen(host="127.0.0.1", port=8080), description="host:port to bind")
-    repos: tuple[str, ...] = Field(default=(), description="Managed repositories")
+    repos: tuple[str, ...] = Field(
+        default=(), description="Managed repositories: owner/name, owner/* (all the bot administers) or topic:NAME"
+    )
+    discovery_seconds: float = Field(
+        default=300.0, gt=0, description="How often owner/* and topic: patterns are listed again in full"
+    )
     database_url: SecretStr | None = Field(
         default=None, description="PostgreSQL URL; without it an embedded server runs in data_dir"
     )
@@ -296,10 +302,11 @@ class Settings(RepoSettings, BaseSettings):
     @classmethod
     def _repos(cls, value: Any) -> Any:
         repos = _split_list(value)
-        for repo in repos or ():
-            if not isinstance(repo, str) or not REPO_RE.match(repo):
-                raise ValueError(f"expected owner/name, got {repo!r}")
-        return repos
+        if repos is None:
+            return repos
+        if not all(isinstance(repo, str) for repo in repos):
+            raise ValueError("expected a list of owner/name, owner/* or topic:NAME")
+        return tuple(str(pattern) for pattern in repo_patterns.parse_all(repos))  # PatternError is a ValueError
 
     @field_validator("crash_at")
     @classmethod
@@ -335,6 +342,15 @@ class Settings(RepoSettings, BaseSettings):
         if self.external_url is None:
             object.__setattr__(self, "external_url", AnyHttpUrl(f"http://{self.listen}"))
         return self
+
+    @property
+    def patterns(self) -> tuple[repo_patterns.Pattern, ...]:
+        return repo_patterns.parse_all(self.repos)
+
+    @property
+    def explicit_repos(self) -> tuple[str, ...]:
+        """The repositories named one by one (``owner/name``): managed whatever the forge says."""
+        return repo_patterns.exact_names(self.patterns)
 
     @property
     def webhook_url(self) -> str:

@@ -43,6 +43,8 @@ from bot.db.session import make_engine
 from bot.forge.client import Branch, GiteaClient, Hook
 from bot.forge.errors import Forbidden, ForgeError, NotFound, Unauthorized
 from bot.queue.checks import is_own
+from bot.repos import discovery
+from bot.repos.patterns import Exact, discovers
 from bot.setup import HOOK_EVENTS, needed_merge_styles
 
 SCOPE_REFUSAL = re.compile(r"token does not have at least one of required scope\(s\)")
@@ -286,7 +288,10 @@ async def examine(
     findings = [token]
     if not token.ok:
         return findings
-    findings.append(await _scopes(forge, settings, error))
+    repos, found = await _repositories(forge, settings)
+    if found is not None:
+        findings.append(discovery_finding(settings, found))
+    findings.append(await _scopes(forge, settings, error, repos))
     engine = make_engine(database_url, pool_size=1, application_name="merge-bot doctor") if database_url else None
     if engine is not None:
         try:
@@ -298,7 +303,7 @@ async def examine(
     if engine is None:
         findings.append(database_finding(database_problem))
     try:
-        for full_name in settings.repos:
+        for full_name in repos:
             findings.extend(await _repository(forge, settings, full_name, login, engine, http, wait_seconds,
                                               clock, sleep))
     finally:
@@ -307,12 +312,37 @@ async def examine(
     return findings
 
 
-async def _scopes(forge: GiteaClient, settings: Settings, user_error: ForgeError | None) -> Finding:
+async def _repositories(forge: GiteaClient, settings: Settings) -> tuple[list[str], discovery.Found | None]:
+    """The repositories to check: those named, and what the patterns name on the forge now."""
+    names = {name.lower(): name for name in settings.explicit_repos}
+    if not discovers(settings.patterns):
+        return list(names.values()), None
+    found = await discovery.list_all(forge, settings.patterns)
+    for key, (name, _) in sorted(found.eligible.items()):
+        names.setdefault(key, name)
+    return list(names.values()), found
+
+
+def discovery_finding(settings: Settings, found: discovery.Found) -> Finding:
+    patterns = ", ".join(str(p) for p in settings.patterns if not isinstance(p, Exact))
+    if found.errors:
+        return Finding("discovery", patterns, False, f"a listing failed ({'; '.join(found.errors)}): the bot keeps "
+                                                     "what it manages until the forge answers")
+    named = f"{len(found.eligible)} repositor{'y' if len(found.eligible) == 1 else 'ies'} the bot administers"
+    if found.refused:
+        left = ", ".join(f"{name} ({why.value.replace('_', ' ')})" for name, why in sorted(found.refused.items()))
+        return Finding("discovery", patterns, True, f"{named}; not managed: {left}")
+    return Finding("discovery", patterns, True, named)
+
+
+async def _scopes(
+    forge: GiteaClient, settings: Settings, user_error: ForgeError | None, repos: Sequence[str]
+) -> Finding:
     refusals: dict[str, str | None] = {
         "read:user": user_error.message if isinstance(user_error, Forbidden) else None
     }
-    if settings.repos:
-        owner, name = settings.repos[0].split("/")
+    if repos:
+        owner, name = repos[0].split("/")
         refusals["write:repository"] = await _refusal(forge.delete_hook(owner, name, 0))
         refusals["write:issue"] = await _refusal(forge.delete_comment(owner, name, 0))
     if settings.allowed_teams:

@@ -29,6 +29,8 @@ from bot.notifications import enqueue, targets, text
 from bot.notifications.outbox import Message
 from bot.queue import windows
 from bot.queue.model import Hold, HoldKind
+from bot.repos.managed import explicit, is_managed
+from bot.repos.patterns import discovers
 
 REASON_LIMIT = 500
 _DURATION = re.compile(r"(?:(\d{1,4})d)?(?:(\d{1,5})h)?(?:(\d{1,6})m)?", re.ASCII)
@@ -122,7 +124,14 @@ def check_reason(reason: str) -> str:
 
 
 def managed(settings: Settings, target: Target) -> None:
-    if target.repository.lower() not in {repo.lower() for repo in settings.repos}:
+    """Without the database: a repository no setting could name is refused at once."""
+    if not (explicit(settings, target.repository) or discovers(settings.patterns)):
+        raise HoldError(f"{target.repository} is not managed by this bot (setting repos)")
+
+
+async def managed_now(session: AsyncSession, settings: Settings, target: Target) -> None:
+    """With the database: named in the settings, or discovered under a pattern and still managed."""
+    if not await is_managed(session, settings, target.repository):
         raise HoldError(f"{target.repository} is not managed by this bot (setting repos)")
 
 
@@ -140,7 +149,7 @@ async def place(
     cancel_running: bool = False,
 ) -> Change:
     """Freeze or pause ``target`` (a hold of that kind already on it is replaced), in the caller's transaction."""
-    managed(settings, target)
+    await managed_now(session, settings, target)
     reason = check_reason(reason)
     if until is not None and until <= now:
         raise HoldError("the end time is not in the future")
@@ -185,7 +194,7 @@ async def lift(
     now: datetime,
 ) -> Change:
     """Unfreeze or unpause ``target``; :class:`HoldError` when no such hold is in force on it."""
-    managed(settings, target)
+    await managed_now(session, settings, target)
     repo = await queries.find_repository(session, target.repository)
     hold = await _unlifted(session, repo.id, target.branch, kind) if repo is not None else None
     if repo is None or hold is None or (hold.until is not None and hold.until <= now):

@@ -37,7 +37,7 @@ from bot.repoconfig.cache import RepoConfigs
 from bot.scheduler.jobs import build_scheduler, cluster_once
 from bot.scheduler.reap import Reaper
 from bot.scheduler.reconcile import Reconciler
-from bot.setup import ensure_merge_styles, ensure_webhooks
+from bot.setup import Setup
 
 log = get_logger(__name__)
 
@@ -64,7 +64,8 @@ class QueueService:
         settings = self.settings
         assert settings.gitea_token is not None
         forge = GiteaClient(self.http, str(settings.gitea_url), settings.gitea_token)
-        login = await self._setup(forge)
+        setup = Setup(forge, settings)
+        login = await self._setup(forge, setup)
         git = GitRunner(
             committer=Identity(login, f"{login}@merge-bot.invalid"),
             token=settings.gitea_token,
@@ -85,7 +86,7 @@ class QueueService:
         enqueuer = Enqueuer(settings, self.sessions, forge, self.clock, permissions, self.wake_train, configs=configs)
         intake = Intake(IntakeDeps(settings, self.sessions, forge, self.clock, login, self.wake_train), enqueuer)
         self.worker = worker = InboxWorker(self.sessions, intake.handle, self.clock)
-        reconciler = Reconciler(settings, self.sessions, forge, intake, self.clock, runner.wake)
+        reconciler = Reconciler(settings, self.sessions, forge, intake, self.clock, runner.wake, setup)
         reaper = Reaper(settings, self.sessions, forge, self.clock, runner.wake)
         self.reconciler, self.reaper = reconciler, reaper
         def urls_for(_repository: str | None) -> tuple[str, ...]:
@@ -125,13 +126,13 @@ class QueueService:
         if self.runner is not None and payload.isdigit():
             self.runner.wake(int(payload))
 
-    async def _setup(self, forge: GiteaClient) -> str:
+    async def _setup(self, forge: GiteaClient, setup: Setup) -> str:
+        """Who the bot is; the organisation hooks and the named repositories (discovery sets up the others)."""
         delay = 1.0
         while True:
             try:
                 login = await forge.current_user()
-                await ensure_webhooks(forge, self.settings)
-                await ensure_merge_styles(forge, self.settings)
+                await setup.start()
                 return login
             except ForgeError as exc:
                 log.warning("queue.setup_failed", error=str(exc), retry_in=delay)

@@ -13,7 +13,21 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from . import githttp, scopes
-from .api import actions, contents, forks, hooks, issues, pulls, repo_settings, sim, statuses, teams, topics, users
+from .api import (
+    actions,
+    contents,
+    forks,
+    hooks,
+    issues,
+    pulls,
+    repo_settings,
+    seed,
+    sim,
+    statuses,
+    teams,
+    topics,
+    users,
+)
 from .core import Sim
 from .faults import Fault
 from .web import DOER, SIM, ApiError, AuthError, authenticate, error_body, json_response, token_of
@@ -116,6 +130,7 @@ def create_app(data_dir: Path, admin_token: str, flavour: str = "gitea", base_ur
         the_sim.base_url = base_url.rstrip("/")
     app = web.Application(middlewares=[log_and_faults, errors, auth], client_max_size=512 * 1024 ** 2)
     app[SIM] = the_sim
+    issues.add_search_route(app, API)
     users.add_routes(app, API)
     teams.add_routes(app, API)
     repo_settings.add_routes(app, API)
@@ -128,6 +143,7 @@ def create_app(data_dir: Path, admin_token: str, flavour: str = "gitea", base_ur
     statuses.add_routes(app, API)
     actions.add_routes(app, API)
     sim.add_routes(app)
+    seed.add_routes(app)
     githttp.add_routes(app)
     app.router.add_get("/api/swagger", _swagger_note)
 

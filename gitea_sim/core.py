@@ -192,9 +192,13 @@ class Sim:
         return st
 
     def add_event(self, issue_id: int, type_: str, user: User, **extra: Any) -> TimelineEvent:
+        """A timeline entry. Gitea stores it as a comment of its type, and ``CreateComment`` bumps the issue's
+        ``updated_unix`` for every comment of every type (models/issues/comment.go, ``updateCommentInfos``):
+        a label, a push to the head, a close, a scheduled merge all make the PR "updated"."""
         issue = self.state.issues_by_id[issue_id]
         event = TimelineEvent(id=self.state.next_id("comment"), type=type_, user_id=user.id, **extra)
         issue.events.append(event)
+        issue.updated_at = utcnow()
         return event
 
 

@@ -14,6 +14,7 @@
   (``bot.notifications``).
 - ``HoldRow``: a freeze or a pause of a branch's train or of a whole repository (``bot.holds``).
 - ``TrainEvent``: the audit log of trains (frozen, unfrozen, paused, unpaused), by whom and why.
+- ``Cursor``: where the reconciler's incremental reads of the forge stand (``bot.repos``).
 
 States are stored as text with CHECK constraints, so adding a state is a small migration, not an ALTER TYPE.
 """
@@ -112,12 +113,28 @@ class Repository(Base):
     last_comment_id: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     reconciled_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(server_default=_now())
+    # 0009: discovery (bot.repos.discovery)
+    discovered_by: Mapped[str | None] = mapped_column(String(255))
+    unmanaged_at: Mapped[datetime | None]
+    unmanaged_reason: Mapped[str | None] = mapped_column(String(64))
+    set_up_at: Mapped[datetime | None]
+    needs_full_pass: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
 
     __table_args__ = (UniqueConstraint("owner", "name"),)
 
     @property
     def full_name(self) -> str:
         return f"{self.owner}/{self.name}"
+
+
+class Cursor(Base):
+    """Where an incremental read stands (0009): ``feed:<owner>`` is the forge's time of the last change feed
+    read of that owner's pull requests, ``discovery`` the last full listing of the patterns."""
+
+    __tablename__ = "cursors"
+
+    name: Mapped[str] = mapped_column(String(300), primary_key=True)
+    at: Mapped[datetime]
 
 
 class Train(Base):

@@ -15,6 +15,7 @@ from bot.db.models import (
     Attempt,
     AttemptEntry,
     CommitStatus,
+    Cursor,
     Entry,
     EntryEvent,
     PullRequest,
@@ -50,6 +51,20 @@ async def find_repository(session: AsyncSession, full_name: str) -> Repository |
     return (await session.execute(query)).scalar_one_or_none()
 
 
+async def train_ids(session: AsyncSession, repository_id: int) -> list[int]:
+    rows = await session.execute(select(Train.id).where(Train.repository_id == repository_id).order_by(Train.id))
+    return [int(train_id) for (train_id,) in rows]
+
+
+async def cursor(session: AsyncSession, name: str) -> datetime | None:
+    return (await session.execute(select(Cursor.at).where(Cursor.name == name))).scalar_one_or_none()
+
+
+async def set_cursor(session: AsyncSession, name: str, at: datetime) -> None:
+    statement = insert(Cursor).values(name=name, at=at)
+    await session.execute(statement.on_conflict_do_update(index_elements=["name"], set_={"at": at}))
+
+
 async def ensure_train(session: AsyncSession, repository_id: int, branch: str) -> Train:
     statement = (
         insert(Train)
@@ -77,19 +92,28 @@ def _pull_values(info: PullRequestInfo, now: datetime) -> dict[str, Any]:
         "base_ref": info.base_ref,
         "allow_maintainer_edit": info.allow_maintainer_edit,
         "labels": list(info.labels),
+        "forge_updated_at": _forge_time(info.updated_at),
         "synced_at": now,
     }
 
 
+def _forge_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
 async def upsert_pull(session: AsyncSession, repository_id: int, info: PullRequestInfo, now: datetime) -> PullRequest:
     values = _pull_values(info, now)
-    statement = (
-        insert(PullRequest)
-        .values(repository_id=repository_id, number=info.number, **values)
-        .on_conflict_do_update(index_elements=["repository_id", "number"], set_=values)
-        .returning(PullRequest.id)
-    )
-    pull_id = (await session.execute(statement)).scalar_one()
+    statement = insert(PullRequest).values(repository_id=repository_id, number=info.number, **values)
+    # The newest forge time seen stays: a webhook that arrives late carries an older one.
+    newest = func.greatest(PullRequest.forge_updated_at, statement.excluded.forge_updated_at)
+    kept = {**values, "forge_updated_at": newest}
+    upsert = statement.on_conflict_do_update(index_elements=["repository_id", "number"], set_=kept)
+    pull_id = (await session.execute(upsert.returning(PullRequest.id))).scalar_one()
     pull = await session.get(PullRequest, pull_id, populate_existing=True)
     assert pull is not None
     return pull

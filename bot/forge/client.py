@@ -16,6 +16,8 @@ import json
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -96,6 +98,28 @@ class Branch:
     contexts: tuple[str, ...]
     user_can_push: bool
     user_can_merge: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RepoSummary:
+    """A repository as a listing shows it: what discovery decides on."""
+
+    full_name: str
+    owner_id: int
+    admin: bool  # the token's user administers it (``permissions.admin``)
+    archived: bool
+    updated_at: datetime | None
+    topics: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ChangedPull:
+    """A pull request the change feed (``GET /repos/issues/search``) names: updated since the time asked."""
+
+    repository: str
+    number: int
+    updated_at: datetime | None
+    state: str
 
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -244,6 +268,95 @@ class GiteaClient:
     async def owner_repos(self, owner: str) -> list[str]:
         """Full names of a user's or an organisation's repositories (GET /users/{owner}/repos takes both)."""
         return [str(item.get("full_name") or "") async for item in self._pages(f"/users/{_path(owner)}/repos")]
+
+    async def owner_listing(self, owner: str, *, max_pages: int = 200) -> list[RepoSummary]:
+        """Every repository of an organisation (``GET /orgs/{org}/repos``) or, for a user, of the user
+        (``GET /users/{user}/repos``): Gitea answers the organisation route 404 for a user."""
+        try:
+            return await self._summaries(f"/orgs/{_path(owner)}/repos", max_pages=max_pages)
+        except NotFound:
+            return await self._summaries(f"/users/{_path(owner)}/repos", max_pages=max_pages)
+
+    async def search_listing(
+        self,
+        *,
+        topic: str | None = None,
+        uid: int | None = None,
+        newer_than: datetime | None = None,
+        max_pages: int = 200,
+    ) -> list[RepoSummary]:
+        """``GET /repos/search``: with ``topic``, the repositories carrying exactly that topic; with ``uid``,
+        those the user or organisation owns. With ``newer_than``, sorted by ``updated`` newest first and read
+        only until the first one updated before it (Gitea bumps a repository's ``updated_unix`` on every write
+        of its row: a push, a setting, archiving, a topic)."""
+        params: dict[str, str | int] = {}
+        if topic is not None:
+            params.update(q=topic, topic="true")
+        if uid is not None:
+            params.update(uid=uid, exclusive="true")
+        if newer_than is not None:
+            params.update(sort="updated", order="desc")
+        return await self._summaries("/repos/search", params=params, newer_than=newer_than, max_pages=max_pages)
+
+    async def _summaries(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, str | int] | None = None,
+        newer_than: datetime | None = None,
+        max_pages: int,
+    ) -> list[RepoSummary]:
+        found: list[RepoSummary] = []
+        for page in range(1, max_pages + 1):
+            _, data, _ = await self._request("GET", path, params={**(params or {}), "page": page, "limit": PAGE_LIMIT})
+            items = (data or {}).get("data") if isinstance(data, Mapping) else data
+            items = items or []
+            for item in items:
+                summary = _summary(item)
+                if newer_than is not None and summary.updated_at is not None and summary.updated_at < newer_than:
+                    return found
+                found.append(summary)
+            if len(items) < PAGE_LIMIT:
+                return found
+        raise ForgeError("GET", path, 200, f"more than {max_pages} pages of repositories: listing cut short")
+
+    async def user_id(self, name: str) -> int:
+        """The id of a user or organisation (``GET /users/{name}`` answers both)."""
+        data = await self._get(f"/users/{_path(name)}")
+        if not isinstance(data, Mapping) or not isinstance(data.get("id"), int):
+            raise ForgeError("GET", "/users", 200, f"answer about {name} lacks its id")
+        return int(data["id"])
+
+    async def changed_pulls(
+        self, owner: str, since: datetime | None, *, max_pages: int = 100
+    ) -> tuple[list[ChangedPull], datetime | None]:
+        """The change feed: the owner's pull requests (any state) updated at or after ``since``, across its
+        repositories the token's user may read, in one paged listing (``GET /repos/issues/search``, which
+        filters on ``issue.updated_unix``; Gitea bumps that on every comment of any type — a label, a push to
+        the head, a close or merge, a scheduled merge: ``models/issues/comment.go``, ``CreateComment``). Also
+        the forge's own time of the first page's answer (its ``Date`` header), to ask from next time."""
+        params: dict[str, str | int] = {"type": "pulls", "state": "all", "owner": owner, "limit": PAGE_LIMIT}
+        if since is not None:
+            params["since"] = since.isoformat()
+        found: list[ChangedPull] = []
+        answered: datetime | None = None
+        for page in range(1, max_pages + 1):
+            _, items, headers = await self._request("GET", "/repos/issues/search", params={**params, "page": page})
+            if answered is None:
+                answered = _http_date(headers.get("Date"))
+            for item in items or ():
+                where = item.get("repository") or {}
+                found.append(
+                    ChangedPull(
+                        repository=str(where.get("full_name") or ""),
+                        number=int(item["number"]),
+                        updated_at=_timestamp(item.get("updated_at")),
+                        state=str(item.get("state") or ""),
+                    )
+                )
+            if len(items or ()) < PAGE_LIMIT:
+                return found, answered
+        raise ForgeError("GET", "/repos/issues/search", 200, f"more than {max_pages} pages of changes")
 
     # -- pull requests --------------------------------------------------------------------------------
 
@@ -585,6 +698,37 @@ def _pull(data: Any) -> PullRequestInfo:
         return pull_info(data)
     except MalformedEvent as exc:
         raise ForgeError("GET", "pulls", 200, f"unexpected pull request shape: {exc}") from None
+
+
+def _timestamp(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _http_date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _summary(item: Mapping[str, Any]) -> RepoSummary:
+    permissions = item.get("permissions") or {}
+    owner = item.get("owner") or {}
+    return RepoSummary(
+        full_name=str(item.get("full_name") or ""),
+        owner_id=int(owner.get("id") or 0),
+        admin=bool(permissions.get("admin")),
+        archived=bool(item.get("archived")),
+        updated_at=_timestamp(item.get("updated_at")),
+        topics=tuple(str(t) for t in item.get("topics") or ()),
+    )
 
 
 def _comment(item: Mapping[str, Any]) -> Comment:

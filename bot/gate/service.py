@@ -79,6 +79,7 @@ from bot.queue.model import (
 )
 from bot.queue.policy import QueuePolicy
 from bot.repoconfig.cache import RepoConfigs
+from bot.repos.managed import retired
 
 log = get_logger(__name__)
 
@@ -167,6 +168,8 @@ class Gate:
         earlier, self._tell_later = self._tell_later, set()
         await self.notices.tell_untold(skip=earlier)  # what a crash or the forge cut short
         loaded = await self.load()
+        if retired(self.deps.settings, loaded.repo):
+            return await self.retire(loaded)  # before anything reads the forge: the repository may be gone
         if self.deps.configs is not None:  # the branch's own file at its tip, read once per tip
             self.settings = self.notices.settings = await self.deps.configs.for_train(loaded.train, loaded.repo)
         await self.refresh_facts(loaded)
@@ -233,6 +236,22 @@ class Gate:
             )
             for action in starts:
                 await self.apply(action, loaded, snapshot)
+
+    async def retire(self, loaded: Loaded) -> Pass:
+        """The repository left the managed set: end every active attempt and cancel every active entry with
+        ``repository_unmanaged`` (``machine.retire``), each recorded in its audit log and told on its PR as far
+        as the forge still lets the bot. Nothing is left active, so the train goes idle."""
+        now = self.deps.clock.now()
+        views = [entry_view(entry, pull) for entry, pull in loaded.entries.values()]
+        chain = [attempt_view(r.row, r.members, (), landed=False) for r in loaded.attempts.values()]
+        decision = machine.retire(views, chain, loaded.repo.unmanaged_reason or "unmanaged")
+        log.warning("gate.retired", train=self.train_id, repo=loaded.repo.full_name, actions=len(decision.actions))
+        for action in decision.actions:
+            if isinstance(action, AbandonAttempt):
+                await self._abandon(action, loaded)
+            elif isinstance(action, CancelEntry):
+                await self._cancel(action, loaded)
+        return Pass(decision, not decision.actions, now)
 
     async def _sleep(self, wake: asyncio.Event, actions: tuple[Action, ...], now: datetime) -> None:
         timeout = self.settings.gate_poll_seconds

@@ -586,3 +586,24 @@ def _stale(entry: EntryView, attempt: AttemptView | None) -> CancelEntry | None:
     if pull.head_sha not in expected:
         return CancelEntry(entry.id, Reason.HEAD_CHANGED, {"approved": entry.approved_sha, "head": pull.head_sha})
     return None
+
+
+def retire(
+    entries: Iterable[EntryView], attempts: Iterable[AttemptView], why: str
+) -> Decision:
+    """The train's repository is no longer managed (``why``: deleted, archived, admin lost, topic removed):
+    every active attempt ends and every active entry is cancelled for it, told on its PR where the forge still
+    lets the bot. An entry whose attempt was being merged says so (the base may already carry it)."""
+    attempts = tuple(attempts)
+    merging = {entry_id for a in attempts if a.state is AttemptState.MERGING for entry_id in a.entry_ids}
+    actions: list[Action] = [
+        AbandonAttempt(attempt.id, Reason.REPOSITORY_UNMANAGED, ()) for attempt in reversed(attempts)
+    ]
+    for entry in entries:
+        if entry.state in FINAL_ENTRY_STATES:
+            continue
+        detail: dict[str, Any] = {"why": why}
+        if entry.id in merging:
+            detail["was_merging"] = True
+        actions.append(CancelEntry(entry.id, Reason.REPOSITORY_UNMANAGED, detail))
+    return Decision(tuple(actions), Reason.REPOSITORY_UNMANAGED, {"why": why})

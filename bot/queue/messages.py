@@ -97,12 +97,32 @@ def outcome_comment(reason: Reason, detail: Mapping[str, Any], *, queue_url: str
         )
     if reason is Reason.CANCELLED_BY_USER:
         return f"Removed from the queue by {detail.get('by', 'a maintainer')}.{link}"
+    if reason is Reason.REPOSITORY_UNMANAGED:
+        return (
+            f"Removed from the queue: merge-bot no longer manages this repository "
+            f"({UNMANAGED_WHY.get(str(detail.get('why')), str(detail.get('why') or 'it left the managed set'))}). "
+            f"Nothing of this PR was merged by the queue{_was_merging(detail)}; once the repository is managed "
+            f"again, queue it with `/merge`.{link}"
+        )
     if reason is Reason.PERMISSION_REVOKED:
         return (
             f"Not merged: @{detail.get('by', '?')}, who queued this PR, no longer has write access. "
             f"Someone with write access can queue it again with `/merge`.{link}"
         )
     return f"Queue update: {reason.value}.{link}"
+
+
+UNMANAGED_WHY = {
+    "deleted": "it was deleted",
+    "archived": "it was archived",
+    "admin_lost": "the bot's user is no longer an admin of it",
+    "topic_removed": "it no longer carries the topic the bot looks for",
+    "not_matched": "no pattern of MERGE_BOT_REPOS names it any more",
+}
+
+
+def _was_merging(detail: Mapping[str, Any]) -> str:
+    return " (it was being merged: check the base branch)" if detail.get("was_merging") else ""
 
 
 def flaky_comment(context: str, target_url: str, numbers: list[int]) -> str:
@@ -138,6 +158,8 @@ def status_description(reason: Reason, detail: Mapping[str, Any]) -> str:
         text = "cancelled: new commits after the approval"
     elif reason in (Reason.PR_CLOSED, Reason.PR_MERGED_OUTSIDE, Reason.CANCELLED_BY_USER):
         text = "removed from the queue"
+    elif reason is Reason.REPOSITORY_UNMANAGED:
+        text = "removed from the queue: the repository is no longer managed"
     elif reason is Reason.MERGE_REFUSED:
         text = "failed: the forge refused the fast-forward"
     elif reason is Reason.PERMISSION_REVOKED:

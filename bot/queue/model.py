@@ -81,6 +81,7 @@ class Reason(enum.StrEnum):
     BAD_CONFIG = "bad_config"  # the PR brings a merge-bot file that cannot be used
     FROZEN = "frozen"  # the train is frozen: green candidates wait, nothing lands
     PAUSED = "paused"  # the train is paused: nothing new is started
+    REPOSITORY_UNMANAGED = "repository_unmanaged"  # discovery dropped the repository: its queue is wound down
 
 
 class BisectionOutcome(enum.StrEnum):

@@ -22,6 +22,7 @@ from bot.db.models import Attempt, DeliveryState, Repository, Train, WebhookDeli
 from bot.forge.client import GiteaClient
 from bot.logs import get_logger
 from bot.queue.model import ACTIVE_ATTEMPT_STATES
+from bot.repos.managed import managed_names
 
 log = get_logger(__name__)
 STAGING_PREFIX = "merge-bot/"
@@ -64,7 +65,7 @@ class Reaper:
             for train_id in set(expired):
                 reaped.resumed += 1
                 self._wake(train_id)
-        for full_name in self._settings.repos:
+        for full_name in await self._with_attempts():
             try:
                 reaped.refs_deleted += await self._staging_refs(full_name)
             except Exception as exc:
@@ -85,6 +86,20 @@ class Reaper:
                 deliveries_pruned=reaped.deliveries_pruned,
             )
         return reaped
+
+    async def _with_attempts(self) -> list[str]:
+        """The repositories named in the settings, and the discovered ones that ever had an attempt: only those
+        can hold a staging branch of this bot (with many discovered repositories, the others cost no call)."""
+        async with self._sessions() as session:
+            managed = {name.lower() for name in await managed_names(session, self._settings)}
+            rows = await session.execute(
+                select(Repository.owner, Repository.name)
+                .join(Train, Train.repository_id == Repository.id)
+                .join(Attempt, Attempt.train_id == Train.id)
+                .distinct()
+            )
+            found = {f"{o}/{n}" for o, n in rows if f"{o}/{n}".lower() in managed}
+        return sorted({*self._settings.explicit_repos, *found})
 
     async def _staging_refs(self, full_name: str) -> int:
         owner, name = full_name.split("/")

@@ -1,10 +1,16 @@
 """The reconciler: brings the database in line with the forge, through the same path as webhooks.
 
-For each managed repository, within a bounded number of API calls: every open PR is observed (head, state,
-the queue label — whose arrival is attributed from the PR's timeline); PRs with active entries that are no
-longer open are read one by one (closed or merged while the bot was not listening); comments newer than the
-last one seen go through the intake as if their webhook had arrived (commands are keyed by comment id, so
-nothing acts twice); then every train with work is woken.
+Each pass first runs discovery (``bot.scheduler.discover``: the managed set of ``owner/*`` and ``topic:``
+patterns), then asks the change feed which repositories and pull requests changed (``bot.scheduler.feed``),
+and reads only those: its forge calls grow with what changed, not with what exists.
+
+A full pass over a repository (its first, one after a failed pass, or when its owner's feed cannot be read),
+within a bounded number of API calls: every open PR is observed (head, state, the queue label — whose arrival
+is attributed from the PR's timeline); PRs with active entries that are no longer open are read one by one
+(closed or merged while the bot was not listening); comments newer than the last one seen go through the
+intake as if their webhook had arrived (commands are keyed by comment id, so nothing acts twice). A pass over
+the changed PRs of a repository reads each of them, their timelines and the comments since the feed's last
+read. Then every train with work is woken.
 The first pass on a repository only records where the comments stand: it does not act on history.
 """
 
@@ -12,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -26,6 +32,10 @@ from bot.forge.client import GiteaClient
 from bot.inbox.intake import Intake
 from bot.logs import get_logger
 from bot.queue.model import ACTIVE_ENTRY_STATES
+from bot.repos.managed import managed_names
+from bot.scheduler import feed
+from bot.scheduler.discover import Discovered, Discovery
+from bot.setup import Setup
 
 log = get_logger(__name__)
 COMMENT_MARGIN = timedelta(minutes=10)
@@ -38,6 +48,8 @@ class Healed:
     pulls_closed: int = 0
     commands_found: int = 0
     trains_woken: set[int] = field(default_factory=set)
+    repositories_read: int = 0
+    discovered: Discovered = field(default_factory=Discovered)
 
     def __bool__(self) -> bool:
         return bool(self.pulls_changed or self.pulls_closed or self.commands_found)
@@ -52,6 +64,7 @@ class Reconciler:
         intake: Intake,
         clock: Clock,
         wake: Callable[[int], None],
+        setup: Setup | None = None,
     ) -> None:
         self._settings = settings
         self._sessions = sessions
@@ -59,16 +72,33 @@ class Reconciler:
         self._intake = intake
         self._clock = clock
         self._wake = wake
+        self.discovery = Discovery(settings, sessions, forge, setup or Setup(forge, settings), wake)
         self.total = Healed()
 
     async def run(self) -> Healed:
         healed = Healed()
-        for full_name in self._settings.repos:
+        now = self._clock.now()
+        try:
+            healed.discovered = await self.discovery.run(now)
+        except Exception as exc:  # discovery's trouble never stops the passes over what is managed
+            log.warning("reconcile.discovery_failed", error=str(exc))
+        async with self._sessions() as session:
+            managed = await managed_names(session, self._settings)
+        plan = await feed.plan(self._sessions, self._forge, managed, now)
+        for full_name, numbers in plan.repositories():
             owner, name = full_name.split("/")
+            healed.repositories_read += 1
             try:
-                await self.repository(owner, name, healed)
+                await self.repository(owner, name, healed, only=numbers, comments_since=plan.since.get(full_name))
             except Exception as exc:  # one repository's trouble never stops the others
                 log.warning("reconcile.repository_failed", repo=full_name, error=str(exc))
+                await self._again(owner, name)
+        await plan.commit(self._sessions)
+        async with self._sessions() as session:
+            trains = await queries.trains_with_work(session)
+        for train_id in trains:
+            healed.trains_woken.add(train_id)
+            self._wake(train_id)
         if healed:
             log.info(
                 "reconcile.healed",
@@ -81,13 +111,25 @@ class Reconciler:
         self.total.commands_found += healed.commands_found
         return healed
 
-    async def repository(self, owner: str, name: str, healed: Healed) -> None:
+    async def repository(
+        self,
+        owner: str,
+        name: str,
+        healed: Healed,
+        *,
+        only: set[int] | None = None,
+        comments_since: datetime | None = None,
+    ) -> None:
+        """A full pass over the repository, or, with ``only``, over those pull requests (the feed's)."""
         started = self._clock.now()
         async with self._sessions.begin() as session:
             repo = await queries.ensure_repository(session, owner, name)
             cached = await _cached_heads(session, repo.id)
             active = await _active_numbers(session, repo.id)
         ref = events.RepoRef(owner, name, repo.forge_id)
+        if only is not None and repo.reconciled_at is not None:
+            await self._changed(repo, ref, sorted(only), healed, comments_since)
+            return
         open_numbers = set()
         pulls = await self._forge.list_pulls(owner, name, "open")
         for info in pulls:
@@ -109,16 +151,51 @@ class Reconciler:
             await self._intake.pull_seen(ref, info, actor=None)
         await self._comments(repo, ref, healed)
         await self._buttons(ref, [info.number for info in pulls], healed)
-        async with self._sessions.begin() as session:
-            await session.execute(update(Repository).where(Repository.id == repo.id).values(reconciled_at=started))
-            trains = await queries.trains_with_work(session)
-        for train_id in trains:
-            healed.trains_woken.add(train_id)
-            self._wake(train_id)
+        await self._passed(repo.id, started)
 
-    async def _comments(self, repo: Repository, ref: events.RepoRef, healed: Healed) -> None:
-        since = (repo.reconciled_at - COMMENT_MARGIN).isoformat() if repo.reconciled_at else None
-        comments = await self._forge.repo_comments(ref.owner, ref.name, since=since)
+    async def _changed(
+        self, repo: Repository, ref: events.RepoRef, numbers: list[int], healed: Healed, since: datetime | None
+    ) -> None:
+        """The feed's pull requests of this repository: each read and observed, its timeline read (the merge
+        button), and the comments since the feed's last read."""
+        started = self._clock.now()
+        still_open = []
+        for number in numbers:
+            info = await self._forge.get_pull(ref.owner, ref.name, number)
+            healed.pulls_changed += 1
+            await self._intake.pull_seen(ref, info, actor=None)
+            if info.state == "open" and not info.merged:
+                still_open.append(number)
+        await self._comments(repo, ref, healed, since=since)
+        await self._buttons(ref, still_open, healed)
+        await self._passed(repo.id, started)
+
+    async def _passed(self, repository_id: int, started: datetime) -> None:
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(Repository)
+                .where(Repository.id == repository_id)
+                .values(reconciled_at=started, needs_full_pass=False)
+            )
+
+    async def _again(self, owner: str, name: str) -> None:
+        """The pass failed part way: the next one reads the whole repository."""
+        try:
+            async with self._sessions.begin() as session:
+                await session.execute(
+                    update(Repository)
+                    .where(Repository.owner == owner, Repository.name == name)
+                    .values(needs_full_pass=True)
+                )
+        except Exception as exc:
+            log.warning("reconcile.mark_failed", repo=f"{owner}/{name}", error=str(exc))
+
+    async def _comments(
+        self, repo: Repository, ref: events.RepoRef, healed: Healed, *, since: datetime | None = None
+    ) -> None:
+        start = since if since is not None and repo.reconciled_at is not None else repo.reconciled_at
+        since_text = (start - COMMENT_MARGIN).isoformat() if start else None
+        comments = await self._forge.repo_comments(ref.owner, ref.name, since=since_text)
         newest = max((comment.id for comment in comments), default=repo.last_comment_id)
         if repo.last_comment_id == 0 and repo.reconciled_at is None:
             await self._seen(repo.id, newest)  # the first pass records, it does not replay history

@@ -12,13 +12,12 @@ from typing import Any
 from aiohttp import web
 
 from bot import holds
-from bot.config import Settings
 from bot.db.models import HoldRow, HoldSource
 from bot.db.session import make_sessionmaker
 from bot.notify import TRAIN, notify
 from bot.queue.model import EntryState, HoldKind
 from bot.web import views
-from bot.web.keys import CLOCK, ENGINE, SETTINGS
+from bot.web.keys import CLOCK, ENGINE, MANAGED, SETTINGS
 from bot.web.pages import presented_token
 
 routes = web.RouteTableDef()
@@ -43,8 +42,8 @@ def _repository(request: web.Request) -> str:
     return f"{request.match_info['owner']}/{request.match_info['repo']}"
 
 
-def _managed(settings: Settings, full_name: str) -> bool:
-    return full_name.lower() in {repo.lower() for repo in settings.repos}
+async def _managed(request: web.Request, full_name: str) -> bool:
+    return await request.app[MANAGED].contains(full_name)
 
 
 def _limit(request: web.Request, default: int) -> int:
@@ -87,7 +86,7 @@ async def repository_trains(request: web.Request) -> web.Response:
     full_name = _repository(request)
     async with views.reading(request.app[ENGINE]) as session:
         found = await views.trains(session, views.links(settings), request.app[CLOCK].now(), full_name)
-    if not found and not _managed(settings, full_name):
+    if not found and not await _managed(request, full_name):
         return _error(404, f"{full_name} is not managed and has no queue")
     return _reply(request, {"trains": found})
 
@@ -100,7 +99,7 @@ async def repository_entries(request: web.Request) -> web.Response:
     async with views.reading(request.app[ENGINE]) as session:
         found = await views.entries(session, views.links(settings), full_name, states=states, limit=limit)
     if found is None:
-        if not _managed(settings, full_name):
+        if not await _managed(request, full_name):
             return _error(404, f"{full_name} is not managed and has no queue")
         found = []
     return _reply(request, {"entries": found})
@@ -114,7 +113,7 @@ async def repository_attempts(request: web.Request) -> web.Response:
     async with views.reading(request.app[ENGINE]) as session:
         found = await views.attempts(session, views.links(settings), request.app[CLOCK].now(), full_name, limit=limit)
     if found is None:
-        if not _managed(settings, full_name):
+        if not await _managed(request, full_name):
             return _error(404, f"{full_name} is not managed and has no queue")
         found = []
     return _reply(request, {"attempts": found})

@@ -8,8 +8,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.clock import Clock
 from bot.config import Settings
 from bot.db.inbox import DeliveryWriter
+from bot.repos.managed import ManagedCache
 
 SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", AsyncEngine)
 WRITER = web.AppKey("writer", DeliveryWriter)
 CLOCK = web.AppKey("clock", Clock)
+MANAGED = web.AppKey("managed", ManagedCache)

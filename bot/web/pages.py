@@ -25,9 +25,8 @@ from urllib.parse import urlsplit
 import jinja2
 from aiohttp import web
 
-from bot.config import Settings
 from bot.web import timeline, views
-from bot.web.keys import CLOCK, ENGINE, SETTINGS
+from bot.web.keys import CLOCK, ENGINE, MANAGED, SETTINGS
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
@@ -112,10 +111,11 @@ async def _queue(request: web.Request, full_name: str | None) -> web.StreamRespo
     settings = request.app[SETTINGS]
     now = request.app[CLOCK].now()
     links = views.links(settings)
+    await request.app[MANAGED].names()  # the list of repositories the page shows, read afresh
     async with views.reading(request.app[ENGINE]) as session:
         trains = await views.trains(session, links, now, full_name)
         history = await views.history(session, links, now, [train.id for train in trains])
-    if full_name is not None and not trains and not _managed(settings, full_name):
+    if full_name is not None and not trains and not await request.app[MANAGED].contains(full_name):
         message = f"merge-bot does not manage {full_name}, and nothing was ever queued there."
         return render(request, "error.html", {"title": "Not found", "message": message}, status=404)
     current = trains[0].repository if trains and full_name else full_name
@@ -131,18 +131,13 @@ async def _queue(request: web.Request, full_name: str | None) -> web.StreamRespo
     return render(request, "queue.html", context, fragment="_trains.html")
 
 
-def _managed(settings: Settings, full_name: str) -> bool:
-    return full_name.lower() in {repo.lower() for repo in settings.repos}
-
-
 def render(
     request: web.Request, name: str, context: Mapping[str, Any], *, fragment: str | None = None, status: int = 200
 ) -> web.Response:
     """The page (or its live fragment for ``?partial=1``), with an ETag: an unchanged fragment is a 304."""
-    settings = request.app[SETTINGS]
     full = {
         "now": request.app[CLOCK].now(),
-        "repositories": sorted(settings.repos, key=str.lower),
+        "repositories": sorted(request.app[MANAGED].known(), key=str.lower),
         "current": None,
         "fragment_url": request.path + "?partial=1",
         "poll_ms": POLL_MS,

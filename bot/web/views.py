@@ -343,6 +343,7 @@ _REASON_WORDS = {
     Reason.RETRIED: "red alone: tested again on the same candidate",
     Reason.SKIPPED_BUILD: "already on the base tip and green: landed as it is",
     Reason.PAUSED: "the queue was paused and its running candidates stopped",
+    Reason.REPOSITORY_UNMANAGED: "the repository is no longer managed",
     Reason.FROZEN: "the queue is frozen",
 }
 

@@ -17,7 +17,7 @@ from bot.config import Settings
 from bot.db.inbox import DeliveryWriter, NewDelivery, UnstorableDelivery
 from bot.forge import events, signature
 from bot.logs import get_logger
-from bot.web.keys import SETTINGS, WRITER
+from bot.web.keys import MANAGED, SETTINGS, WRITER
 
 log = get_logger(__name__)
 routes = web.RouteTableDef()
@@ -102,7 +102,7 @@ async def receive(request: web.Request) -> web.Response:
     if not events.wanted(event):
         return _answer(200, "ignored", reason=f"event {headers.event_type or '(none)'} is not handled")
     assert event is not None
-    if not _managed(settings, event.repo.full_name):
+    if not await request.app[MANAGED].contains(event.repo.full_name):
         return _answer(200, "ignored", reason=f"repository {event.repo.full_name} is not managed")
     if _RISKY_ESCAPE.search(text) and not storable(payload):
         return _answer(400, "rejected", reason="body holds characters the database cannot store")
@@ -123,7 +123,3 @@ async def receive(request: web.Request) -> web.Response:
         return _answer(202, "accepted", delivery=headers.delivery_id)
     return _answer(200, "duplicate", delivery=headers.delivery_id)
 
-
-def _managed(settings: Settings, full_name: str) -> bool:
-    wanted = full_name.lower()
-    return any(repo.lower() == wanted for repo in settings.repos)

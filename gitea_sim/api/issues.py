@@ -10,6 +10,7 @@ from aiohttp import web
 from ..model import Access, Comment, Issue, Reaction, Repo, User, utcnow
 from ..web import (
     ApiError,
+    doer_of,
     empty,
     forbidden,
     int_field,
@@ -127,6 +128,48 @@ async def list_repo_comments(request: web.Request) -> web.Response:
     found.sort(key=lambda pair: (pair[1].created_at, pair[1].id))
     chunk, headers = paginate(request, found)
     return json_response([sim.ser.comment(repo, issue, c) for issue, c in chunk], headers=headers)
+
+
+async def search_issues(request: web.Request) -> web.Response:
+    """GET /repos/issues/search (routers/api/v1/repo/issue.go, ``SearchIssues``): issues and pulls across the
+    repositories the doer may read — with ``owner``, only those that user or organisation owns (``OwnerID``,
+    ``Collaborate: false``), else also every public one (``AllPublic``). ``state`` open (default), closed or
+    all; ``type`` issues or pulls; ``since``/``before`` filter on the issue's update time (``UpdatedAfterUnix``,
+    inclusive, and ``UpdatedBeforeUnix``), at second resolution as Gitea stores it; sorted by creation, newest
+    first (``SortByCreatedDesc``); ``limit`` defaults to 20 (``setting.UI.IssuePagingNum``), at most 50."""
+    sim = sim_of(request)
+    doer = doer_of(request)
+    q = request.query
+    owner_name = q.get("owner", "")
+    owner = sim.state.user_by_name(owner_name) if owner_name else None
+    if owner_name and owner is None:
+        raise ApiError(400, "Owner not found")
+    state = q.get("state", "")
+    kind = q.get("type", "")
+    since = _query_time(request, "since")
+    before = _query_time(request, "before")
+    found: list[tuple[Repo, Issue]] = []
+    for repo in sim.state.repos.values():
+        if owner is not None and repo.owner_id != owner.id:
+            continue
+        if sim.perms.access(repo, doer) < Access.READ:
+            continue
+        for issue in repo.issues.values():
+            if state != "all" and issue.state != (state if state == "closed" else "open"):
+                continue
+            if kind in ("pulls", "issues") and issue.is_pull != (kind == "pulls"):
+                continue
+            updated = issue.updated_at.replace(microsecond=0)
+            if since is not None and updated < since.replace(microsecond=0):
+                continue
+            if before is not None and updated > before.replace(microsecond=0):
+                continue
+            found.append((repo, issue))
+    found.sort(key=lambda pair: (pair[1].created_at, pair[1].id), reverse=True)
+    if "limit" not in q or q.get("limit") in ("", "0"):
+        request = request.clone(rel_url=request.rel_url.update_query(limit=20))
+    chunk, headers = paginate(request, found)
+    return json_response([sim.ser.issue(repo, issue) for repo, issue in chunk], headers=headers)
 
 
 def _query_time(request: web.Request, key: str) -> datetime | None:
@@ -392,6 +435,11 @@ async def timeline(request: web.Request) -> web.Response:
     entries.sort(key=lambda pair: pair[0])
     chunk, headers = paginate(request, [data for _, data in entries])
     return json_response(chunk, headers=headers)
+
+
+def add_search_route(app: web.Application, p: str) -> None:
+    """Registered before ``/repos/{owner}/{repo}``, which would take ``issues/search`` for a repository."""
+    app.router.add_get(f"{p}/repos/issues/search", search_issues)
 
 
 def add_routes(app: web.Application, p: str) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from ..core import Sim
-from ..model import Access, Repo, User
+from ..model import Access, Repo, User, utcnow
 from ..web import (
     ApiError,
     doer_of,
@@ -88,6 +88,7 @@ async def replace_topics(request: web.Request) -> web.Response:
     repo.topics = [t for t in repo.topics if t in valid]
     for name in valid:
         sim.state.add_topic(repo, name)
+    _touched(repo)
     return empty(204)
 
 
@@ -99,6 +100,7 @@ async def add_topic(request: web.Request) -> web.Response:
     if len(repo.topics) >= MAX_TOPICS:  # counted before looking whether the repository has it already
         raise ApiError(422, body={"message": "Exceeding maximum allowed topics per repo."})
     sim.state.add_topic(repo, name)
+    _touched(repo)
     return empty(204)
 
 
@@ -109,7 +111,15 @@ async def delete_topic(request: web.Request) -> web.Response:
     if name not in repo.topics:
         raise not_found()
     repo.topics.remove(name)
+    _touched(repo)
     return empty(204)
+
+
+def _touched(repo: Repo) -> None:
+    """Topics are synced into the repository row (models/repo/topic.go, ``syncTopicsInRepository``:
+    ``ID(repoID).Cols("topics").Update(...)``), and xorm sets the ``updated`` column ``updated_unix`` on every
+    update that does not ask ``NoAutoTime()``: the repository counts as updated."""
+    repo.updated_at = utcnow()
 
 
 # --- GET /repos/search ---

@@ -7,7 +7,7 @@ import shutil
 
 from aiohttp import web
 
-from ..model import ACCESS_BY_NAME, Access, Repo, User
+from ..model import ACCESS_BY_NAME, Access, Repo, User, utcnow
 from ..scopes import KNOWN as KNOWN_SCOPES
 from ..web import (
     ApiError,
@@ -262,6 +262,10 @@ async def edit_repo(request: web.Request) -> web.Response:
         deps = body["internal_tracker"].get("enable_issue_dependencies")
         if isinstance(deps, bool):
             repo.settings["enable_issue_dependencies"] = deps
+    if any(key != "archived" and value is not None for key, value in body.items()):
+        # UpdateRepository writes the whole row (xorm bumps updated_unix); archiving alone does not:
+        # SetArchiveRepoState updates is_archived with NoAutoTime() (models/repo/update.go).
+        repo.updated_at = utcnow()
     return json_response(sim_of(request).ser.repo(repo, access))
 
 

@@ -154,13 +154,23 @@ async def make_world(
     extra: dict[str, str] | None = None,
     more_repos: tuple[str, ...] = (),
     clock: Clock | None = None,
+    org: str | None = None,
+    topics: tuple[str, ...] = (),
 ) -> AsyncIterator[World]:
+    """``org``: the repositories belong to that organisation, created (and so owned) by the bot's user;
+    ``topics``: the app repository carries them before the bot starts (for ``topic:`` patterns)."""
     owner = await sim.create_user("owner")
     bot = await sim.create_user("merge-bot")
     alice = await sim.create_user("alice")
     maint = await sim.create_user("maint")
     reader = await sim.create_user("reader")
-    repo = await sim.create_repo(owner, "app")
+    if org is not None:
+        await sim.create_org(bot, org)
+    repo = await sim.create_repo(bot if org else owner, "app", org=org)
+    if org is not None:
+        await sim.add_collaborator(repo, owner.login, "admin", as_user=bot)
+    for topic in topics:
+        await sim.api("PUT", f"/repos/{repo}/topics/{topic}", token=owner.token)
     await sim.add_collaborator(repo, bot.login, "admin", as_user=owner)
     await sim.add_collaborator(repo, alice.login, "write", as_user=owner)
     await sim.add_collaborator(repo, maint.login, "write", as_user=owner)
@@ -169,7 +179,9 @@ async def make_world(
     await sim.set_ci(repo, "sh ci.sh", context="ci/test")
     repos = [repo]
     for other in more_repos:
-        full = await sim.create_repo(owner, other)
+        full = await sim.create_repo(bot if org else owner, other, org=org)
+        if org is not None:
+            await sim.add_collaborator(full, owner.login, "admin", as_user=bot)
         for user, level in ((bot, "admin"), (alice, "write"), (maint, "write"), (reader, "read")):
             await sim.add_collaborator(full, user.login, level, as_user=owner)
         await sim.push_commit(full, owner, "main", {"ci.sh": CI_SCRIPT, "app.txt": "app\n"}, message="Initial")
@@ -200,15 +212,17 @@ async def make_world(
     await web.TCPSite(runner, "127.0.0.1", port).start()
     world = World(sim, repo, owner, bot, alice, maint, reader, engine, settings)
     try:
-        hooks = await eventually(lambda: _bot_hooks(world), within=30, what="the bot to create its webhook")
+        hooks = await eventually(lambda: _bot_hooks(world, org), within=30, what="the bot to create its webhook")
         assert len(hooks) == 1
         yield world
     finally:
         await runner.cleanup()
 
 
-async def _bot_hooks(world: World) -> list[dict[str, Any]]:
-    hooks = await world.sim.api("GET", f"/repos/{world.repo}/hooks", token=world.owner.token)
+async def _bot_hooks(world: World, org: str | None = None) -> list[dict[str, Any]]:
+    """The bot's hooks on the app repository, or (``org``) on its organisation."""
+    where = f"/orgs/{org}/hooks" if org else f"/repos/{world.repo}/hooks"
+    hooks = await world.sim.api("GET", where, token=world.bot.token if org else world.owner.token)
     return [hook for hook in hooks if hook["config"]["url"] == world.settings.webhook_url]
 
 

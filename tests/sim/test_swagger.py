@@ -259,6 +259,9 @@ async def walk(g: SimHandle, team: Team) -> None:
     await g.api("PUT", f"{r}/topics", json={"topics": ["no spaces"]}, expect=422)
     await g.api("GET", "/repos/search", params={"q": "queue", "topic": "true"})
     await g.api("GET", "/repos/search", params={"mode": "nope"}, expect=422)
+    feed = {"type": "pulls", "state": "all", "since": "2000-01-01T00:00:00Z"}
+    await g.api("GET", "/repos/issues/search", params=feed)
+    await g.api("GET", "/repos/issues/search", params={"owner": "nobody-here"}, expect=400)
     await g.api("GET", "/users/alice/repos")
     # contents, from the real git repository
     await g.api("GET", f"{r}/contents")

@@ -63,9 +63,8 @@ def retired(settings: Settings, repo: Repository) -> bool:
 
 
 class ManagedCache:
-    """The managed set for the webhook and the pages: the settings, and the discovered part read from the
-    database at most every ``CACHE_SECONDS`` (a delivery for a repository discovered a moment ago may be
-    dropped; the reconciler reads what it missed)."""
+    """The managed set for the pages: the settings, and the discovered part read from the database at most
+    every ``CACHE_SECONDS``; the webhook asks :meth:`contains`, which reads the one repository afresh."""
 
     def __init__(
         self, settings: Settings, engine: AsyncEngine, *, monotonic: Callable[[], float] = time.monotonic
@@ -86,12 +85,14 @@ class ManagedCache:
         return list({**self._names, **explicit_names}.values())
 
     async def contains(self, full_name: str) -> bool:
+        """Whether a delivery for ``full_name`` is taken: for a discovered repository, read afresh (one row), so
+        one dropped or found a moment ago is judged on what is true now, not on the cached set."""
         if explicit(self._settings, full_name):
             return True
         if not discovers(self._settings.patterns):
             return False
-        await self._refresh()
-        return full_name.lower() in self._names
+        async with AsyncSession(self._engine) as session:
+            return await is_managed(session, self._settings, full_name)
 
     async def _refresh(self) -> None:
         if not discovers(self._settings.patterns):

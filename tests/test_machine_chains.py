@@ -5,12 +5,14 @@ Pure: snapshots in, decisions out. The snapshot helpers are the batch tests' (te
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 
 import pytest
 
 from bot.queue.machine import (
     AbandonAttempt,
+    Action,
     BuildCandidate,
     CancelEntry,
     FailAttempt,
@@ -22,7 +24,7 @@ from bot.queue.machine import (
     WaitUntil,
     decide,
 )
-from bot.queue.model import AttemptState, EntryState, Reason, Strategy
+from bot.queue.model import AttemptState, AttemptView, EntryState, Hold, HoldKind, Reason, Strategy
 from bot.queue.policy import QueuePolicy
 from tests.test_machine_batches import (
     BASE,
@@ -193,9 +195,53 @@ def test_failure_at_the_head_requeues_everything_behind_it() -> None:
     running = chain(((1,), RED), ((2,), PENDING), ((3,), GREEN))
     decision = decide(snap(*under_test(1, 2, 3), attempts=running, policy=CHAIN4))
     assert decision.actions[1:] == (
-        AbandonAttempt(102, Reason.CHECKS_FAILED, (2,)),
         AbandonAttempt(103, Reason.CHECKS_FAILED, (3,)),
+        AbandonAttempt(102, Reason.CHECKS_FAILED, (2,)),
     )
+
+
+def one_chain_after_each_step(attempts: tuple[AttemptView, ...], actions: tuple[Action, ...]) -> list[list[int]]:
+    """The attempts still active after each prefix of ``actions`` (each its own transaction in the gate, so a
+    crash may stop after any of them) that do not form one chain: each after the first built on the one before
+    it. Ends what AbandonAttempt, FailAttempt and ReplaceChain name (nothing new is opened here)."""
+    active = list(attempts)
+    broken = []
+    for action in actions:
+        if isinstance(action, AbandonAttempt | FailAttempt):
+            ended = {action.attempt_id}
+        elif isinstance(action, ReplaceChain):
+            ended = set(action.attempt_ids)
+        else:
+            continue
+        active = [view for view in active if view.id not in ended]
+        if any(child.parent_id != parent.id for parent, child in itertools.pairwise(active)):
+            broken.append([view.id for view in active])
+    return broken
+
+
+def test_a_red_head_ends_what_is_behind_it_from_the_chains_end() -> None:
+    """Found by tests/test_machine_stateful.py (batch_max 2, max_parallel 3: a red batch at the head of a chain
+    of three, the process killed between the abandonments of the two behind it). Ended from the front, the
+    second went first and the third was left on an ended candidate, beside the head: two chains, and the next
+    decision rebuilt the third on the red head. Ended from the chain's end, any crash leaves one chain."""
+    for first in ((1,), (1, 2)):
+        running = chain((first, RED), ((3,), PENDING), ((4,), PENDING))
+        policy = replace(CHAIN4_BATCH2, flaky_retries=0)
+        decision = decide(snap(*under_test(*first, 3, 4), attempts=running, policy=policy))
+        assert [a.attempt_id for a in decision.actions if isinstance(a, AbandonAttempt)] == [103, 102]
+        assert one_chain_after_each_step(running, decision.actions) == []
+
+
+def test_a_pause_that_cancels_ends_the_chain_behind_a_merging_head_from_its_end() -> None:
+    running = chain(((1,), GREEN), ((2,), PENDING), ((3,), PENDING))
+    merging = (replace(running[0], state=AttemptState.MERGING), *running[1:])
+    pause = Hold(HoldKind.PAUSE, "CI maintenance", cancel_running=True)
+    decision = decide(snap(*under_test(1, 2, 3), attempts=merging, policy=CHAIN4, holds=(pause,)))
+    assert decision.actions == (
+        AbandonAttempt(103, Reason.PAUSED, (3,)),
+        AbandonAttempt(102, Reason.PAUSED, (2,)),
+    )
+    assert one_chain_after_each_step(merging, decision.actions) == []
 
 
 def test_a_red_batch_at_the_head_is_bisected_and_the_chain_behind_it_requeued() -> None:

@@ -614,6 +614,15 @@ class Train:
                 self.violations.append(f"attempt {attempt.id} landed through {deepest.id}, not green itself")
         if action.optimistic and not policy.optimistic:
             self.violations.append(f"an optimistic landing {dict(action.optimistic)} without the optimistic policy")
+        # As deep as it can: the longest green prefix, or (optimistic) up to the deepest green candidate.
+        behind = chain[len(landing) :] if policy.optimistic else chain[len(landing) : len(landing) + 1]
+        deeper = [
+            a.id
+            for a in behind
+            if a.state is not AttemptState.BUILDING and a.known_red is None and green(self.required, self.visible(a))
+        ]
+        if deeper:
+            self.violations.append(f"MergeAttempt to {deepest.id} while {deeper} behind it are green")
         for attempt in landing:
             if attempt.state is not AttemptState.MERGING:
                 self.write()

@@ -324,6 +324,28 @@ def test_a_new_push_to_a_member_in_the_middle_cancels_it_and_rebuilds_behind() -
     assert decision.actions[1].reason is Reason.HEAD_CHANGED  # type: ignore[union-attr]
 
 
+def test_a_pr_leaving_from_behind_a_retest_still_building_waits_for_its_build() -> None:
+    """Found by tests/test_machine_stateful.py (flaky_retries 1, a chain of two: the head red by a flake, its
+    re-test opened with the attempt behind it re-parented to it, the process killed before the re-test's
+    build; then the PR behind is cancelled). The attempt behind was rebuilt at once, on the base tip since its
+    parent had no candidate yet, yet named as built on that parent: off the chain, and built again once the
+    parent was. What is behind an attempt without a candidate is judged once that one is built."""
+    running = chain(((1,), PENDING), ((2, 3), PENDING))
+    retest = replace(running[0], id=103, state=AttemptState.BUILDING, candidate_sha=None, retries=1)
+    behind = replace(running[1], parent_id=103)  # built on the commit the re-test builds again
+    cancelled = entry(3, EntryState.TESTING, cancel_requested_by="alice")
+    line = (*under_test(1, 2), cancelled)
+    decision = decide(snap(*line, attempts=(retest, behind), policy=CHAIN4_BATCH2))
+    assert decision.actions == (BuildCandidate(103),)
+    # Built: the PR behind leaves, and what it was in is rebuilt on the re-test's candidate.
+    built = replace(retest, state=AttemptState.TESTING, candidate_sha=cand(101))
+    after = decide(snap(*line, attempts=(built, behind), policy=CHAIN4_BATCH2))
+    assert after.actions == (
+        ReplaceChain((102,), cand(101), 103, (Group((2,)),), Reason.CANCELLED_BY_USER),
+        CancelEntry(3, Reason.CANCELLED_BY_USER, {"by": "alice"}),
+    )
+
+
 def test_an_urgent_entry_goes_to_the_front_and_the_chain_is_rebuilt_behind_it() -> None:
     running = chain(((1,), PENDING), ((2,), PENDING))
     urgent = entry(9, priority=100)

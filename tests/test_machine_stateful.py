@@ -872,6 +872,13 @@ class Train:
         state = "success" if self.clean(candidate) else "failure"
         self.statuses.setdefault(candidate, [])[:0] = [StatusView(c, state) for c in COUNTED]
 
+    def built_on(self, attempt: Attempt) -> str | None:
+        """The commit what is built on the attempt sits on: its candidate, or, for a re-test opened whose build
+        was cut short, the very commit it re-tests."""
+        if attempt.candidate is None and attempt.retry_of is not None:
+            return self.by_id(attempt.retry_of).candidate
+        return attempt.candidate
+
     def chain_problems(self) -> list[str]:
         """Where the active attempts are not one chain from the base tip, or deeper than the policy allows."""
         chain = self.chain()
@@ -889,15 +896,12 @@ class Train:
                 self.crashes > 0
                 and parent is not None
                 and parent.state not in ACTIVE_ATTEMPT_STATES
-                and parent.candidate == first.base
+                and self.built_on(parent) == first.base
             )
             if not left_by_crash:
                 problems.append(f"the first attempt {first.id} is built on {first.base[:8]}, never the base")
         for parent, child in itertools.pairwise(chain):
-            built_on = parent.candidate
-            if built_on is None and parent.retry_of is not None:
-                built_on = self.by_id(parent.retry_of).candidate  # a re-test opened, its build cut short
-            if child.parent_id != parent.id or child.base != built_on:
+            if child.parent_id != parent.id or child.base != self.built_on(parent):
                 problems.append(f"attempt {child.id} is not built on the candidate of attempt {parent.id}")
         flags = [self.landed(a) for a in chain]
         if flags != sorted(flags, reverse=True):

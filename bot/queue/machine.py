@@ -16,8 +16,8 @@ they apply:
 3. An entry someone asked to cancel, or whose PR was closed, merged outside the queue, or got a head other
    than the approved one (the bot's own rebase excepted) is cancelled; the attempt carrying it and those
    behind it are rebuilt without it, those ahead are untouched.
-4. An attempt that lost its candidate mid-build is rebuilt; one whose parent was rebuilt (so it no longer
-   sits on the parent's candidate) is rebuilt on it.
+4. An attempt that lost its candidate mid-build is rebuilt (before anything behind it is judged by rule 3);
+   one whose parent was rebuilt (so it no longer sits on the parent's candidate) is rebuilt on it.
 5. When the base moved outside the chain (a human push), the whole chain is rebuilt on the new tip,
    without penalty.
 6. An urgent entry in line aborts the chain (its entries go back in line, behind it).
@@ -417,6 +417,10 @@ def _chain_step(snapshot: TrainSnapshot, chain: tuple[AttemptView, ...]) -> Deci
                 return Decision((StartAttempt(batch.entry_ids, base_sha, parent_id), *finish), Reason.MERGED)
         return Decision(finish, Reason.MERGED)
     for index, attempt in enumerate(chain):
+        if index and chain[index - 1].candidate_sha is None:
+            # What is behind an attempt without a candidate yet (a re-test whose build was cut short) is judged
+            # once that one is built (rule 4): rebuilt now, it could only go on the base tip, off the chain.
+            break
         stale = [
             cancel
             for entry in snapshot.entries

@@ -562,9 +562,8 @@ class Train:
             )
             if batch is not None:
                 self.write()  # recorded tested, red as the batch was, one transaction; nothing pushed
-                known = {
-                    k: batch.detail[k] for k in ("context", "state", "target_url", "description") if k in batch.detail
-                }
+                kept = ("context", "state", "target_url", "description")
+                known: dict[str, Any] = {k: batch.detail[k] for k in kept if k in batch.detail}
                 attempt.candidate, attempt.known_red = candidate, {**known, "sha": batch.candidate}
                 attempt.state, attempt.deadline = AttemptState.TESTING, self.now + CI_TIMEOUT
                 self.seen.append("known red without CI")

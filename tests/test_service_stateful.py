@@ -187,6 +187,7 @@ class World:
     lock: TrainLock | None = None
     waits: bool = True  # the last pass decided to wait (for CI, most likely), or ended on a forge or git error
     edits: itertools.count[int] = field(default_factory=itertools.count)
+    deepest: int = 0  # the most active attempts seen at once (after a rule)
 
     @property
     def sim(self) -> SimHandle:
@@ -440,6 +441,13 @@ class GateServiceMachine(RuleBasedStateMachine):
     def ci_finishes(self) -> None:
         self.run(self.world.sim.wait_idle())
 
+    @rule(action=st.sampled_from(["fail", "error"]))
+    def ci_flakes(self, action: str) -> None:
+        """The next CI run of this repository reports red whatever it tests (the simulator's one-shot CI fault):
+        a spurious red, so a PR red alone is re-tested on the same commit (when flaky_retries allows) and lands
+        if the re-test is green, and a red batch is bisected though every part of it passes."""
+        self.run(self.world.sim.fault(kind="ci", action=action, repo=self.world.repo, count=1))
+
     # -- the bot ------------------------------------------------------------------------------------
 
     @rule(crash_at=st.none() | st.integers(0, 5))
@@ -464,7 +472,9 @@ class GateServiceMachine(RuleBasedStateMachine):
         depth = world.depth()
         serial = world.settings.batch_max == 1 or world.settings.strategy == "pr-branch"
         # Batches of one are never bisected: the chain is at most max_parallel deep (one: the serial queue).
-        assert self.run(world.active_attempts()) <= (depth if serial else max(depth, 2))
+        active = self.run(world.active_attempts())
+        assert active <= (depth if serial else max(depth, 2))
+        world.deepest = max(world.deepest, active)
         carried = Counter(entry for _, entry in self.run(world.members()))
         assert [entry for entry, n in carried.items() if n > 1] == [], "an entry in two active attempts"
         assert self.run(world.commands_acting_twice()) == []
@@ -526,6 +536,9 @@ async def settle(world: World) -> None:
             1 for row in attempts if row.parent_id is not None and row.split_from is None and row.retry_of is None
         )
         SEEN["re-tests"] += sum(1 for row in attempts if row.retry_of is not None)
+        SEEN["re-tests landed"] += sum(1 for row in attempts if row.retry_of is not None and row.state == "done")
+        SEEN["spurious reds"] += sum(1 for e in log if e["kind"] == "ci" and e.get("fault") in ("fail", "error"))
+        SEEN[f"examples with {world.deepest} active attempts at most"] += 1
         SEEN["settled flaky"] += sum(1 for row in attempts if (row.reason_detail or {}).get("outcome") == "flaky")
         async with world.harness.engine.connect() as connection:
             sizes = select(AttemptEntry.attempt_id).where(AttemptEntry.attempt_id.in_([row.id for row in attempts]))

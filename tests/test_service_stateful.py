@@ -187,7 +187,7 @@ class World:
     lock: TrainLock | None = None
     waits: bool = True  # the last pass decided to wait (for CI, most likely), or ended on a forge or git error
     edits: itertools.count[int] = field(default_factory=itertools.count)
-    deepest: int = 0  # the most active attempts seen at once (after a rule)
+    deepest: int = 0  # the most active attempts seen at once (after a pass of the gate, or a rule)
 
     @property
     def sim(self) -> SimHandle:
@@ -224,6 +224,7 @@ class World:
         finally:
             self.crasher.countdown = None
         self.waits = done.decision.waits
+        self.deepest = max(self.deepest, await self.active_attempts())
         return not done.idle
 
     async def restart(self) -> None:
@@ -459,6 +460,14 @@ class GateServiceMachine(RuleBasedStateMachine):
         """The common case, weighted up: CI has answered when the gate looks."""
         self.run(self.world.sim.wait_idle())
         self.run(self.world.step(crash_at))
+
+    @rule()
+    def gate_runs(self) -> None:
+        """As ``Gate.run``: pass after pass (at most six) until the gate decides to wait, while CI runs, so a
+        chain builds up as deep as max_parallel allows."""
+        for _ in range(6):
+            if not self.run(self.world.step(None)) or self.world.waits:
+                break
 
     # -- promises -----------------------------------------------------------------------------------
 

@@ -14,7 +14,8 @@ caps it at one), so red batches (a broken PR, or the two feature PRs together) a
 service; ``MERGE_BOT_MAX_PARALLEL`` (1 to 4: how many candidates are under CI at once, each built on the one
 before; pr-branch tests one at a time; CI then runs on the bot's candidates only, and takes a moment, so that a
 chain can build up); and ``MERGE_BOT_FLAKY_RETRIES`` (0 or 1: a PR red alone is tested again on the same commit,
-on a fresh ref).
+on a fresh ref). A rule arms the simulator's one-shot CI fault: the next run is red whatever it tests (a spurious
+red, which a re-test of the same commit turns green).
 
 Invariants after every rule, from the simulator's log and the database: the bot moves the base only by a
 fast-forward to a SHA whose CI was green before the push, never twice to the same SHA; no PR merged twice;

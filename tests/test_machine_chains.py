@@ -5,12 +5,14 @@ Pure: snapshots in, decisions out. The snapshot helpers are the batch tests' (te
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 
 import pytest
 
 from bot.queue.machine import (
     AbandonAttempt,
+    Action,
     BuildCandidate,
     CancelEntry,
     FailAttempt,
@@ -22,7 +24,7 @@ from bot.queue.machine import (
     WaitUntil,
     decide,
 )
-from bot.queue.model import AttemptState, EntryState, Reason, Strategy
+from bot.queue.model import AttemptState, AttemptView, EntryState, Hold, HoldKind, Reason, Strategy
 from bot.queue.policy import QueuePolicy
 from tests.test_machine_batches import (
     BASE,
@@ -193,9 +195,53 @@ def test_failure_at_the_head_requeues_everything_behind_it() -> None:
     running = chain(((1,), RED), ((2,), PENDING), ((3,), GREEN))
     decision = decide(snap(*under_test(1, 2, 3), attempts=running, policy=CHAIN4))
     assert decision.actions[1:] == (
-        AbandonAttempt(102, Reason.CHECKS_FAILED, (2,)),
         AbandonAttempt(103, Reason.CHECKS_FAILED, (3,)),
+        AbandonAttempt(102, Reason.CHECKS_FAILED, (2,)),
     )
+
+
+def one_chain_after_each_step(attempts: tuple[AttemptView, ...], actions: tuple[Action, ...]) -> list[list[int]]:
+    """The attempts still active after each prefix of ``actions`` (each its own transaction in the gate, so a
+    crash may stop after any of them) that do not form one chain: each after the first built on the one before
+    it. Ends what AbandonAttempt, FailAttempt and ReplaceChain name (nothing new is opened here)."""
+    active = list(attempts)
+    broken = []
+    for action in actions:
+        if isinstance(action, AbandonAttempt | FailAttempt):
+            ended = {action.attempt_id}
+        elif isinstance(action, ReplaceChain):
+            ended = set(action.attempt_ids)
+        else:
+            continue
+        active = [view for view in active if view.id not in ended]
+        if any(child.parent_id != parent.id for parent, child in itertools.pairwise(active)):
+            broken.append([view.id for view in active])
+    return broken
+
+
+def test_a_red_head_ends_what_is_behind_it_from_the_chains_end() -> None:
+    """Found by tests/test_machine_stateful.py (batch_max 2, max_parallel 3: a red batch at the head of a chain
+    of three, the process killed between the abandonments of the two behind it). Ended from the front, the
+    second went first and the third was left on an ended candidate, beside the head: two chains, and the next
+    decision rebuilt the third on the red head. Ended from the chain's end, any crash leaves one chain."""
+    for first in ((1,), (1, 2)):
+        running = chain((first, RED), ((3,), PENDING), ((4,), PENDING))
+        policy = replace(CHAIN4_BATCH2, flaky_retries=0)
+        decision = decide(snap(*under_test(*first, 3, 4), attempts=running, policy=policy))
+        assert [a.attempt_id for a in decision.actions if isinstance(a, AbandonAttempt)] == [103, 102]
+        assert one_chain_after_each_step(running, decision.actions) == []
+
+
+def test_a_pause_that_cancels_ends_the_chain_behind_a_merging_head_from_its_end() -> None:
+    running = chain(((1,), GREEN), ((2,), PENDING), ((3,), PENDING))
+    merging = (replace(running[0], state=AttemptState.MERGING), *running[1:])
+    pause = Hold(HoldKind.PAUSE, "CI maintenance", cancel_running=True)
+    decision = decide(snap(*under_test(1, 2, 3), attempts=merging, policy=CHAIN4, holds=(pause,)))
+    assert decision.actions == (
+        AbandonAttempt(103, Reason.PAUSED, (3,)),
+        AbandonAttempt(102, Reason.PAUSED, (2,)),
+    )
+    assert one_chain_after_each_step(merging, decision.actions) == []
 
 
 def test_a_red_batch_at_the_head_is_bisected_and_the_chain_behind_it_requeued() -> None:
@@ -276,6 +322,28 @@ def test_a_new_push_to_a_member_in_the_middle_cancels_it_and_rebuilds_behind() -
     assert isinstance(replaced, ReplaceChain) and replaced.attempt_ids == (102, 103)
     assert replaced.groups == (Group((3,)),)
     assert decision.actions[1].reason is Reason.HEAD_CHANGED  # type: ignore[union-attr]
+
+
+def test_a_pr_leaving_from_behind_a_retest_still_building_waits_for_its_build() -> None:
+    """Found by tests/test_machine_stateful.py (flaky_retries 1, a chain of two: the head red by a flake, its
+    re-test opened with the attempt behind it re-parented to it, the process killed before the re-test's
+    build; then the PR behind is cancelled). The attempt behind was rebuilt at once, on the base tip since its
+    parent had no candidate yet, yet named as built on that parent: off the chain, and built again once the
+    parent was. What is behind an attempt without a candidate is judged once that one is built."""
+    running = chain(((1,), PENDING), ((2, 3), PENDING))
+    retest = replace(running[0], id=103, state=AttemptState.BUILDING, candidate_sha=None, retries=1)
+    behind = replace(running[1], parent_id=103)  # built on the commit the re-test builds again
+    cancelled = entry(3, EntryState.TESTING, cancel_requested_by="alice")
+    line = (*under_test(1, 2), cancelled)
+    decision = decide(snap(*line, attempts=(retest, behind), policy=CHAIN4_BATCH2))
+    assert decision.actions == (BuildCandidate(103),)
+    # Built: the PR behind leaves, and what it was in is rebuilt on the re-test's candidate.
+    built = replace(retest, state=AttemptState.TESTING, candidate_sha=cand(101))
+    after = decide(snap(*line, attempts=(built, behind), policy=CHAIN4_BATCH2))
+    assert after.actions == (
+        ReplaceChain((102,), cand(101), 103, (Group((2,)),), Reason.CANCELLED_BY_USER),
+        CancelEntry(3, Reason.CANCELLED_BY_USER, {"by": "alice"}),
+    )
 
 
 def test_an_urgent_entry_goes_to_the_front_and_the_chain_is_rebuilt_behind_it() -> None:

@@ -165,10 +165,10 @@ CASES: list[tuple[str, TrainSnapshot, Decision]] = [
         decide(snap(*under_test(1, 2), attempts=chain(((1, 2), RED)), policy=QueuePolicy(batch_max=2))),
     ),
     (
-        "paused with cancel: every running attempt is abandoned, its entries back in line",
+        "paused with cancel: every running attempt is abandoned (from the chain's end), its entries back in line",
         snap(*under_test(1, 2), attempts=chain(((1,), PENDING), ((2,), GREEN)), policy=CHAIN3, holds=(PAUSE_CANCEL,)),
         Decision(
-            (AbandonAttempt(101, Reason.PAUSED, (1,)), AbandonAttempt(102, Reason.PAUSED, (2,))),
+            (AbandonAttempt(102, Reason.PAUSED, (2,)), AbandonAttempt(101, Reason.PAUSED, (1,))),
             Reason.PAUSED,
             detail(PAUSE_CANCEL),
         ),

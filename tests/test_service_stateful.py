@@ -14,7 +14,8 @@ caps it at one), so red batches (a broken PR, or the two feature PRs together) a
 service; ``MERGE_BOT_MAX_PARALLEL`` (1 to 4: how many candidates are under CI at once, each built on the one
 before; pr-branch tests one at a time; CI then runs on the bot's candidates only, and takes a moment, so that a
 chain can build up); and ``MERGE_BOT_FLAKY_RETRIES`` (0 or 1: a PR red alone is tested again on the same commit,
-on a fresh ref).
+on a fresh ref). A rule arms the simulator's one-shot CI fault: the next run is red whatever it tests (a spurious
+red, which a re-test of the same commit turns green).
 
 Invariants after every rule, from the simulator's log and the database: the bot moves the base only by a
 fast-forward to a SHA whose CI was green before the push, never twice to the same SHA; no PR merged twice;
@@ -187,6 +188,7 @@ class World:
     lock: TrainLock | None = None
     waits: bool = True  # the last pass decided to wait (for CI, most likely), or ended on a forge or git error
     edits: itertools.count[int] = field(default_factory=itertools.count)
+    deepest: int = 0  # the most active attempts seen at once (after a pass of the gate, or a rule)
 
     @property
     def sim(self) -> SimHandle:
@@ -223,6 +225,7 @@ class World:
         finally:
             self.crasher.countdown = None
         self.waits = done.decision.waits
+        self.deepest = max(self.deepest, await self.active_attempts())
         return not done.idle
 
     async def restart(self) -> None:
@@ -440,6 +443,13 @@ class GateServiceMachine(RuleBasedStateMachine):
     def ci_finishes(self) -> None:
         self.run(self.world.sim.wait_idle())
 
+    @rule(action=st.sampled_from(["fail", "error"]))
+    def ci_flakes(self, action: str) -> None:
+        """The next CI run of this repository reports red whatever it tests (the simulator's one-shot CI fault):
+        a spurious red, so a PR red alone is re-tested on the same commit (when flaky_retries allows) and lands
+        if the re-test is green, and a red batch is bisected though every part of it passes."""
+        self.run(self.world.sim.fault(kind="ci", action=action, repo=self.world.repo, count=1))
+
     # -- the bot ------------------------------------------------------------------------------------
 
     @rule(crash_at=st.none() | st.integers(0, 5))
@@ -451,6 +461,14 @@ class GateServiceMachine(RuleBasedStateMachine):
         """The common case, weighted up: CI has answered when the gate looks."""
         self.run(self.world.sim.wait_idle())
         self.run(self.world.step(crash_at))
+
+    @rule()
+    def gate_runs(self) -> None:
+        """As ``Gate.run``: pass after pass (at most six) until the gate decides to wait, while CI runs, so a
+        chain builds up as deep as max_parallel allows."""
+        for _ in range(6):
+            if not self.run(self.world.step(None)) or self.world.waits:
+                break
 
     # -- promises -----------------------------------------------------------------------------------
 
@@ -464,7 +482,9 @@ class GateServiceMachine(RuleBasedStateMachine):
         depth = world.depth()
         serial = world.settings.batch_max == 1 or world.settings.strategy == "pr-branch"
         # Batches of one are never bisected: the chain is at most max_parallel deep (one: the serial queue).
-        assert self.run(world.active_attempts()) <= (depth if serial else max(depth, 2))
+        active = self.run(world.active_attempts())
+        assert active <= (depth if serial else max(depth, 2))
+        world.deepest = max(world.deepest, active)
         carried = Counter(entry for _, entry in self.run(world.members()))
         assert [entry for entry, n in carried.items() if n > 1] == [], "an entry in two active attempts"
         assert self.run(world.commands_acting_twice()) == []
@@ -526,6 +546,9 @@ async def settle(world: World) -> None:
             1 for row in attempts if row.parent_id is not None and row.split_from is None and row.retry_of is None
         )
         SEEN["re-tests"] += sum(1 for row in attempts if row.retry_of is not None)
+        SEEN["re-tests landed"] += sum(1 for row in attempts if row.retry_of is not None and row.state == "done")
+        SEEN["spurious reds"] += sum(1 for e in log if e["kind"] == "ci" and e.get("fault") in ("fail", "error"))
+        SEEN[f"examples with {world.deepest} active attempts at most"] += 1
         SEEN["settled flaky"] += sum(1 for row in attempts if (row.reason_detail or {}).get("outcome") == "flaky")
         async with world.harness.engine.connect() as connection:
             sizes = select(AttemptEntry.attempt_id).where(AttemptEntry.attempt_id.in_([row.id for row in attempts]))

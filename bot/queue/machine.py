@@ -16,8 +16,8 @@ they apply:
 3. An entry someone asked to cancel, or whose PR was closed, merged outside the queue, or got a head other
    than the approved one (the bot's own rebase excepted) is cancelled; the attempt carrying it and those
    behind it are rebuilt without it, those ahead are untouched.
-4. An attempt that lost its candidate mid-build is rebuilt; one whose parent was rebuilt (so it no longer
-   sits on the parent's candidate) is rebuilt on it.
+4. An attempt that lost its candidate mid-build is rebuilt (before anything behind it is judged by rule 3);
+   one whose parent was rebuilt (so it no longer sits on the parent's candidate) is rebuilt on it.
 5. When the base moved outside the chain (a human push), the whole chain is rebuilt on the new tip,
    without penalty.
 6. An urgent entry in line aborts the chain (its entries go back in line, behind it).
@@ -31,7 +31,8 @@ they apply:
    tested on its base, the second on top of the first, priorities kept (the second half on top of the first
    is the very tree that failed: the gate marks it known red instead of running CI on it again, unless it is a
    single PR, which is always tested itself). What was behind a red attempt carries its red changes and can
-   tell nothing: it ends, its entries back in line. A deadline passed with checks pending counts as a failure.
+   tell nothing: it ends (from the chain's end), its entries back in line. A deadline passed with checks
+   pending counts as a failure.
 8. While the chain waits for checks: queued entries whose PR changed are cancelled, and a waiting entry whose
    dependencies are all merged joins the queue.
 9. The head of the line starts an attempt of up to ``batch_max`` entries (:func:`~bot.queue.policy.next_batch`),
@@ -264,6 +265,7 @@ def decide(snapshot: TrainSnapshot) -> Decision:
     pause = snapshot.held(HoldKind.PAUSE)
     if pause is not None and pause.cancel_running:
         running = [a for a in snapshot.attempts if a.state is not AttemptState.MERGING]  # a landing one finishes
+        running.reverse()  # from the chain's end: a crash between two of them leaves one chain
         if running:
             ended = tuple(AbandonAttempt(a.id, Reason.PAUSED, a.entry_ids) for a in running)
             return Decision(ended, Reason.PAUSED, _hold_detail(snapshot, HoldKind.PAUSE))
@@ -415,6 +417,10 @@ def _chain_step(snapshot: TrainSnapshot, chain: tuple[AttemptView, ...]) -> Deci
                 return Decision((StartAttempt(batch.entry_ids, base_sha, parent_id), *finish), Reason.MERGED)
         return Decision(finish, Reason.MERGED)
     for index, attempt in enumerate(chain):
+        if index and chain[index - 1].candidate_sha is None:
+            # What is behind an attempt without a candidate yet (a re-test whose build was cut short) is judged
+            # once that one is built (rule 4): rebuilt now, it could only go on the base tip, off the chain.
+            break
         stale = [
             cancel
             for entry in snapshot.entries
@@ -543,7 +549,8 @@ def _checks_step(snapshot: TrainSnapshot, chain: tuple[AttemptView, ...]) -> Dec
 def _fault(snapshot: TrainSnapshot, chain: tuple[AttemptView, ...], reason: Reason, detail: dict[str, Any]) -> Decision:
     """The first attempt of the chain is red (or timed out) on top of everything green before it: a batch of
     one fails, a larger batch is bisected. Every attempt behind it carries its red changes, so none of them
-    can tell anything: they end, and their entries go back in line (oldest first, so they are next)."""
+    can tell anything: they end, from the chain's end, and their entries go back in line (as old as they were,
+    so they are next)."""
     first = chain[0]
     if (
         len(first.entry_ids) == 1
@@ -555,7 +562,9 @@ def _fault(snapshot: TrainSnapshot, chain: tuple[AttemptView, ...], reason: Reas
         # Red alone, maybe by a flaky check: the same candidate is tested once more before its PR is rejected.
         # What is built on it stays, since it is built on the very same commit.
         return Decision((RetryAttempt(first.id, detail),), Reason.RETRIED, {**detail, "retry": first.retries + 1})
-    behind = tuple(AbandonAttempt(a.id, reason, a.entry_ids) for a in chain[1:])
+    # From the chain's end: the gate ends each in its own transaction, and a crash between two of them must leave
+    # one chain (ended from the front, the rest would sit on an ended candidate beside the head).
+    behind = tuple(AbandonAttempt(a.id, reason, a.entry_ids) for a in reversed(chain[1:]))
     if len(first.entry_ids) > 1 and snapshot.policy.bisect:
         one, two = halves(first.entry_ids)
         groups = (Group(one, first.id), Group(two, first.id))

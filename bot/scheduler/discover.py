@@ -22,6 +22,7 @@ from bot.forge.client import GiteaClient
 from bot.forge.errors import ForgeError
 from bot.logs import get_logger
 from bot.repos import discovery
+from bot.repos.managed import explicit
 from bot.repos.patterns import discovers
 from bot.setup import Setup
 
@@ -62,6 +63,7 @@ class Discovery:
         result = Discovered()
         patterns = self._settings.patterns
         if not discovers(patterns):
+            await self._forget(now, result)  # the patterns that found them left the settings
             return result
         async with self._sessions() as session:
             last_full = await queries.cursor(session, FULL_CURSOR)
@@ -103,6 +105,22 @@ class Discovery:
             log.warning("discovery.dropped", repo=full_name, why=why.value, trains=trains)
             for train_id in trains:
                 self._wake(train_id)  # its gate cancels what is queued there (repository_unmanaged)
+
+    async def _forget(self, now: datetime, result: Discovered) -> None:
+        """With no pattern left in the settings, what discovery found is no longer managed (unless a setting
+        names it): each repository is dropped as ``not_matched`` and its gates wind its queue down, so nothing
+        queued there is left active with no gate to work it."""
+        async with self._sessions() as session:
+            names = [name for name, _ in (await discovery.discovered(session)).values()]
+        for full_name in names:
+            if explicit(self._settings, full_name):
+                continue
+            async with self._sessions.begin() as session:
+                trains = await discovery.drop(session, full_name, discovery.Why.NOT_MATCHED, now)
+            result.dropped.append((full_name, discovery.Why.NOT_MATCHED.value))
+            log.warning("discovery.dropped", repo=full_name, why=discovery.Why.NOT_MATCHED.value, trains=trains)
+            for train_id in trains:
+                self._wake(train_id)
 
     async def _set_up(self, now: datetime) -> None:
         """Each discovered repository not set up yet (all of them, the first time in this process): its

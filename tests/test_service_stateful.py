@@ -131,12 +131,18 @@ class CrashingForge(GiteaClient):
         self.crasher = crasher
 
     async def _request(
-        self, method: str, path: str, *, json: Any = None, params: Mapping[str, str | int] | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, str | int] | None = None,
+        raw: bool = False,
     ) -> tuple[int, Any, Mapping[str, str]]:
         if method == "GET":
-            return await super()._request(method, path, json=json, params=params)
+            return await super()._request(method, path, json=json, params=params, raw=raw)
         self.crasher.boundary()
-        answer = await super()._request(method, path, json=json, params=params)
+        answer = await super()._request(method, path, json=json, params=params, raw=raw)
         self.crasher.boundary()
         return answer
 
@@ -570,7 +576,8 @@ async def settle(world: World) -> None:
         # A re-test of a candidate whose CI run was a spurious red (the same commit, on a fresh ref).
         faulted = {e["sha"] for e in log if e["kind"] == "ci" and e.get("fault") in ("fail", "error")}
         by_id = {row.id: row for row in attempts}
-        spurious = [row for row in attempts if row.retry_of is not None and by_id[row.retry_of].candidate_sha in faulted]
+        retests = [row for row in attempts if row.retry_of is not None]
+        spurious = [row for row in retests if by_id[row.retry_of].candidate_sha in faulted]
         seen["spurious reds re-tested"] += len(spurious)
         seen["spurious reds re-tested and landed"] += sum(1 for row in spurious if row.state == "done")
         seen[f"examples with {world.deepest} active attempts at most"] += 1

@@ -14,8 +14,12 @@ caps it at one), so red batches (a broken PR, or the two feature PRs together) a
 service; ``MERGE_BOT_MAX_PARALLEL`` (1 to 4: how many candidates are under CI at once, each built on the one
 before; pr-branch tests one at a time; CI then runs on the bot's candidates only, and takes a moment, so that a
 chain can build up); and ``MERGE_BOT_FLAKY_RETRIES`` (0 or 1: a PR red alone is tested again on the same commit,
-on a fresh ref). A rule arms the simulator's one-shot CI fault: the next run is red whatever it tests (a spurious
-red, which a re-test of the same commit turns green).
+on a fresh ref). The two are drawn as a pair, weighted to chains of single PRs three or four deep; where the
+chain may be three deep, two to four green PRs more are queued at the start (and more may be opened), so that
+it gets that deep past the red and conflicting ones. A rule arms the simulator's one-shot CI fault: the next
+run is red whatever it tests (a spurious red, which a re-test of the same commit turns green); another holds
+the next runs back (``silent``: no status at all) until a third releases them, and they report what the CI
+script says: a held first candidate keeps the chain built on it under test while the gate goes on.
 
 Invariants after every rule, from the simulator's log and the database: the bot moves the base only by a
 fast-forward to a SHA whose CI was green before the push, never twice to the same SHA; no PR merged twice;
@@ -26,6 +30,11 @@ branches are those of active attempts (with batches of one: at most max_parallel
 example, liveness: with the interference over, passes of the gate (and one reaper pass) bring every entry to a
 final state with its PR told, leave no staging branch, and the database agrees with the forge about what
 merged.
+
+The random run must show what it is for (chains three deep, held and spurious reds, re-tests, bisections,
+crashes), and ``test_a_deep_chain_with_a_spurious_red_in_it`` writes one history out so that a chain four deep
+with a spurious red re-tested and landed in it is exercised on every run, whatever the random draws do.
+``MERGE_BOT_STATEFUL_EXAMPLES`` (default 12) runs more random histories.
 """
 
 from __future__ import annotations

@@ -47,6 +47,7 @@ class CIRun:
     state: str = "queued"  # queued | running | success | failure | error | silent
     actions: bool = True  # a Gitea Actions run (listed by the Actions API), or another CI's
     attempt: int = 1  # Gitea's run_attempt: 1, then one more per re-run
+    held: bool = False  # held back by a ``silent`` fault, until released (``CIRunner.release``)
     exit_code: int | None = None
     output: str = ""
     started: float = field(default_factory=time.time)
@@ -101,6 +102,28 @@ class CIRunner:
         self.sim.spawn(self._run(repo, config, run, started), name=f"ci-{run.id}-{run.attempt}")
         await started.wait()
 
+    def release(self, repo: Repo) -> list[CIRun]:
+        """The runs of ``repo`` held back by a ``silent`` fault start now, as if a runner had picked them up
+        late: ``pending``, then the repository's command on their commit and its verdict (a test holds a
+        candidate's CI back and decides when it answers, and the answer is still the real one). A run whose
+        configuration is gone stays held."""
+        released = []
+        for run in sorted(self.runs.values(), key=lambda r: r.id):
+            config = next((c for c in repo.ci if c.context == run.context), None)
+            if not run.held or run.repo != self.sim.state.repo_full_name(repo) or config is None:
+                continue
+            run.held, run.state = False, "queued"
+            self.sim.spawn(self._released(repo, config, run), name=f"ci-{run.id}-released")
+            released.append(run)
+        return released
+
+    async def _released(self, repo: Repo, config: CIConfig, run: CIRun) -> None:
+        await self.sim.add_status(repo, run.sha, "pending", config.context, config.description_pending,
+                                  self.run_url(run), self.sim.ci_user())
+        slot = self._slot(repo, config)
+        async with slot if slot is not None else contextlib.nullcontext():
+            await self._work(repo, config, run, "")
+
     def run_url(self, run: CIRun) -> str:
         return f"{self.sim.base_url}/_sim/ci/runs/{run.id}"
 
@@ -112,7 +135,7 @@ class CIRunner:
             self.sim.log.add("ci", run=run.id, repo=run.repo, sha=run.sha, context=run.context, phase="start",
                              fault=action, attempt=run.attempt)
             if action == "silent":
-                run.state = "silent"
+                run.state, run.held = "silent", True
                 return
             await self.sim.add_status(repo, run.sha, "pending", config.context, config.description_pending,
                                       self.run_url(run), ci)

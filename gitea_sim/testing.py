@@ -182,6 +182,11 @@ class SimHandle:
                                                       "branches": branches or ["*"], "runners": runners,
                                                       "actions": actions})
 
+    async def release_ci(self, repo: str) -> list[dict[str, Any]]:
+        """Let the CI runs held back by a ``silent`` fault run now (each reports its real verdict)."""
+        data: list[dict[str, Any]] = await self.sim_api("POST", f"/_sim/ci/{repo}/release")
+        return data
+
     async def features(self, **features: bool) -> dict[str, bool]:
         """Turn on (or off) what the simulated server offers beyond Gitea 1.25, e.g. ``actions_rerun=True``."""
         data: dict[str, bool] = await self.sim_api("PUT", "/_sim/features", features)

@@ -14,8 +14,12 @@ caps it at one), so red batches (a broken PR, or the two feature PRs together) a
 service; ``MERGE_BOT_MAX_PARALLEL`` (1 to 4: how many candidates are under CI at once, each built on the one
 before; pr-branch tests one at a time; CI then runs on the bot's candidates only, and takes a moment, so that a
 chain can build up); and ``MERGE_BOT_FLAKY_RETRIES`` (0 or 1: a PR red alone is tested again on the same commit,
-on a fresh ref). A rule arms the simulator's one-shot CI fault: the next run is red whatever it tests (a spurious
-red, which a re-test of the same commit turns green).
+on a fresh ref). The two are drawn as a pair, weighted to chains of single PRs three or four deep; where the
+chain may be three deep, two to four green PRs more are queued at the start (and more may be opened), so that
+it gets that deep past the red and conflicting ones. A rule arms the simulator's one-shot CI fault: the next
+run is red whatever it tests (a spurious red, which a re-test of the same commit turns green); another holds
+the next runs back (``silent``: no status at all) until a third releases them, and they report what the CI
+script says: a held first candidate keeps the chain built on it under test while the gate goes on.
 
 Invariants after every rule, from the simulator's log and the database: the bot moves the base only by a
 fast-forward to a SHA whose CI was green before the push, never twice to the same SHA; no PR merged twice;
@@ -26,6 +30,11 @@ branches are those of active attempts (with batches of one: at most max_parallel
 example, liveness: with the interference over, passes of the gate (and one reaper pass) bring every entry to a
 final state with its PR told, leave no staging branch, and the database agrees with the forge about what
 merged.
+
+The random run must show what it is for (chains three deep, held and spurious reds, re-tests, bisections,
+crashes), and ``test_a_deep_chain_with_a_spurious_red_in_it`` writes one history out so that a chain four deep
+with a spurious red re-tested and landed in it is exercised on every run, whatever the random draws do.
+``MERGE_BOT_STATEFUL_EXAMPLES`` (default 12) runs more random histories.
 """
 
 from __future__ import annotations
@@ -92,10 +101,12 @@ pytestmark = pytest.mark.slow
 T = TypeVar("T")
 _repos = itertools.count()
 ACTIVE_STATES = frozenset(s.value for s in ACTIVE_ATTEMPT_STATES)
-# (MERGE_BOT_BATCH_MAX, MERGE_BOT_MAX_PARALLEL): a history in ten is serial, six (with staging) test batches and
-# six chains, three of them chains of batches. Drawn as pairs: with two to five PRs, a chain forms only when the
-# batches are small. A chain of batches first: the first histories and shrinking go there.
-SHAPES = ((2, 2), (1, 3), (1, 1), (3, 1), (1, 2), (2, 1), (4, 1), (1, 4), (2, 3), (3, 4))
+# (MERGE_BOT_BATCH_MAX, MERGE_BOT_MAX_PARALLEL), drawn as pairs: a chain three or four deep forms only when the
+# batches are small, so half the shapes are chains of single PRs three or four deep, two are chains of batches of
+# two three deep; the rest are serial, batches without a chain, and shallower chains. A deep chain first: the
+# first histories and shrinking go there.
+SHAPES = ((1, 4), (2, 2), (1, 3), (1, 1), (1, 4), (3, 1), (2, 3), (1, 3), (1, 2), (4, 1), (1, 4), (2, 3), (3, 4))
+DEEP = 3  # a chain this deep (max_parallel >= DEEP) gets more PRs, most of them green
 FLAKY_RETRIES = (1, 0)
 CHAIN_CI_DELAY = 0.4  # seconds a candidate's CI takes when chains may form: a pass of the gate is quicker
 SEEN: Counter[str] = Counter()  # what the examples did, printed at the end (and checked: they must do things)
@@ -129,12 +140,18 @@ class CrashingForge(GiteaClient):
         self.crasher = crasher
 
     async def _request(
-        self, method: str, path: str, *, json: Any = None, params: Mapping[str, str | int] | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, str | int] | None = None,
+        raw: bool = False,
     ) -> tuple[int, Any, Mapping[str, str]]:
         if method == "GET":
-            return await super()._request(method, path, json=json, params=params)
+            return await super()._request(method, path, json=json, params=params, raw=raw)
         self.crasher.boundary()
-        answer = await super()._request(method, path, json=json, params=params)
+        answer = await super()._request(method, path, json=json, params=params, raw=raw)
         self.crasher.boundary()
         return answer
 
@@ -189,6 +206,7 @@ class World:
     waits: bool = True  # the last pass decided to wait (for CI, most likely), or ended on a forge or git error
     edits: itertools.count[int] = field(default_factory=itertools.count)
     deepest: int = 0  # the most active attempts seen at once (after a pass of the gate, or a rule)
+    seen: Counter[str] = field(default_factory=Counter)  # what the example did, counted once it settled
 
     @property
     def sim(self) -> SimHandle:
@@ -361,24 +379,27 @@ class GateServiceMachine(RuleBasedStateMachine):
         return self.harness.run(work)
 
     @initialize(
-        strategy=st.sampled_from(["staging", "staging", "pr-branch"]),
+        strategy=st.sampled_from(["staging", "staging", "staging", "pr-branch"]),
         shape=st.sampled_from(SHAPES),
         flaky_retries=st.sampled_from(FLAKY_RETRIES),
         kinds=st.lists(st.sampled_from(sorted(FILES)), min_size=2, max_size=4, unique=True),
+        greens=st.integers(2, 4),
     )
-    def setup(self, strategy: str, shape: tuple[int, int], flaky_retries: int, kinds: list[str]) -> None:
-        """A repository with two to four PRs in the queue, so that every history has work to interfere with
-        (and, with batch_max above one, a batch to test; with max_parallel above one, a chain)."""
+    def setup(self, strategy: str, shape: tuple[int, int], flaky_retries: int, kinds: list[str], greens: int) -> None:
+        """A repository with two to four PRs of different kinds in the queue, so that every history has work to
+        interfere with (and, with batch_max above one, a batch to test; with max_parallel above one, a chain);
+        where a chain three or more deep may form, ``greens`` plain PRs more are queued behind them, so that
+        the chain can grow that deep past the red and conflicting ones."""
         batch_max, max_parallel = shape
         self.world = self.run(new_world(self.harness, strategy, batch_max, max_parallel, flaky_retries))
-        for kind in kinds:
+        for kind in kinds + ["plain"] * (greens if self.world.depth() >= DEEP else 0):
             self.open_pr(kind)
             self.queue(len(self.world.prs) - 1)
 
     # -- people and CI ------------------------------------------------------------------------------
 
-    @precondition(lambda self: len(self.world.prs) < 5)
-    @rule(kind=st.sampled_from(sorted(FILES)))
+    @precondition(lambda self: len(self.world.prs) < (9 if self.world.depth() >= DEEP else 5))
+    @rule(kind=st.sampled_from(["plain", "plain", *sorted(FILES)]))
     def open_pr(self, kind: str) -> None:
         world, sim = self.world, self.world.sim
         i = len(world.prs)
@@ -392,7 +413,7 @@ class GateServiceMachine(RuleBasedStateMachine):
         self.run(work())
 
     @precondition(lambda self: bool(self.world.prs))
-    @rule(pick=st.integers(0, 3), redelivered=st.booleans())
+    @rule(pick=st.integers(0, 8), redelivered=st.booleans())
     def queue(self, pick: int, redelivered: bool = False) -> None:
         """A `/merge` comment; ``redelivered``: the same comment again (a redelivery, a reconciler pass)."""
         world = self.world
@@ -405,14 +426,14 @@ class GateServiceMachine(RuleBasedStateMachine):
         self.run(world.enqueuer.queue(Request(owner, name, number, "maint", "comment", claim)))
 
     @precondition(lambda self: bool(self.world.prs))
-    @rule(pick=st.integers(0, 3))
+    @rule(pick=st.integers(0, 8))
     def cancel(self, pick: int) -> None:
         number, _ = self.world.prs[pick % len(self.world.prs)]
         owner, name = self.world.repo.split("/")
         self.run(self.world.enqueuer.cancel(owner, name, number, "maint", None))
 
     @precondition(lambda self: bool(self.world.prs))
-    @rule(pick=st.integers(0, 3))
+    @rule(pick=st.integers(0, 8))
     def push_to_pr(self, pick: int) -> None:
         world = self.world
         number, branch = world.prs[pick % len(world.prs)]
@@ -433,7 +454,7 @@ class GateServiceMachine(RuleBasedStateMachine):
         self.run(self.world.sim.push_commit(self.world.repo, self.harness.owner, "main", files))
 
     @precondition(lambda self: bool(self.world.prs))
-    @rule(pick=st.integers(0, 3))
+    @rule(pick=st.integers(0, 8))
     def close_pr(self, pick: int) -> None:
         number, _ = self.world.prs[pick % len(self.world.prs)]
         path = f"/repos/{self.world.repo}/pulls/{number}"
@@ -449,6 +470,18 @@ class GateServiceMachine(RuleBasedStateMachine):
         a spurious red, so a PR red alone is re-tested on the same commit (when flaky_retries allows) and lands
         if the re-test is green, and a red batch is bisected though every part of it passes."""
         self.run(self.world.sim.fault(kind="ci", action=action, repo=self.world.repo, count=1))
+
+    @rule(count=st.integers(1, 2))
+    def ci_held(self, count: int) -> None:
+        """The next ``count`` CI runs of this repository are held back (the simulator's ``silent`` fault): no
+        status until ``ci_released``. A held first candidate keeps the chain built on it under test, as deep
+        as max_parallel allows, while the gate goes on."""
+        self.run(self.world.sim.fault(kind="ci", action="silent", repo=self.world.repo, count=count))
+
+    @rule()
+    def ci_released(self) -> None:
+        """The held CI runs run now and report what the CI script says of their commits."""
+        self.run(self.world.sim.release_ci(self.world.repo))
 
     # -- the bot ------------------------------------------------------------------------------------
 
@@ -509,6 +542,7 @@ async def settle(world: World) -> None:
             busy = await world.step(None)
             if not world.waits:
                 continue
+            await world.sim.release_ci(world.repo)  # runs held back by ``ci_held``, and any still armed
             await world.sim.wait_idle()
             rows = await world.entries()
             final = all(row.state not in ACTIVE_ENTRY_STATES for row in rows)
@@ -536,29 +570,40 @@ async def settle(world: World) -> None:
         history = {world.repo: tips | set(await world.main_commits())}
         assert database_disagrees(rows, pulls, history) == []
         assert untested_base_moves(log, 0, pusher=world.harness.bot.login) == []
-        SEEN.update(f"entry {row.state}" for row in rows)
+        seen = Counter(f"entry {row.state}" for row in rows)
         attempts = await world.attempts()
-        SEEN[f"examples with batch_max {world.settings.batch_max}"] += 1
-        SEEN[f"examples with max_parallel {world.depth()}, flaky_retries {world.settings.flaky_retries}"] += 1
-        SEEN["bisections"] += sum(1 for row in attempts if row.reason == "bisected")
+        seen[f"examples with batch_max {world.settings.batch_max}"] += 1
+        seen[f"examples with max_parallel {world.depth()}, flaky_retries {world.settings.flaky_retries}"] += 1
+        seen["bisections"] += sum(1 for row in attempts if row.reason == "bisected")
         # Built on another attempt's candidate as the chain grew (not a bisection's part, not a re-test).
-        SEEN["chained attempts"] += sum(
+        seen["chained attempts"] += sum(
             1 for row in attempts if row.parent_id is not None and row.split_from is None and row.retry_of is None
         )
-        SEEN["re-tests"] += sum(1 for row in attempts if row.retry_of is not None)
-        SEEN["re-tests landed"] += sum(1 for row in attempts if row.retry_of is not None and row.state == "done")
-        SEEN["spurious reds"] += sum(1 for e in log if e["kind"] == "ci" and e.get("fault") in ("fail", "error"))
-        SEEN[f"examples with {world.deepest} active attempts at most"] += 1
-        SEEN["settled flaky"] += sum(1 for row in attempts if (row.reason_detail or {}).get("outcome") == "flaky")
+        seen["re-tests"] += sum(1 for row in attempts if row.retry_of is not None)
+        seen["re-tests landed"] += sum(1 for row in attempts if row.retry_of is not None and row.state == "done")
+        seen["spurious reds"] += sum(1 for e in log if e["kind"] == "ci" and e.get("fault") in ("fail", "error"))
+        # A re-test of a candidate whose CI run was a spurious red (the same commit, on a fresh ref).
+        faulted = {e["sha"] for e in log if e["kind"] == "ci" and e.get("fault") in ("fail", "error")}
+        by_id = {row.id: row for row in attempts}
+        retests = [row for row in attempts if row.retry_of is not None]
+        spurious = [row for row in retests if by_id[row.retry_of].candidate_sha in faulted]
+        seen["spurious reds re-tested"] += len(spurious)
+        seen["spurious reds re-tested and landed"] += sum(1 for row in spurious if row.state == "done")
+        seen[f"examples with {world.deepest} active attempts at most"] += 1
+        seen[f"examples with a chain {DEEP} deep or more"] += world.deepest >= DEEP
+        seen["held CI runs"] += sum(1 for e in log if e["kind"] == "ci" and e.get("fault") == "silent")
+        seen["settled flaky"] += sum(1 for row in attempts if (row.reason_detail or {}).get("outcome") == "flaky")
         async with world.harness.engine.connect() as connection:
             sizes = select(AttemptEntry.attempt_id).where(AttemptEntry.attempt_id.in_([row.id for row in attempts]))
             counts = Counter(int(a) for (a,) in await connection.execute(sizes))
-        SEEN["attempts of two or more"] += sum(1 for n in counts.values() if n > 1)
-        SEEN["examples"] += 1
-        SEEN["crashes"] += world.crasher.crashes
-        SEEN["base moves by the bot"] += sum(
+        seen["attempts of two or more"] += sum(1 for n in counts.values() if n > 1)
+        seen["examples"] += 1
+        seen["crashes"] += world.crasher.crashes
+        seen["base moves by the bot"] += sum(
             1 for e in log if e["kind"] == "push" and e["ref"] == "refs/heads/main" and e.get("pusher") == "merge-bot"
         )
+        world.seen = seen
+        SEEN.update(seen)
     finally:
         await world.restart()
 
@@ -651,26 +696,70 @@ def workdir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def test_gate_service_under_hostile_histories(pg_server_url: str, workdir: Path) -> None:
+@pytest.fixture
+def harness(pg_server_url: str, workdir: Path) -> Iterator[Harness]:
     loop = asyncio.new_event_loop()
     harness, sim_context = loop.run_until_complete(start_harness(loop, pg_server_url, workdir))
     try:
         GateServiceMachine.harness = harness
-        run_state_machine_as_test(
-            GateServiceMachine,
-            settings=settings(
-                max_examples=int(os.environ.get("MERGE_BOT_STATEFUL_EXAMPLES", "12")),
-                stateful_step_count=26,  # 30 before chains: a chain's history does more per step
-                deadline=None,
-                database=None,
-                derandomize=True,  # the same histories on every CI run (MERGE_BOT_STATEFUL_EXAMPLES explores more)
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-            ),
-        )
+        yield harness
     finally:
         loop.run_until_complete(stop_harness(harness, sim_context, pg_server_url))
         loop.close()
-    print("gate service state machine:", dict(sorted(SEEN.items())))
-    assert SEEN["entry merged"] and SEEN["crashes"], "the examples must merge PRs and crash along the way"
-    assert SEEN["attempts of two or more"] and SEEN["bisections"], "the examples must test batches and bisect them"
-    assert SEEN["chained attempts"] and SEEN["re-tests"], "the examples must build chains and re-test a red PR"
+
+
+def test_gate_service_under_hostile_histories(harness: Harness) -> None:
+    before = SEEN.copy()
+    run_state_machine_as_test(
+        GateServiceMachine,
+        settings=settings(
+            max_examples=int(os.environ.get("MERGE_BOT_STATEFUL_EXAMPLES", "12")),
+            stateful_step_count=26,  # 30 before chains: a chain's history does more per step
+            deadline=None,
+            database=None,
+            derandomize=True,  # the same histories on every CI run (MERGE_BOT_STATEFUL_EXAMPLES explores more)
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+        ),
+    )
+    seen = SEEN - before
+    print("gate service state machine:", dict(sorted(seen.items())))
+    assert seen["entry merged"] and seen["crashes"], "the examples must merge PRs and crash along the way"
+    assert seen["attempts of two or more"] and seen["bisections"], "the examples must test batches and bisect them"
+    assert seen["chained attempts"] and seen["re-tests"], "the examples must build chains and re-test a red PR"
+    assert seen[f"examples with a chain {DEEP} deep or more"], f"the examples must build a chain {DEEP} deep"
+    assert seen["held CI runs"] and seen["spurious reds"], "the examples must hold CI back and see spurious reds"
+
+
+def test_a_deep_chain_with_a_spurious_red_in_it(harness: Harness) -> None:
+    """The coverage the random histories are meant to have, made certain by one history written out: six
+    green PRs, batches of one, four under test at once. The first candidate's CI is held back and the second
+    one's is a spurious red: the chain fills four deep on the held one; the red one waits behind it; once the
+    held run reports green the first lands, the red one is re-tested on the same commit (what was built on it
+    moved onto the re-test) and lands, and so does the rest. Every rule is followed by the invariants, and the
+    end by the liveness pass, as in the random histories."""
+    machine = GateServiceMachine()
+    steps: list[Callable[[], None]] = [
+        lambda: machine.setup("staging", (1, 4), 1, ["plain", "feature-a"], 4),
+        lambda: machine.ci_held(1),
+        lambda: machine.ci_flakes("fail"),
+        lambda: machine.gate_runs(),
+        machine.ci_finishes,
+        lambda: machine.gate_pass(None),
+        machine.ci_released,
+        lambda: machine.ci_then_gate_pass(None),
+        machine.gate_runs,
+    ]
+    try:
+        for step in steps:
+            step()
+            machine.base_holds_only_tested_commits()
+        world = machine.world
+        assert world.deepest >= 4, "the chain fills max_parallel deep on the held first candidate"
+    finally:
+        machine.teardown()
+    seen = world.seen
+    print("the deep chain's history:", dict(sorted(seen.items())), "deepest", world.deepest)
+    assert seen["held CI runs"] == 1 and seen["spurious reds"] == 1, dict(seen)
+    assert seen["spurious reds re-tested"] == 1, dict(seen)
+    assert seen["spurious reds re-tested and landed"] == 1, dict(seen)
+    assert seen["entry merged"] == 6, dict(seen)

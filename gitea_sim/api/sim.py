@@ -59,6 +59,16 @@ async def delete_ci(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def release_ci(request: web.Request) -> web.Response:
+    """The runs held back by a ``silent`` fault start now and report their real verdict; the runs released."""
+    _admin(request)
+    sim = sim_of(request)
+    repo = sim.state.repo_by_name(request.match_info["owner"], request.match_info["repo"])
+    if repo is None:
+        raise not_found()
+    return json_response([{"id": run.id, "sha": run.sha, "context": run.context} for run in sim.ci.release(repo)])
+
+
 async def ci_run(request: web.Request) -> web.Response:
     run = sim_of(request).ci.runs.get(int_param(request, "id"))
     if run is None:
@@ -146,6 +156,7 @@ def add_routes(app: web.Application) -> None:
     r.add_put("/_sim/ci/{owner}/{repo}", put_ci)
     r.add_get("/_sim/ci/{owner}/{repo}", get_ci)
     r.add_delete("/_sim/ci/{owner}/{repo}", delete_ci)
+    r.add_post("/_sim/ci/{owner}/{repo}/release", release_ci)
     r.add_get("/_sim/ci/runs/{id:\\d+}", ci_run)
     r.add_post("/_sim/faults", add_fault)
     r.add_get("/_sim/faults", list_faults)

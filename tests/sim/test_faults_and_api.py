@@ -72,6 +72,26 @@ async def test_ci_that_never_reports_and_ci_failure(gitea: SimHandle, team: Team
     assert run["exit_code"] == 0
 
 
+async def test_a_held_run_reports_its_real_verdict_once_released(gitea: SimHandle, team: Team) -> None:
+    await gitea.set_ci(team.repo, "test ! -f broken")
+    await gitea.fault(kind="ci", action="silent", repo=team.repo, count=2)
+    red = await gitea.push_commit(team.repo, team.writer, "a", {"broken": "1"}, base="main")
+    green = await gitea.push_commit(team.repo, team.writer, "b", {"b": "1"}, base="main")
+    await gitea.wait_idle()
+
+    async def state(sha: str) -> str:
+        return str((await gitea.api("GET", f"/repos/{team.repo}/commits/{sha}/status"))["state"])
+
+    assert [await state(red), await state(green)] == ["", ""]
+    released = await gitea.release_ci(team.repo)
+    assert [run["sha"] for run in released] == [red, green]
+    await gitea.wait_idle()
+    assert [await state(red), await state(green)] == ["failure", "success"]
+    statuses = await gitea.api("GET", f"/repos/{team.repo}/commits/{green}/statuses")
+    assert [s["status"] for s in statuses] == ["success", "pending"]
+    assert await gitea.release_ci(team.repo) == []  # released once
+
+
 async def test_ci_runs_only_on_matching_branches(gitea: SimHandle, team: Team) -> None:
     await gitea.set_ci(team.repo, "true", branches=["merge-bot/**", "main"])
     other = await gitea.push_commit(team.repo, team.writer, "feature", {"a": "1"}, base="main")

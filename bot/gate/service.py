@@ -762,8 +762,7 @@ class Gate:
         if rerun:
             await self._say_testing(loaded.attempts[new.id], loaded, old.candidate_sha, old.ref or "")
             return
-        await self._delete_staging(old, loaded)
-        await self._build(loaded.attempts[new.id], loaded)
+        await self._build(loaded.attempts[new.id], loaded)  # it deletes the red attempt's ref first
 
     async def _rerun(self, attempt: Attempt, listed: list[Status], floor: int | None, loaded: Loaded) -> bool:
         """Re-test through Gitea Actions where the server can (newer than 1.25): re-run the candidate's failed
@@ -871,6 +870,7 @@ class Gate:
         deps = self.deps
         attempt = running.row
         repo, branch = loaded.repo, loaded.train.branch
+        await self._drop_retried_ref(attempt, loaded)
         mirror = await self._mirror(repo)
         entry_ids = list(running.entry_ids)
         carried = [loaded.entries[entry_id] for entry_id in entry_ids]
@@ -929,6 +929,17 @@ class Gate:
             await self.notices.status(
                 loaded.repo, p, head, "pending", messages.status_description(Reason.STARTED, started)
             )
+
+    async def _drop_retried_ref(self, attempt: Attempt, loaded: Loaded) -> None:
+        """A re-test goes to a fresh ref: the red attempt's ref is deleted before it is built — also when the
+        build resumes after a crash that came between opening the re-test and that deletion, so no ended
+        candidate stays on the forge beside the chain until the reaper comes by."""
+        if attempt.retry_of is None:
+            return
+        async with self.deps.sessions() as session:
+            old = await session.get(Attempt, attempt.retry_of)
+        if old is not None and old.ref and old.ref != attempt.ref:
+            await self._delete_staging(old, loaded)
 
     async def _green_as_is(self, running: Running, loaded: Loaded, sha: str) -> bool:
         """Skip the build: one rebase-method PR at the head of an empty chain whose head already sits on the

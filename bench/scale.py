@@ -38,7 +38,6 @@ import json
 import os
 import resource
 import secrets
-import socket
 import statistics
 import sys
 import tempfile
@@ -52,7 +51,7 @@ if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().p
     sys.path.append(sys.path.pop(0))  # see bench/harness.py: the standard library's queue must win
 
 import aiohttp
-from harness import fresh_database
+from harness import eventually, fresh_database, progress
 from sqlalchemy import select
 
 from bot.clock import SystemClock
@@ -67,15 +66,12 @@ from bot.inbox.intake import Intake, IntakeDeps
 from bot.logs import configure
 from bot.scheduler.reconcile import Reconciler
 from bot.setup import Setup
+from gitea_sim.testing import free_port
 
 ORG = "bench"
 PRS_PER_REPO = 10  # on average: 1000 repositories hold 10,000 open PRs
 ACTIVE_QUEUES = 50
 DEADLINE_S = 60 * 60  # the whole run, at most
-
-
-def progress(message: str) -> None:
-    print(f"[bench/scale] {message}", file=sys.stderr, flush=True)
 
 
 def spread(n: int) -> list[int]:
@@ -95,12 +91,6 @@ def rss_mb() -> tuple[float, float]:
             if line.startswith("VmRSS:"):
                 current = int(line.split()[1]) / 1024
     return current, peak
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -142,14 +132,7 @@ class Sim:
         )
         try:
             async with aiohttp.ClientSession() as self.http:
-                deadline = time.monotonic() + 30
-                while True:
-                    with contextlib.suppress(aiohttp.ClientError):
-                        await self.call("GET", "/api/v1/version")
-                        break
-                    if time.monotonic() > deadline:
-                        raise RuntimeError("the simulator did not start")
-                    await asyncio.sleep(0.1)
+                await eventually(self._answers, within=30, what="the simulator to start")
                 yield self
         finally:
             self.process.terminate()
@@ -158,6 +141,12 @@ class Sim:
             except TimeoutError:
                 self.process.kill()
                 await self.process.wait()
+
+    async def _answers(self) -> bool:
+        with contextlib.suppress(aiohttp.ClientError):
+            await self.call("GET", "/api/v1/version")
+            return True
+        return False
 
     async def call(self, method: str, path: str, *, token: str | None = None, body: Any = None,
                    basic: tuple[str, str] | None = None) -> Any:

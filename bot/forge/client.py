@@ -198,13 +198,20 @@ class GiteaClient:
         return (await self._request("GET", path, params=params or None))[1]
 
     async def _pages(
-        self, path: str, *, until_empty: bool = False, params: Mapping[str, str | int] | None = None
+        self,
+        path: str,
+        *,
+        until_empty: bool = False,
+        params: Mapping[str, str | int] | None = None,
+        key: str | None = None,
     ) -> AsyncIterator[Any]:
         """Every item of a paginated list, a page of PAGE_LIMIT at a time; a short page is the last one,
-        except with ``until_empty`` (Gitea's timeline filters after LIMIT: pages can come back short)."""
+        except with ``until_empty`` (Gitea's timeline filters after LIMIT: pages can come back short). With
+        ``key``, each page is an object holding the list under that key (the Actions API's ``workflow_runs``)."""
         page = 1
         while True:
-            _, items, _ = await self._request("GET", path, params={**(params or {}), "page": page, "limit": PAGE_LIMIT})
+            _, body, _ = await self._request("GET", path, params={**(params or {}), "page": page, "limit": PAGE_LIMIT})
+            items = (body.get(key) if isinstance(body, Mapping) else None) if key is not None else body
             if not items:
                 return
             for item in items:
@@ -462,7 +469,10 @@ class GiteaClient:
         server has no Actions, or CI is not Gitea Actions)."""
         runs: list[ActionRun] = []
         try:
-            async for item in self._pages_of(f"/repos/{_path(owner, repo)}/actions/runs", "workflow_runs", head_sha):
+            listing = self._pages(
+                f"/repos/{_path(owner, repo)}/actions/runs", params={"head_sha": head_sha}, key="workflow_runs"
+            )
+            async for item in listing:
                 if str(item.get("head_sha") or "") == head_sha:  # the filter is the server's; trusted, but checked
                     runs.append(
                         ActionRun(
@@ -475,21 +485,6 @@ class GiteaClient:
         except NotFound:
             return []
         return runs
-
-    async def _pages_of(self, path: str, key: str, head_sha: str) -> AsyncIterator[Mapping[str, Any]]:
-        """A paginated list wrapped in an object (``{"total_count": n, key: [...]}``), as the Actions API answers."""
-        page = 1
-        while True:
-            params: dict[str, str | int] = {"head_sha": head_sha, "page": page, "limit": PAGE_LIMIT}
-            _, body, _ = await self._request("GET", path, params=params)
-            items = body.get(key) if isinstance(body, Mapping) else None
-            if not items:
-                return
-            for item in items:
-                yield item
-            if len(items) < PAGE_LIMIT:
-                return
-            page += 1
 
     async def rerun_failed_jobs(self, owner: str, repo: str, run_id: int) -> None:
         """Re-run a finished run's failed and cancelled jobs (and those that need them) on the same commit:

@@ -61,7 +61,7 @@ async def test_rerun_failed_jobs_runs_the_same_commit_again(gitea: SimHandle, te
     latest = (await gitea.api("GET", f"/repos/{team.repo}/commits/{sha}/statuses"))[0]
     assert latest["status"] == "pending"  # reset within the request
     [again] = await runs_of(gitea, team.repo, sha)
-    assert (again["id"], again["run_attempt"], again["status"]) == (run["id"], 2, again["status"])
+    assert (again["id"], again["run_attempt"]) == (run["id"], 2)
     assert again["status"] in ("queued", "in_progress")
     await gitea.wait_idle()
     [done] = await runs_of(gitea, team.repo, sha)

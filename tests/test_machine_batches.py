@@ -205,17 +205,52 @@ def test_after_one_push_landed_several_attempts_each_finishes_in_chain_order() -
 
 
 def test_a_red_batch_is_bisected_first_half_on_the_base_second_on_top() -> None:
+    """The first half PR by PR, each on the one before (tested at once), the second half on top of them: the
+    tree that failed, known red. The parts are recorded on the bisected attempt."""
     decision = decide(snap(*under_test(1, 2, 3, 4), attempts=chain(((1, 2, 3, 4), RED))))
+    recorded = {**RED_DETAIL, "sha": cand(101), "parts": [[1], [2], [3, 4]]}
     split = ReplaceChain(
         (101,),
         BASE,
         None,
-        (Group((1, 2), 101), Group((3, 4), 101)),
+        (Group((1,), 101), Group((2,), 101), Group((3, 4), 101)),
         Reason.CHECKS_FAILED,
         bisected=101,
-        detail={**RED_DETAIL, "sha": cand(101)},
+        detail=recorded,
     )
-    assert decision == Decision((split,), Reason.BISECTED, {**RED_DETAIL, "sha": cand(101), "halves": [[1, 2], [3, 4]]})
+    assert decision == Decision((split,), Reason.BISECTED, recorded)
+
+
+@pytest.mark.parametrize(
+    ("max_parallel", "groups"),
+    [
+        (1, ((1, 2), (3, 4), (5, 6, 7, 8))),  # two tested at once, as the last step of halving always did
+        (2, ((1, 2), (3, 4), (5, 6, 7, 8))),
+        (4, ((1,), (2,), (3,), (4,), (5, 6, 7, 8))),  # the CI budget takes the whole first half at once
+    ],
+)
+def test_the_first_half_is_cut_into_as_many_parts_as_the_ci_budget_allows(
+    max_parallel: int, groups: tuple[tuple[int, ...], ...]
+) -> None:
+    policy = QueuePolicy(batch_max=8, max_parallel=max_parallel)
+    red = chain(((1, 2, 3, 4, 5, 6, 7, 8), RED))
+    (split,) = decide(snap(*under_test(1, 2, 3, 4, 5, 6, 7, 8), attempts=red, policy=policy)).actions
+    assert isinstance(split, ReplaceChain)
+    assert split.groups == tuple(Group(group, 101) for group in groups)
+
+
+def test_a_culprit_in_the_first_half_is_found_in_one_cycle() -> None:
+    """[1], [2] on it, [3 4] known red on top: 2 red alone on top of 1 (green) fails at once; 1 lands, and
+    3 and 4, built on the culprit, go back in line."""
+    parts = chain(((1,), GREEN), ((2,), RED), ((3, 4), ()), split_from=100)
+    parts = (*parts[:2], replace(parts[2], known_red=KNOWN))
+    assert decide(snap(*under_test(1, 2, 3, 4), attempts=parts)).actions == (MergeAttempt(101, BASE, cand(101)),)
+    landed = replace(parts[1], base_sha=BASE, parent_id=None), parts[2]
+    decision = decide(snap(*under_test(2, 3, 4), attempts=landed))
+    assert decision.actions == (
+        FailAttempt(102, (2,), Reason.CHECKS_FAILED, {**RED_DETAIL, "sha": cand(102)}),
+        AbandonAttempt(103, Reason.CHECKS_FAILED, (3, 4)),
+    )
 
 
 def test_bisection_keeps_the_batch_order_whatever_the_priorities() -> None:
@@ -364,4 +399,4 @@ def test_a_known_red_tree_at_the_head_is_split_without_asking_ci_again() -> None
     (split,) = decision.actions
     assert isinstance(split, ReplaceChain)
     assert split.bisected == 102 and split.groups == (Group((3,), 102), Group((4,), 102))
-    assert split.detail == KNOWN  # the failure CI reported on that tree, with its link
+    assert split.detail == {**KNOWN, "parts": [[3], [4]]}  # the failure CI reported on that tree, with its link

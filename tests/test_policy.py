@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bot.queue.model import EntryState, EntryView, PullView
-from bot.queue.policy import Batch, QueuePolicy, halves, next_batch
+from bot.queue.policy import Batch, QueuePolicy, bisect_parts, next_batch
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -101,13 +103,56 @@ def test_capacity_caps_the_batch() -> None:
         ((5, 3, 9, 1, 7), (5, 3, 9), (1, 7)),  # order kept, whatever the ids
     ],
 )
-def test_halves_keep_the_order(entries: tuple[int, ...], first: tuple[int, ...], second: tuple[int, ...]) -> None:
-    assert halves(entries) == (first, second)
+def test_width_one_splits_in_halves_keeping_the_order(
+    entries: tuple[int, ...], first: tuple[int, ...], second: tuple[int, ...]
+) -> None:
+    assert bisect_parts(entries) == (first, second)
+
+
+@pytest.mark.parametrize(
+    ("entries", "width", "parts"),
+    [
+        ((1, 2, 3, 4), 2, ((1,), (2,), (3, 4))),  # the first half PR by PR, the known-red second half on top
+        ((1, 2, 3, 4), 8, ((1,), (2,), (3, 4))),
+        ((1, 2, 3), 2, ((1, 2), (3,))),  # the single second half is tested too: two at once, as the width says
+        ((1, 2, 3), 4, ((1,), (2,), (3,))),
+        ((1, 2, 3, 4, 5, 6, 7, 8), 2, ((1, 2), (3, 4), (5, 6, 7, 8))),
+        ((1, 2, 3, 4, 5, 6, 7, 8), 4, ((1,), (2,), (3,), (4,), (5, 6, 7, 8))),
+        ((1, 2, 3, 4, 5, 6, 7, 8, 9), 2, ((1, 2, 3), (4, 5), (6, 7, 8, 9))),  # the earlier parts larger
+        ((9, 4, 7, 1), 2, ((9,), (4,), (7, 1))),  # order kept, whatever the ids
+    ],
+)
+def test_a_wider_split_tests_the_first_half_in_parts(
+    entries: tuple[int, ...], width: int, parts: tuple[tuple[int, ...], ...]
+) -> None:
+    assert bisect_parts(entries, width) == parts
+
+
+@given(st.lists(st.integers(), min_size=2, max_size=40, unique=True), st.integers(min_value=1, max_value=16))
+def test_every_split_keeps_every_entry_once_in_order_within_the_width(entries: list[int], width: int) -> None:
+    parts = bisect_parts(entries, width)
+    assert [e for part in parts for e in part] == entries
+    assert all(parts) and len(parts) >= 2
+    assert len(parts[-1]) == len(entries) // 2  # the second half stays whole: on the first, it is the red tree
+    tested = len(parts) - 1 + (1 if len(parts[-1]) == 1 else 0)  # the second half is tested when it is one PR
+    assert tested <= max(width, 2)
+    assert max(map(len, parts[:-1])) - min(map(len, parts[:-1])) <= 1
+
+
+def test_the_split_width_is_the_ci_budget_and_at_least_two() -> None:
+    assert QueuePolicy(max_parallel=1).bisect_width == 2
+    assert QueuePolicy(max_parallel=6).bisect_width == 6
+
+
+@pytest.mark.parametrize("width", [0, -1])
+def test_a_split_needs_a_width(width: int) -> None:
+    with pytest.raises(ValueError, match="at least one part"):
+        bisect_parts((1, 2), width)
 
 
 def test_one_entry_cannot_be_split() -> None:
     with pytest.raises(ValueError, match="two or more"):
-        halves((1,))
+        bisect_parts((1,))
 
 
 @pytest.mark.parametrize("bad", [{"batch_max": 0}, {"batch_wait_seconds": -1}])

@@ -623,7 +623,7 @@ class Gate:
 
     async def _replace(self, action: ReplaceChain, loaded: Loaded) -> None:
         """End a tail of the chain and build its groups in its place, each on the one before; the groups'
-        entries stay under test (a bisection's halves, or a bisection's parts rebuilt after a change)."""
+        entries stay under test (a bisection's parts, new or rebuilt after a change)."""
         deps = self.deps
         now = deps.clock.now()
         kept = {entry_id for group in action.groups for entry_id in group.entry_ids}

@@ -22,12 +22,15 @@ anything we know of.
   With ``s = 1 - f_b`` it lands ``L = Σ_{k=1..d} s^k`` batches per cycle on average, and holds a red batch
   with probability ``1 - s^d``.
 - A red batch holds ``k_b = max(1, b·p/f_b)`` culprits on average (a flaky one is searched like one
-  culprit). Bisecting it finds each in ``⌈log2 b⌉`` more cycles (Mergify's calculator), so it takes
-  ``c_b = ⌈log2 b⌉ · k_b`` cycles (0 for one PR, which simply fails), one CI run each, after which all its
-  entries are settled (merged or failed).
+  culprit). Bisecting it finds each in :func:`search` ``(b).cycles`` more cycles and ``(b).runs`` CI runs:
+  the expectation, over where the culprit sits, of the machine's own split
+  (:func:`~bot.queue.policy.bisect_parts`, its first half tested PR by PR as far as ``bisect_width`` allows;
+  with plain halves the cycles are Mergify's ``⌈log2 b⌉`` for a power of two). So it takes
+  ``c_b = cycles · k_b`` cycles and ``r_b = runs · k_b`` runs (0 for one PR, which simply fails), after which
+  all its entries are settled (merged or failed).
 - A *round* is one cycle plus, when the chain held a red batch, its bisection. Per round, on average:
   batches settled ``E_B = L + (1 - s^d)``, cycles ``E_C = 1 + (1 - s^d)·c_b``, CI runs
-  ``E_R = d + (1 - s^d)·c_b``, and PRs merged ``E_M = b·L + (1 - s^d)·(b - b·p/f_b)`` (``b·p/f_b``: the
+  ``E_R = d + (1 - s^d)·r_b``, and PRs merged ``E_M = b·L + (1 - s^d)·(b - b·p/f_b)`` (``b·p/f_b``: the
   bad entries in a red batch, on average).
 - A backlog of ``n`` forms ``B = ⌈n/b⌉`` batches (a batch never takes more than are waiting: ``b ≤ n``), so
   the chain is at most ``D = min(d, B)`` deep. Drain time ``T = B · E_C / E_B`` cycles, CI runs per merged PR
@@ -56,12 +59,13 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from bot.queue.model import EntryState, Reason
-from bot.queue.policy import QueuePolicy
+from bot.queue.policy import QueuePolicy, bisect_parts
 
 HISTORY_WINDOW = 50  # the newest outcomes (and runs per context) that count
 BAD_PRIOR = (1.0, 9.0)  # Beta(alpha, beta) for p: 10 % with no history, worth 10 entries
@@ -161,11 +165,41 @@ def landed_per_cycle(failure: float, depth: int) -> float:
     return sum(green**k for k in range(1, depth + 1))
 
 
-def search_cycles(batch: int) -> int:
-    """``⌈log2 b⌉``: the extra cycles that find one culprit in a red batch of ``batch`` (0 for a single PR)."""
+@dataclass(frozen=True, slots=True)
+class Search:
+    """What finding one culprit in a red batch costs on average: CI ``cycles`` (each waits for the one
+    before) and CI ``runs`` (several parts are tested at once in a cycle)."""
+
+    cycles: float
+    runs: float
+
+
+@functools.cache
+def search(batch: int, width: int = 2) -> Search:
+    """The cost of finding one culprit, equally likely anywhere, in a red batch of ``batch`` entries split as
+    the machine splits it (:func:`~bot.queue.policy.bisect_parts` with ``width``). Per cycle every part is
+    tested but a known-red one of several PRs (the second half on the first is the tree that failed); a
+    culprit in a part of several PRs is searched in that part the same way, one in the second half once the
+    first half has landed. A single PR costs nothing: it simply fails."""
     if batch < 1:
         raise ValueError(f"a batch holds at least one entry, not {batch}")
-    return (batch - 1).bit_length()
+    if batch == 1:
+        return Search(0.0, 0.0)
+    parts = bisect_parts(range(batch), width)
+    tested = len(parts) - 1 + (1 if len(parts[-1]) == 1 else 0)
+    cycles, runs = 1.0, float(tested)
+    for part in parts:
+        inner = search(len(part), width)
+        share = len(part) / batch
+        cycles += share * inner.cycles
+        runs += share * inner.runs
+    return Search(cycles, runs)
+
+
+def search_cycles(batch: int, width: int = 2) -> float:
+    """The extra cycles that find one culprit in a red batch of ``batch`` (0 for a single PR): ``⌈log2 b⌉``
+    for plain halves (``width`` 1, Mergify's calculator), fewer when the first half is tested PR by PR."""
+    return search(batch, width).cycles
 
 
 def bad_in_red(p: float, batch: int, flake: float = 0.0) -> float:
@@ -174,9 +208,14 @@ def bad_in_red(p: float, batch: int, flake: float = 0.0) -> float:
     return batch * p / failure if failure > 0 else 0.0
 
 
-def bisection_cycles(p: float, batch: int, flake: float = 0.0) -> float:
-    """``c_b = ⌈log2 b⌉ · max(1, b·p/f_b)``: the extra cycles (and CI runs) that settle a red batch."""
-    return search_cycles(batch) * max(1.0, bad_in_red(p, batch, flake))
+def bisection_cycles(p: float, batch: int, flake: float = 0.0, width: int = 2) -> float:
+    """``c_b = search cycles · max(1, b·p/f_b)``: the extra cycles that settle a red batch."""
+    return search(batch, width).cycles * max(1.0, bad_in_red(p, batch, flake))
+
+
+def bisection_runs(p: float, batch: int, flake: float = 0.0, width: int = 2) -> float:
+    """``r_b = search runs · max(1, b·p/f_b)``: the extra CI runs that settle a red batch."""
+    return search(batch, width).runs * max(1.0, bad_in_red(p, batch, flake))
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,8 +229,9 @@ class Forecast:
     runs_per_merge: float
 
 
-def forecast(backlog: int, p: float, batch: int, depth: int, flake: float = 0.0) -> Forecast:
-    """Drain time and CI runs per merged PR for ``backlog`` entries (see the module docstring)."""
+def forecast(backlog: int, p: float, batch: int, depth: int, flake: float = 0.0, width: int = 2) -> Forecast:
+    """Drain time and CI runs per merged PR for ``backlog`` entries (see the module docstring); ``width``: the
+    policy's ``bisect_width``."""
     if batch < 1 or depth < 1:
         raise ValueError(f"batch and depth must be at least 1, not {batch} and {depth}")
     if backlog <= 0:
@@ -201,21 +241,20 @@ def forecast(backlog: int, p: float, batch: int, depth: int, flake: float = 0.0)
     failure = batch_failure(p, b, flake)
     landed = landed_per_cycle(failure, d)
     red = 1.0 - (1.0 - failure) ** d
-    cost = bisection_cycles(p, b, flake)
-    cycles = math.ceil(backlog / b) * (1.0 + red * cost) / (landed + red)
+    cycles = math.ceil(backlog / b) * (1.0 + red * bisection_cycles(p, b, flake, width)) / (landed + red)
     merged = b * landed + red * (b - bad_in_red(p, b, flake))
-    runs = d + red * cost
+    runs = d + red * bisection_runs(p, b, flake, width)
     return Forecast(b, d, cycles, runs / merged if merged > 0 else math.inf)
 
 
-def drain_cycles(backlog: int, p: float, batch: int, depth: int, flake: float = 0.0) -> float:
+def drain_cycles(backlog: int, p: float, batch: int, depth: int, flake: float = 0.0, width: int = 2) -> float:
     """``T = ⌈n/b⌉ · E_C / E_B``: expected CI cycles until ``backlog`` entries are all settled."""
-    return forecast(backlog, p, batch, depth, flake).cycles
+    return forecast(backlog, p, batch, depth, flake, width).cycles
 
 
-def runs_per_merge(backlog: int, p: float, batch: int, depth: int, flake: float = 0.0) -> float:
+def runs_per_merge(backlog: int, p: float, batch: int, depth: int, flake: float = 0.0, width: int = 2) -> float:
     """``E_R / E_M``: expected CI runs per merged PR (``inf`` when nothing would merge)."""
-    return forecast(backlog, p, batch, depth, flake).runs_per_merge
+    return forecast(backlog, p, batch, depth, flake, width).runs_per_merge
 
 
 # -- the choice -----------------------------------------------------------------------------------------------
@@ -248,11 +287,11 @@ def choose(backlog: int, estimate: Estimate, policy: QueuePolicy) -> Choice:
     q = estimate.flake
 
     def rank(option: tuple[int, int]) -> tuple[float, float, int, int]:
-        seen = forecast(n, estimate.p, *option, q)
+        seen = forecast(n, estimate.p, *option, q, policy.bisect_width)
         return round(seen.cycles, 9), round(seen.runs_per_merge, 9), seen.batch, -option[1]
 
     batch, depth = min(options(policy), key=rank)
-    seen = forecast(n, estimate.p, batch, depth, q)
+    seen = forecast(n, estimate.p, batch, depth, q, policy.bisect_width)
     return Choice(
         seen.batch, depth, seen.cycles, seen.runs_per_merge, _reason(backlog, estimate, seen.batch, depth, seen)
     )

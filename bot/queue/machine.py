@@ -6,7 +6,7 @@ and every fact about the forge come in the snapshot. How batches form is the sna
 :class:`~bot.queue.policy.QueuePolicy`.
 
 The train's active attempts form one chain: the first is built on the base tip, each next one on the
-candidate of the one before (a red batch's halves under bisection are such a chain). Rules, in the order
+candidate of the one before (a red batch's parts under bisection are such a chain). Rules, in the order
 they apply:
 
 1. A bisected batch whose entries are all final is settled: flaky when every part landed.
@@ -30,9 +30,11 @@ they apply:
    again), then fails, naming the check; a larger batch is bisected — its first half is
    tested on its base, the second on top of the first, priorities kept (the second half on top of the first
    is the very tree that failed: the gate marks it known red instead of running CI on it again, unless it is a
-   single PR, which is always tested itself). What was behind a red attempt carries its red changes and can
-   tell nothing: it ends (from the chain's end), its entries back in line. A deadline passed with checks
-   pending counts as a failure.
+   single PR, which is always tested itself). The first half is cut into parts, each on the one before, as
+   many as the CI budget allows (``QueuePolicy.bisect_width``, :func:`~bot.queue.policy.bisect_parts`): PR by
+   PR for a batch of up to twice that width, so one cycle finds a culprit in it. What was behind a red
+   attempt carries its red changes and can tell nothing: it ends (from the chain's end), its entries back in
+   line. A deadline passed with checks pending counts as a failure.
 8. While the chain waits for checks: queued entries whose PR changed are cancelled, and a waiting entry whose
    dependencies are all merged joins the queue.
 9. The head of the line starts an attempt of up to ``batch_max`` entries (:func:`~bot.queue.policy.next_batch`),
@@ -81,7 +83,7 @@ from bot.queue.model import (
     Strategy,
     TrainSnapshot,
 )
-from bot.queue.policy import Batch, halves, next_batch
+from bot.queue.policy import Batch, bisect_parts, next_batch
 
 
 @dataclass(frozen=True, slots=True)
@@ -566,10 +568,11 @@ def _fault(snapshot: TrainSnapshot, chain: tuple[AttemptView, ...], reason: Reas
     # one chain (ended from the front, the rest would sit on an ended candidate beside the head).
     behind = tuple(AbandonAttempt(a.id, reason, a.entry_ids) for a in reversed(chain[1:]))
     if len(first.entry_ids) > 1 and snapshot.policy.bisect:
-        one, two = halves(first.entry_ids)
-        groups = (Group(one, first.id), Group(two, first.id))
-        split = ReplaceChain((first.id,), first.base_sha, None, groups, reason, bisected=first.id, detail=detail)
-        return Decision((*behind, split), Reason.BISECTED, {**detail, "halves": [list(one), list(two)]})
+        parts = bisect_parts(first.entry_ids, snapshot.policy.bisect_width)
+        groups = tuple(Group(part, first.id) for part in parts)
+        recorded = {**detail, "parts": [list(part) for part in parts]}  # the bisected attempt keeps its parts
+        split = ReplaceChain((first.id,), first.base_sha, None, groups, reason, bisected=first.id, detail=recorded)
+        return Decision((*behind, split), Reason.BISECTED, recorded)
     return Decision((FailAttempt(first.id, first.entry_ids, reason, detail), *behind), reason, detail)
 
 

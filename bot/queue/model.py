@@ -73,7 +73,7 @@ class Reason(enum.StrEnum):
     PREEMPTED = "preempted"
     PERMISSION_REVOKED = "permission_revoked"
     BATCH_WAIT = "batch_wait"  # a short batch waits a moment for more entries
-    BISECTED = "bisected"  # a red batch is split in two and each half tested
+    BISECTED = "bisected"  # a red batch is split into parts (bisect_parts) and they are tested
     CHAIN_BROKEN = "chain_broken"  # an attempt's parent was rebuilt: what is built on it is rebuilt too
     FLAKY = "flaky"  # a batch failed, yet every part of it passed
     RETRIED = "retried"  # a PR red alone is tested again on the same candidate before it is rejected

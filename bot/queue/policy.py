@@ -8,7 +8,8 @@ it in the snapshot. The functions here are the batch rules, pure like the machin
   neither joins a batch nor takes others into its own. With fewer entries waiting than the batch could take,
   the batch waits up to ``batch_wait_seconds`` after the earliest of them was queued, for more to arrive;
   it never waits when it is full or when the next entry in line could not join it anyway.
-- :func:`halves` — how a red batch is bisected: the first half, then the second, order (so priority) kept.
+- :func:`bisect_parts` — how a red batch is split: its first half tested PR by PR (as many parts as the CI
+  budget allows), then its second half, order (so priority) kept.
 """
 
 from __future__ import annotations
@@ -76,6 +77,13 @@ class QueuePolicy:
         """The window after a failure: halved, never below ``window_floor``."""
         return max(self.window_floor, self.depth(window) // 2)
 
+    @property
+    def bisect_width(self) -> int:
+        """Into how many parts a red batch's first half is cut (:func:`bisect_parts`): the CI budget
+        (``max_parallel``), and at least two, as the last step of a bisection (two single PRs, both tested)
+        has always taken."""
+        return max(2, self.max_parallel)
+
     def alone(self, entry: EntryView) -> bool:
         """Whether this entry is tested in a batch of its own."""
         return entry.single or (self.urgent_priority is not None and entry.priority >= self.urgent_priority)
@@ -116,9 +124,28 @@ def next_batch(
     return Batch(tuple(taken), None if now >= ready else ready)
 
 
-def halves(entry_ids: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """A red batch's two parts, in order: the first half (the larger one when odd), then the rest."""
+def bisect_parts(entry_ids: Sequence[int], width: int = 1) -> tuple[tuple[int, ...], ...]:
+    """A red batch's parts, in order, each to be built on the one before: its first half (the larger one when
+    odd) cut into parts of near equal size (the earlier ones larger), then its second half. At most ``width``
+    of them are tested at once: the first half's parts, and the second half too when it is a single PR.
+
+    With ``width`` 1 these are plain halves. The second half on top of the first is the very tree that
+    failed (known red: no CI run, unless it is a single PR), so what is tested at once is the first half's
+    parts: with ``width`` at least half the batch, each PR of the first half is tested on the ones before it,
+    and one CI cycle finds a culprit there, where halving again would take ⌈log2⌉ cycles, each waiting for the
+    one before. A culprit in the second half is searched the same way once the first half has landed."""
     if len(entry_ids) < 2:
         raise ValueError("only a batch of two or more entries can be split")
+    if width < 1:
+        raise ValueError(f"a batch is split into at least one part before its second half, not {width}")
     middle = (len(entry_ids) + 1) // 2
-    return tuple(entry_ids[:middle]), tuple(entry_ids[middle:])
+    first, second = tuple(entry_ids[:middle]), tuple(entry_ids[middle:])
+    count = max(1, min(width - (1 if len(second) == 1 else 0), len(first)))
+    size, larger = divmod(len(first), count)
+    parts: list[tuple[int, ...]] = []
+    start = 0
+    for index in range(count):
+        end = start + size + (1 if index < larger else 0)
+        parts.append(first[start:end])
+        start = end
+    return (*parts, second)

@@ -47,7 +47,7 @@ from bot.queue.model import (
     Reason,
     Strategy,
 )
-from bot.queue.policy import QueuePolicy, halves
+from bot.queue.policy import QueuePolicy, bisect_parts
 from bot.web import timeline
 
 RECENT = 10  # finished entries shown per train
@@ -135,7 +135,7 @@ class Part:
 
 @dataclass(frozen=True, slots=True)
 class Bisection:
-    """A red batch split in two to find the PR at fault (the failed attempt ``attempt_id``), with what is
+    """A red batch split into parts to find the PR at fault (the failed attempt ``attempt_id``), with what is
     known so far; ``outcome`` (culprit, flaky, inconclusive) once every entry it carried is final."""
 
     attempt_id: int
@@ -927,7 +927,7 @@ async def _bisections(session: AsyncSession, links: Links, attempt_ids: Iterable
         return {}
     members = (
         await session.execute(
-            select(AttemptEntry.attempt_id, Entry.state, PullRequest, Repository)
+            select(AttemptEntry.attempt_id, Entry.id, Entry.state, PullRequest, Repository)
             .join(Entry, Entry.id == AttemptEntry.entry_id)
             .join(PullRequest, PullRequest.id == Entry.pull_request_id)
             .join(Repository, Repository.id == PullRequest.repository_id)
@@ -935,23 +935,23 @@ async def _bisections(session: AsyncSession, links: Links, attempt_ids: Iterable
             .order_by(AttemptEntry.attempt_id, AttemptEntry.position)
         )
     ).all()
-    carried: defaultdict[int, list[tuple[str, PullRef]]] = defaultdict(list)
-    for attempt_id, state, pull, repo in members:
-        carried[attempt_id].append((state, _pull_ref(links, repo.full_name, pull)))
+    carried: defaultdict[int, list[tuple[int, str, PullRef]]] = defaultdict(list)
+    for attempt_id, entry_id, state, pull, repo in members:
+        carried[attempt_id].append((entry_id, state, _pull_ref(links, repo.full_name, pull)))
     result = {}
     for attempt_id, attempt in found.items():
-        entries = carried[attempt_id]
-        split = halves(range(len(entries))) if len(entries) > 1 else (tuple(range(len(entries))),)
-        parts = tuple(
-            Part(number, tuple(entries[i][1] for i in half), _part_state([entries[i][0] for i in half]))
-            for number, half in enumerate(split, start=1)
-        )
         detail = attempt.reason_detail or {}
+        entries = {entry_id: (state, pull) for entry_id, state, pull in carried[attempt_id]}
+        order = [entry_id for entry_id, _, _ in carried[attempt_id]]
+        parts = tuple(
+            Part(number, tuple(entries[e][1] for e in part), _part_state([entries[e][0] for e in part]))
+            for number, part in enumerate(_split_of(detail, order), start=1)
+        )
         timed_out = "pending" in detail or "missing" in detail  # the batch's failure: a deadline, else a check
         failed = Reason.CI_TIMEOUT.value if timed_out else Reason.CHECKS_FAILED.value
         bisection = Bisection(
             attempt_id=attempt_id,
-            pulls=tuple(pull for _, pull in entries),
+            pulls=tuple(pull for _, _, pull in carried[attempt_id]),
             reason=failed,
             context=str(detail.get("context") or ""),
             target_url=str(detail.get("target_url") or ""),
@@ -961,6 +961,15 @@ async def _bisections(session: AsyncSession, links: Links, attempt_ids: Iterable
         )
         result[attempt_id] = dataclasses.replace(bisection, known=known_text(bisection))
     return result
+
+
+def _split_of(detail: Mapping[str, Any], order: Sequence[int]) -> list[tuple[int, ...]]:
+    """The parts a bisected batch (its entries in ``order``) was split into: as the machine recorded them, or,
+    for a batch split before parts were recorded, its two halves."""
+    recorded = detail.get("parts")
+    if isinstance(recorded, list) and sorted(e for part in recorded for e in part) == sorted(order):
+        return [tuple(part) for part in recorded]
+    return list(bisect_parts(order)) if len(order) > 1 else [tuple(order)]
 
 
 def _part_state(states: Sequence[str]) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from rich.console import Console
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from bot import status
@@ -224,6 +225,30 @@ async def test_the_api_shows_the_chain_the_bisection_and_flaky_counts(client: Cl
     kinds = [event["kind"] for event in history["history"]["entries"][0]["events"]]
     assert kinds == ["attempt_started", "bisected", "attempt_started", "rebuilt"]
     await api(client, "/api/v1/repos/{owner}/{repo}/pulls/{number}", "/api/v1/repos/acme/app/pulls/21")
+
+
+async def test_the_parts_a_batch_was_split_into_are_shown_as_recorded(
+    client: Client, engine: AsyncEngine, bisecting: Bisecting
+) -> None:
+    """The machine records the parts on the bisected attempt (its first half PR by PR, then the second half):
+    the views show those, not halves worked out again (the fixture's batch, recorded without parts, shows
+    halves: a row written before parts were recorded)."""
+    ids = bisecting.attempts
+    async with AsyncSession(engine) as session, session.begin():
+        batch = await session.get(Attempt, ids["batch"])
+        assert batch is not None
+        rows = (await session.execute(select(AttemptEntry).where(AttemptEntry.attempt_id == batch.id))).scalars()
+        order = [row.entry_id for row in sorted(rows, key=lambda row: row.position)]
+        batch.reason_detail = {**(batch.reason_detail or {}), "parts": [order[:1], order[1:2], order[2:]]}
+    body = await api(client, "/api/v1/repos/{owner}/{repo}/trains", "/api/v1/repos/acme/app/trains")
+    part = body["trains"][0]["attempts"][0]
+    assert part["id"] == ids["part2"] and part["part"] == 3
+    assert part["note"] == f"bisecting batch #{ids['batch']} (PRs #11, #12, #13, #14): part 3 of 3"
+    assert [(p["number"], [pull["number"] for pull in p["pulls"]], p["state"]) for p in part["bisection"]["parts"]] == [
+        (1, [11], "passed"),
+        (2, [12], "passed"),
+        (3, [13, 14], "testing"),
+    ]
 
 
 async def test_the_queue_page_shows_every_active_attempt_in_chain_order(client: Client, bisecting: Bisecting) -> None:

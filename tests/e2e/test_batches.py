@@ -119,6 +119,40 @@ async def test_a_batch_of_four_with_a_semantic_conflict_lands_three_and_rejects_
         assert known[0].reason_detail["inherits"] == bisected[0].id
 
 
+async def test_a_culprit_in_the_first_half_is_found_by_testing_that_half_pr_by_pr(
+    sim: SimHandle, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """A red batch of four whose second PR is at fault: its parts are [1], [2] on it, and [3 4] on top (the tree
+    that failed: not sent to CI). [1] lands, [2] is red alone on top of it and fails, [3 4], built on the
+    culprit, go back in line and land in the next candidate."""
+    async for world in make_world(sim, engine, tmp_path, extra=BATCHES):
+        await world.sim.push_commit(world.repo, world.owner, "main", {"feature-a.flag": "a\n"}, message="Feature A")
+        files = [{"one.txt": "1\n"}, {"feature-b.flag": "b\n"}, {"three.txt": "3\n"}, {"four.txt": "4\n"}]
+        numbers = [await world.open_pr(f"pr-{n}", change) for n, change in enumerate(files)]
+        culprit = numbers[1]
+        for number in numbers:
+            await world.queue(number)
+        entries = {number: await world.final_entry(number, within=120) for number in numbers}
+        assert {n: e.state for n, e in entries.items()} == {n: "failed" if n == culprit else "merged" for n in numbers}
+        assert entries[culprit].reason == "checks_failed" and entries[culprit].reason_detail["bisected"] is True
+        assert untested_base_moves(await world.sim.log(), 0, pusher=world.bot.login) == []
+        rows = await attempts(world.engine)
+        (batch,) = [(row, ids) for row, ids in rows if row.reason == "bisected"]
+        ids = batch[1]
+        assert batch[0].reason_detail["parts"] == [ids[:1], ids[1:2], ids[2:]]
+        parts = [(row, part) for row, part in rows if row.split_from == batch[0].id]
+        assert [part for _, part in parts] == [ids[:1], ids[1:2], ids[2:]]
+        assert parts[1][0].parent_id == parts[0][0].id and parts[2][0].parent_id == parts[1][0].id  # one chain
+        # [1] is tested on its own ref (or, its head on the base tip and green there, lands as it is), [2] on its
+        # own ref; the second half is the tree that failed: known red, never pushed.
+        first, second, rest = (row for row, _ in parts)
+        assert first.ref is not None or (first.reason_detail or {}).get("skipped_build") is True
+        assert second.ref is not None and rest.ref is None and rest.reason_detail["inherits"] == batch[0].id
+        assert (first.state, second.state, rest.state) == ("done", "failed", "abandoned")
+        last, carried = rows[-1]
+        assert last.split_from is None and carried == ids[2:] and last.state == "done"  # back in line, then landed
+
+
 async def test_a_batch_that_failed_although_every_part_passes_lands_and_is_counted_flaky(
     sim: SimHandle, engine: AsyncEngine, tmp_path: Path
 ) -> None:

@@ -347,7 +347,7 @@ async def _chain(session: AsyncSession, names: dict[int, list[str]], policy: Que
         labels=["repository", "branch"],
     )
     bisections = CounterMetricFamily(
-        "merge_bot_bisections", "Red batches split in two to find the PR at fault", labels=["repository", "branch"]
+        "merge_bot_bisections", "Red batches split into parts to find the PR at fault", labels=["repository", "branch"]
     )
     active = [state.value for state in ACTIVE_ATTEMPT_STATES]
     pushed = Attempt.candidate_sha.is_not(None) & Attempt.reason_detail["inherits"].astext.is_(None)

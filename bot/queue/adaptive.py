@@ -197,8 +197,9 @@ def search(batch: int, width: int = 2) -> Search:
 
 
 def search_cycles(batch: int, width: int = 2) -> float:
-    """The extra cycles that find one culprit in a red batch of ``batch`` (0 for a single PR): ``⌈log2 b⌉``
-    for plain halves (``width`` 1, Mergify's calculator), fewer when the first half is tested PR by PR."""
+    """The extra cycles that find one culprit in a red batch of ``batch`` (0 for a single PR): with plain halves
+    (``width`` 1) ``log2 b`` for a power of two (Mergify's calculator), fewer when the first half is tested PR
+    by PR."""
     return search(batch, width).cycles
 
 

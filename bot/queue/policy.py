@@ -132,8 +132,9 @@ def bisect_parts(entry_ids: Sequence[int], width: int = 1) -> tuple[tuple[int, .
     With ``width`` 1 these are plain halves. The second half on top of the first is the very tree that
     failed (known red: no CI run, unless it is a single PR), so what is tested at once is the first half's
     parts: with ``width`` at least half the batch, each PR of the first half is tested on the ones before it,
-    and one CI cycle finds a culprit there, where halving again would take ⌈log2⌉ cycles, each waiting for the
-    one before. A culprit in the second half is searched the same way once the first half has landed."""
+    and one CI cycle finds a culprit there, where halving the first half again and again would take one cycle
+    per halving, each waiting for the one before. A culprit in the second half is searched the same way once
+    the first half has landed."""
     if len(entry_ids) < 2:
         raise ValueError("only a batch of two or more entries can be split")
     if width < 1:

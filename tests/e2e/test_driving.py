@@ -149,8 +149,11 @@ async def test_removing_the_label_dequeues(world: World) -> None:
 
 
 async def test_commands_cancel_retry_status(world: World) -> None:
-    await world.sim.set_ci(world.repo, "sh ci.sh", context="ci/test", delay_s=2.0)
+    # The candidate's CI run is held back (no status until released), so the commands come while it is under
+    # test however slow the machine; CI runs on the candidates only, so the held run is the candidate's.
+    await world.sim.set_ci(world.repo, "sh ci.sh", context="ci/test", delay_s=0.5, branches=["merge-bot/**"])
     number = await world.open_pr("feature-a", {"feature-a.flag": "a\n"})
+    await world.sim.fault(kind="ci", action="silent", repo=world.repo, count=1)
     await world.queue(number)
     await world.in_state(number, "testing")
     await world.queue(number, "/merge status")
@@ -158,6 +161,7 @@ async def test_commands_cancel_retry_status(world: World) -> None:
     await world.queue(number, "/merge cancel")
     entry = await world.final_entry(number)
     assert (entry.state, entry.reason) == ("cancelled", "cancelled_by_user")
+    await world.sim.release_ci(world.repo)  # the cancelled candidate's run reports; nothing is built on it
     await world.queue(number, "/merge retry")
     await next_entry(world, number, entry.id)
     assert (await world.final_entry(number)).state == "merged"

@@ -64,9 +64,12 @@ async def test_strategy_and_method_land_the_tested_commit(
 
 
 async def test_force_push_during_the_test_cancels_the_entry(world: World) -> None:
-    await world.sim.set_ci(world.repo, "sh ci.sh", context="ci/test", delay_s=1.5)
+    # The candidate's CI run is held back (no status until released), so the push comes while it is under test
+    # however slow the machine; CI runs on the candidates only, so the held run is the candidate's.
+    await world.sim.set_ci(world.repo, "sh ci.sh", context="ci/test", delay_s=0.5, branches=["merge-bot/**"])
     number = await world.open_pr("feature-a", {"feature-a.flag": "a\n"})
     before = await world.main_sha()
+    await world.sim.fault(kind="ci", action="silent", repo=world.repo, count=1)
     await world.queue(number)
     await world.in_state(number, "testing")
     await world.sim.push_commit(world.repo, world.alice, "feature-a", {"late.txt": "late\n"}, message="Late")

@@ -909,7 +909,8 @@ class Train:
         policy = self.policy()
         # A bisection's parts aside: up to bisect_width of them (two, when max_parallel is 1) with the second half
         # on top, known red, so not asked of CI — unless the parts were rebuilt on a base moved since.
-        deepest = policy.bisect_width + 1 if policy.batch_max > 1 else policy.max_parallel
+        bisecting = any(a.split_from is not None for a in self.under_test())
+        deepest = policy.bisect_width + 1 if bisecting else policy.max_parallel
         if len(self.under_test()) > deepest:
             problems.append(f"{len(self.under_test())} attempts under test, max_parallel {policy.max_parallel}")
         return problems

@@ -4,6 +4,7 @@ commit. The bot, the simulator with real git and CI, and PostgreSQL, as in the o
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -12,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from bot.db.models import Attempt, AttemptEntry
 from gitea_sim.testing import SimHandle
 from tests.crash.invariants import untested_base_moves
-from tests.e2e.conftest import eventually, make_world
+from tests.e2e.conftest import World, eventually, make_world
 
 pytestmark = pytest.mark.slow
 
@@ -49,6 +50,18 @@ async def attempts(engine: AsyncEngine) -> list[tuple[Attempt, list[int]]]:
     return [(row, [m.entry_id for m in members if m.attempt_id == row.id]) for row in rows]  # type: ignore[misc]
 
 
+async def batch_with_culprit(world: World, at: int) -> tuple[list[int], dict[int, Any]]:
+    """Four PRs queued at once (one batch); the one at ``at`` adds ``feature-b.flag``, red on top of the
+    ``feature-a.flag`` pushed to main first (a semantic conflict). Their numbers and final entries."""
+    await world.sim.push_commit(world.repo, world.owner, "main", {"feature-a.flag": "a\n"}, message="Feature A")
+    files = [{f"file-{n}.txt": f"{n}\n"} for n in range(4)]
+    files[at] = {"feature-b.flag": "b\n"}
+    numbers = [await world.open_pr(f"pr-{n}", change) for n, change in enumerate(files)]
+    for number in numbers:
+        await world.queue(number)
+    return numbers, {number: await world.final_entry(number, within=120) for number in numbers}
+
+
 @pytest.mark.parametrize("method", ["rebase", "merge", "squash"])
 async def test_a_batch_of_three_lands_in_one_candidate_each_pr_at_its_own_commit(
     sim: SimHandle, engine: AsyncEngine, tmp_path: Path, method: str
@@ -80,13 +93,8 @@ async def test_a_batch_of_four_with_a_semantic_conflict_lands_three_and_rejects_
     sim: SimHandle, engine: AsyncEngine, tmp_path: Path
 ) -> None:
     async for world in make_world(sim, engine, tmp_path, extra=BATCHES):
-        await world.sim.push_commit(world.repo, world.owner, "main", {"feature-a.flag": "a\n"}, message="Feature A")
-        files = [{"one.txt": "1\n"}, {"two.txt": "2\n"}, {"feature-b.flag": "b\n"}, {"four.txt": "4\n"}]
-        numbers = [await world.open_pr(f"pr-{n}", change) for n, change in enumerate(files)]
+        numbers, entries = await batch_with_culprit(world, 2)
         culprit = numbers[2]
-        for number in numbers:
-            await world.queue(number)
-        entries = {number: await world.final_entry(number, within=120) for number in numbers}
         assert {n: e.state for n, e in entries.items()} == {
             numbers[0]: "merged",
             numbers[1]: "merged",
@@ -126,13 +134,8 @@ async def test_a_culprit_in_the_first_half_is_found_by_testing_that_half_pr_by_p
     that failed: not sent to CI). [1] lands, [2] is red alone on top of it and fails, [3 4], built on the
     culprit, go back in line and land in the next candidate."""
     async for world in make_world(sim, engine, tmp_path, extra=BATCHES):
-        await world.sim.push_commit(world.repo, world.owner, "main", {"feature-a.flag": "a\n"}, message="Feature A")
-        files = [{"one.txt": "1\n"}, {"feature-b.flag": "b\n"}, {"three.txt": "3\n"}, {"four.txt": "4\n"}]
-        numbers = [await world.open_pr(f"pr-{n}", change) for n, change in enumerate(files)]
+        numbers, entries = await batch_with_culprit(world, 1)
         culprit = numbers[1]
-        for number in numbers:
-            await world.queue(number)
-        entries = {number: await world.final_entry(number, within=120) for number in numbers}
         assert {n: e.state for n, e in entries.items()} == {n: "failed" if n == culprit else "merged" for n in numbers}
         assert entries[culprit].reason == "checks_failed" and entries[culprit].reason_detail["bisected"] is True
         assert untested_base_moves(await world.sim.log(), 0, pusher=world.bot.login) == []
